@@ -1,0 +1,173 @@
+"""The Profile: everything featherbeat knows about one track, held as compact numpy arrays.
+
+A Profile is what :func:`featherbeat.analyze` returns and what every serializer in
+``featherbeat.analysis.formats`` reads. It never holds the signal itself: only per-frame
+curves (tens of floats per second) and event lists, so its size grows by a few hundred kB per
+hour of audio.
+
+Times are seconds from the start of the track. Loudness values are dBFS (0 = full scale).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ANALYSIS_SAMPLE_RATE = 22050
+"""The rate every track is resampled to before analysis (as Spotify's analyzer does)."""
+
+
+def _empty(shape: tuple[int, ...] = (0,)) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float32)
+
+
+@dataclass
+class Source:
+    """What was decoded: the input as the decoder saw it."""
+
+    name: str = ""
+    duration: float = 0.0  # seconds of audio actually decoded
+    sample_rate: int = 0  # of the input
+    channels: int = 0  # of the input
+    num_samples: int = 0  # at ANALYSIS_SAMPLE_RATE
+    decoder: str = ""  # e.g. "libsndfile MP3 2ch 44100->22050"
+
+
+@dataclass
+class Curves:
+    """Per-frame curves. Frame i of a curve is centred at i / rate seconds.
+
+    The onset curve has its own, finer rate because beat times are read from it; the others
+    are at ``frame_rate`` (coarser, so an hour of chroma and timbre stays a few MB).
+    """
+
+    onset_rate: float = 0.0
+    onset: np.ndarray = field(default_factory=_empty)  # onset strength, >= 0
+    frame_rate: float = 0.0
+    loudness: np.ndarray = field(default_factory=_empty)  # dBFS per frame (floor -60)
+    energy: np.ndarray = field(default_factory=_empty)  # RMS, linear 0..1
+    centroid: np.ndarray = field(default_factory=_empty)  # spectral centroid in Hz
+    chroma: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), C..B
+    timbre: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), Spotify scale
+
+
+@dataclass
+class Peaks:
+    """Waveform peaks for drawing: min and max of the signal per bucket of 1 / rate seconds."""
+
+    rate: float = 0.0  # buckets per second
+    min: np.ndarray = field(default_factory=_empty)  # (m,), -1..1
+    max: np.ndarray = field(default_factory=_empty)  # (m,), -1..1
+
+
+@dataclass
+class Rhythm:
+    tempo: float = 0.0  # BPM, 0 when there is no pulse
+    tempo_confidence: float = 0.0  # 0..1
+    time_signature: int = 4  # beats per bar, 3..7
+    time_signature_confidence: float = 0.0
+    beats: np.ndarray = field(default_factory=_empty)  # beat times
+    beat_confidence: np.ndarray = field(default_factory=_empty)  # (len(beats),), 0..1
+    beat_position: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int16)
+    )  # 1-based position in bar, 1 = downbeat
+    tatums: np.ndarray = field(default_factory=_empty)
+    tatum_confidence: np.ndarray = field(default_factory=_empty)
+    tempo_curve_times: np.ndarray = field(default_factory=_empty)  # local tempo, sampled
+    tempo_curve_bpm: np.ndarray = field(default_factory=_empty)
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        return self.beats[self.beat_position == 1]
+
+
+@dataclass
+class Segments:
+    """Spotify-style segments: short sound events starting at onsets (structure of arrays)."""
+
+    start: np.ndarray = field(default_factory=_empty)
+    duration: np.ndarray = field(default_factory=_empty)
+    confidence: np.ndarray = field(default_factory=_empty)
+    loudness_start: np.ndarray = field(default_factory=_empty)
+    loudness_max: np.ndarray = field(default_factory=_empty)
+    loudness_max_time: np.ndarray = field(default_factory=_empty)  # offset from start
+    loudness_end: np.ndarray = field(default_factory=_empty)
+    pitches: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # max-normalised to 1
+    timbre: np.ndarray = field(default_factory=lambda: _empty((0, 12)))
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+
+@dataclass
+class Section:
+    start: float
+    duration: float
+    confidence: float
+    loudness: float
+    tempo: float
+    tempo_confidence: float
+    key: int  # -1 when unknown, else 0 = C .. 11 = B
+    key_confidence: float
+    mode: int  # 1 major, 0 minor, -1 unknown
+    mode_confidence: float
+    time_signature: int
+    time_signature_confidence: float
+    label: str = ""  # e.g. "A", "B", "A'" : sections that sound alike share a letter
+
+
+@dataclass
+class Tonality:
+    key: int = -1  # -1 when unknown (silence), else pitch class 0 = C
+    key_confidence: float = 0.0
+    mode: int = -1  # 1 major, 0 minor, -1 unknown
+    mode_confidence: float = 0.0
+
+
+@dataclass
+class Profile:
+    """The whole analysis of one track. See docs/formats.md for the field-by-field meaning."""
+
+    source: Source = field(default_factory=Source)
+    curves: Curves = field(default_factory=Curves)
+    peaks: Peaks = field(default_factory=Peaks)
+    rhythm: Rhythm = field(default_factory=Rhythm)
+    segments: Segments = field(default_factory=Segments)
+    sections: list[Section] = field(default_factory=list)
+    tonality: Tonality = field(default_factory=Tonality)
+    loudness: float = -60.0  # integrated track loudness, dBFS
+    end_of_fade_in: float = 0.0
+    start_of_fade_out: float = 0.0
+    analysis_time: float = 0.0  # wall seconds spent analysing
+    timestamp: int = 0  # unix time of the analysis
+    missing: dict[str, str] = field(default_factory=dict)  # stage -> why it is missing
+    reduced: bool = False  # True when only rhythm and loudness were computed
+
+    # Convenience views most callers want.
+    @property
+    def duration(self) -> float:
+        return self.source.duration
+
+    @property
+    def tempo(self) -> float:
+        return self.rhythm.tempo
+
+    @property
+    def beats(self) -> np.ndarray:
+        return self.rhythm.beats
+
+    @property
+    def downbeats(self) -> np.ndarray:
+        return self.rhythm.downbeats
+
+    @property
+    def status_code(self) -> int:
+        """0 when every stage ran, 1 when some stage is missing (see ``missing``)."""
+        return 1 if self.missing else 0
+
+    @property
+    def detailed_status(self) -> str:
+        if not self.missing:
+            return "OK"
+        return "; ".join(f"{stage}: {why}" for stage, why in sorted(self.missing.items()))

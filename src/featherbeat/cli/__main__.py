@@ -1,0 +1,5 @@
+import sys
+
+from featherbeat.cli import main
+
+sys.exit(main())
