@@ -1,0 +1,375 @@
+"""``featherbeat analyze --via URL FILES...``: batch analysis through a running service.
+
+Each file is uploaded as a raw body (``POST /api/v1/analyses?filename=...``, streamed from disk,
+never read whole), its job is followed by polling ``GET /api/v1/analyses/{id}`` and the result
+is fetched with ``?format=`` and written like the local ``analyze`` writes it: stdout, ``-o FILE``
+(one input) or ``-o FOLDER`` (``<stem>.json|.beats|.jams``). Stdlib only (urllib), so the client
+side needs nothing the core does not.
+
+Polling rather than SSE: a batch follows many jobs at once from one thread, and a poll survives a
+web process being restarted in the middle (an SSE stream would have to be re-opened per job).
+
+At most ``WINDOW`` jobs are in flight so a huge batch never fills the service's bounded queue on
+its own; a ``503`` is honoured with its ``Retry-After``. Exit code: 0 when every file succeeded,
+1 when any failed (one line per failure on stderr), 2 when the service cannot be reached at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+EXTENSIONS = {"spotify": ".json", "beats": ".beats", "jams": ".jams"}
+WINDOW = 16  # jobs in flight at once
+POLL_SECONDS = 0.3
+UNREACHABLE_SECONDS = 60.0  # how long a service may be down (restart, deploy) before we give up
+HTTP_TIMEOUT = 30.0
+USER_AGENT = "featherbeat-via"
+
+
+class ServiceError(Exception):
+    """An HTTP error answer of the service, with its JSON error code and message."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class UnreachableError(Exception):
+    """The service did not answer (connection refused, reset, timeout)."""
+
+
+@dataclass
+class Item:
+    """One input file on its way through the service."""
+
+    index: int
+    path: Path
+    job: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    result: IO[bytes] | None = None  # spooled result waiting for its turn on stdout
+    written: bool = False
+
+    @property
+    def progress(self) -> float:
+        if self.error is not None or self.written or self.result is not None:
+            return 1.0
+        return float(self.job.get("progress") or 0.0)
+
+
+class Client:
+    """Minimal HTTP client for the featherbeat API (JSON errors turned into ServiceError)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = HTTP_TIMEOUT):
+        parsed = urllib.parse.urlsplit(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"--via needs an http(s) URL such as http://127.0.0.1:8000, got {base_url!r}"
+            )
+        # A trailing slash makes relative joins keep a path prefix (service behind a proxy).
+        self.base = base_url if base_url.endswith("/") else base_url + "/"
+        self.token = token
+        self.timeout = timeout
+
+    def url(self, link: str) -> str:
+        if link.startswith(("http://", "https://")):
+            return link
+        # Links are joined under the base URL's path, so a proxy prefix such as /fb/ is kept.
+        return urllib.parse.urljoin(self.base, link.lstrip("/"))
+
+    def request(
+        self,
+        method: str,
+        link: str,
+        body: IO[bytes] | None = None,
+        length: int | None = None,
+    ) -> tuple[int, Any]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Length"] = str(length)
+        req = urllib.request.Request(self.url(link), data=body, method=method, headers=headers)
+        try:
+            resp = urllib.request.urlopen(req, timeout=self.timeout)  # noqa: S310 (http(s) only, checked above)
+        except urllib.error.HTTPError as exc:
+            raise _service_error(exc) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            raise UnreachableError(str(getattr(exc, "reason", exc))) from None
+        return resp.status, resp
+
+    def json(self, method: str, link: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        status, resp = self.request(method, link, **kwargs)
+        with resp:
+            try:
+                return status, json.loads(resp.read())
+            except (ValueError, OSError) as exc:
+                raise UnreachableError(f"bad answer from {link}: {exc}") from None
+
+    def submit(self, path: Path) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"filename": path.name})
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            return self.json("POST", f"api/v1/analyses?{query}", body=fh, length=size)[1]
+
+    def fetch(self, job: dict[str, Any], fmt: str, out: IO[bytes]) -> None:
+        link = job.get("links", {}).get("analysis") or f"api/v1/analyses/{job['id']}/analysis"
+        sep = "&" if "?" in link else "?"
+        _status, resp = self.request("GET", f"{link}{sep}format={fmt}")
+        with resp:
+            shutil.copyfileobj(resp, out, 1 << 16)
+
+
+def _service_error(exc: urllib.error.HTTPError) -> ServiceError:
+    code, message = "http_error", f"HTTP {exc.code} {exc.reason}"
+    try:
+        err = json.loads(exc.read() or b"{}").get("error") or {}
+        code, message = str(err.get("code", code)), str(err.get("message", message))
+    except (ValueError, OSError, AttributeError):
+        pass
+    retry = exc.headers.get("Retry-After") if exc.headers else None
+    try:
+        retry_after = float(retry) if retry is not None else None
+    except ValueError:
+        retry_after = None
+    return ServiceError(exc.code, code, message, retry_after)
+
+
+class ProgressBar:
+    """One overall line on stderr, redrawn in place; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, stream: IO[str] | None = None, enabled: bool | None = None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.started = time.monotonic()
+
+    def draw(self, items: Sequence[Item]) -> None:
+        if not self.enabled or not self.total:
+            return
+        fraction = sum(i.progress for i in items) / self.total
+        done = sum(1 for i in items if i.written or i.result is not None)
+        failed = sum(1 for i in items if i.error is not None)
+        width = 30
+        fill = int(round(fraction * width))
+        elapsed = time.monotonic() - self.started
+        line = (
+            f"\r[{'#' * fill}{'.' * (width - fill)}] {fraction * 100:5.1f}%  "
+            f"{done}/{self.total} done"
+            + (f", {failed} failed" if failed else "")
+            + f"  {elapsed:5.0f}s"
+        )
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Batch:
+    """Submits, follows and collects a list of files; writes results through ``sink``."""
+
+    def __init__(
+        self,
+        client: Client,
+        paths: Sequence[Path],
+        fmt: str,
+        sink: Callable[[Item, IO[bytes]], None],
+        ordered: bool,
+        window: int = WINDOW,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.items = [Item(i, p) for i, p in enumerate(paths)]
+        self.fmt = fmt
+        self.sink = sink
+        self.ordered = ordered  # stdout: results must come out in input order
+        self.window = window
+        self.log = log or (lambda line: print(line, file=sys.stderr))
+        self.pending: deque[Item] = deque(self.items)
+        self.active: list[Item] = []
+        self.retry_at = 0.0
+        self.down_since: float | None = None
+        self.next_out = 0
+
+    def fail(self, item: Item, message: str) -> None:
+        item.error = message
+        self.log(f"featherbeat: {item.path}: {message}")
+
+    def submit_some(self) -> None:
+        while self.pending and len(self.active) < self.window and time.monotonic() >= self.retry_at:
+            item = self.pending[0]
+            try:
+                item.job = self.client.submit(item.path)
+            except ServiceError as exc:
+                if exc.status == 503:  # queue full: wait as told, keep the file
+                    self.retry_at = time.monotonic() + (exc.retry_after or 2.0)
+                    return
+                self.pending.popleft()
+                self.fail(item, f"{exc.message} ({exc.code})")
+                continue
+            except OSError as exc:  # unreadable local file
+                self.pending.popleft()
+                self.fail(item, f"cannot read: {exc.strerror or exc}")
+                continue
+            self.pending.popleft()
+            self.active.append(item)
+
+    def follow(self) -> None:
+        for item in list(self.active):
+            status = item.job.get("status")
+            if status not in ("done", "failed"):
+                link = item.job.get("links", {}).get("self") or f"api/v1/analyses/{item.job['id']}"
+                try:
+                    item.job = self.client.json("GET", link)[1]
+                except ServiceError as exc:
+                    self.active.remove(item)
+                    self.fail(item, f"{exc.message} ({exc.code})")
+                    continue
+                status = item.job.get("status")
+            if status == "failed":
+                self.active.remove(item)
+                err = item.job.get("error") or {}
+                self.fail(
+                    item, f"{err.get('message', 'analysis failed')} ({err.get('code', 'failed')})"
+                )
+            elif status == "done":
+                self.collect(item)
+                self.active.remove(item)
+
+    def collect(self, item: Item) -> None:
+        # Closed by emit() once written; kept open meanwhile to wait for its turn.
+        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
+        try:
+            self.client.fetch(item.job, self.fmt, spool)
+        except ServiceError as exc:
+            spool.close()
+            self.fail(item, f"{exc.message} ({exc.code})")
+            return
+        except UnreachableError:
+            spool.close()
+            raise  # the caller retries the whole poll, item stays active
+        spool.seek(0)
+        item.result = spool
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand finished results to the sink (in input order when writing to one stream)."""
+        if not self.ordered:
+            for item in self.items:
+                if item.result is not None:
+                    self.emit(item)
+            return
+        while self.next_out < len(self.items):
+            item = self.items[self.next_out]
+            if item.result is not None:
+                self.emit(item)
+            elif item.error is None and not item.written:
+                return  # an earlier file is still running: later results wait spooled
+            self.next_out += 1
+
+    def emit(self, item: Item) -> None:
+        assert item.result is not None
+        with item.result:
+            self.sink(item, item.result)
+        item.result = None
+        item.written = True
+
+    def run(self, bar: ProgressBar) -> int:
+        while self.pending or self.active:
+            try:
+                self.submit_some()
+                self.follow()
+                self.down_since = None
+            except UnreachableError as exc:
+                now = time.monotonic()
+                self.down_since = self.down_since or now
+                if now - self.down_since > UNREACHABLE_SECONDS:
+                    bar.close()
+                    self.log(f"featherbeat: service at {self.client.base} unreachable: {exc}")
+                    return 2
+            self.flush()
+            bar.draw(self.items)
+            if self.pending or self.active:
+                time.sleep(POLL_SECONDS)
+        self.flush()
+        bar.draw(self.items)
+        bar.close()
+        return 1 if any(i.error is not None for i in self.items) else 0
+
+
+def run(
+    url: str,
+    files: Sequence[str | os.PathLike[str]],
+    *,
+    fmt: str = "spotify",
+    output: str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    progress: bool | None = None,
+    window: int = WINDOW,
+) -> int:
+    """Analyse ``files`` on the service at ``url``; returns the process exit code."""
+    if fmt not in EXTENSIONS:
+        print(f"featherbeat: unknown format {fmt!r} (spotify, beats, jams)", file=sys.stderr)
+        return 2
+    try:
+        client = Client(
+            url, token if token is not None else os.environ.get("FEATHERBEAT_API_TOKEN")
+        )
+    except ValueError as exc:
+        print(f"featherbeat: {exc}", file=sys.stderr)
+        return 2
+    paths = [Path(f) for f in files]
+    if not paths:
+        print("featherbeat: no input files", file=sys.stderr)
+        return 2
+    out = Path(output) if output is not None else None
+    to_folder = out is not None and (out.is_dir() or len(paths) > 1 or str(output).endswith(os.sep))
+    if to_folder:
+        assert out is not None
+        out.mkdir(parents=True, exist_ok=True)
+
+        def sink(item: Item, data: IO[bytes]) -> None:
+            with open(out / (item.path.stem + EXTENSIONS[fmt]), "wb") as fh:
+                shutil.copyfileobj(data, fh)
+
+    elif out is not None:
+
+        def sink(item: Item, data: IO[bytes]) -> None:
+            with open(out, "wb") as fh:
+                shutil.copyfileobj(data, fh)
+
+    else:
+
+        def sink(item: Item, data: IO[bytes]) -> None:
+            shutil.copyfileobj(data, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+
+    batch = Batch(client, paths, fmt, sink, ordered=not to_folder, window=max(1, window))
+    bar = ProgressBar(len(paths), enabled=progress)
+    try:
+        return batch.run(bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            "featherbeat: interrupted; submitted jobs keep running on the service", file=sys.stderr
+        )
+        return 130
