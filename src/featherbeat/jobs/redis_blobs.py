@@ -104,12 +104,7 @@ class RedisBlobs:
             yield chunk
 
     def get(self, key: str, out: IO[bytes]) -> bool:
-        chunks = self.iter(key)
-        if chunks is None:
-            return False
-        for chunk in chunks:
-            out.write(chunk)
-        return True
+        return _copy(self.iter(key), out)
 
     def get_bytes(self, key: str) -> bytes | None:
         return self.r.get(self._key(key))
@@ -159,15 +154,19 @@ class S3Blobs:
         return iter(lambda: body.read(CHUNK), b"")
 
     def get(self, key: str, out: IO[bytes]) -> bool:
-        chunks = self.iter(key)
-        if chunks is None:
-            return False
-        for chunk in chunks:
-            out.write(chunk)
-        return True
+        return _copy(self.iter(key), out)
 
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+
+def _copy(chunks: Iterator[bytes] | None, out: IO[bytes]) -> bool:
+    """Write ``chunks`` to ``out``; False when the blob does not exist."""
+    if chunks is None:
+        return False
+    for chunk in chunks:
+        out.write(chunk)
+    return True
 
 
 class _CountingReader:
