@@ -1,0 +1,272 @@
+// The track drawn on a Canvas 2D: sections, bar numbers, beat ticks, waveform (from the
+// server's peaks: the page never decodes audio to draw), loudness/energy and a pitch strip.
+// Only the visible time range [view.start, view.start + view.span] is drawn, so zooming into
+// an hour-long track costs the same as a short one.
+
+import { lastAtOrBefore } from "./model.js";
+import { formatTime } from "./format.js";
+
+/** Lanes in CSS pixels, top to bottom. Published on the canvas (data-lanes) for tests and tools. */
+export const LANES = {
+  sections: [0, 24],
+  bars: [24, 40],
+  beats: [40, 58],
+  waveform: [60, 170],
+  curves: [174, 224],
+  pitch: [228, 288],
+  axis: [288, 304],
+};
+export const TRACK_HEIGHT = LANES.axis[1];
+
+/** Colours come from CSS custom properties so light and dark themes need no JS. */
+export function readTheme(el) {
+  const css = getComputedStyle(el);
+  const v = (name) => css.getPropertyValue(name).trim();
+  return {
+    bg: v("--canvas-bg"),
+    fg: v("--fg"),
+    muted: v("--muted"),
+    grid: v("--grid"),
+    wave: v("--wave"),
+    beat: v("--beat"),
+    downbeat: v("--downbeat"),
+    loud: v("--loud"),
+    energy: v("--energy"),
+    pitch: v("--pitch"),
+    dark: v("--is-dark") === "1",
+  };
+}
+
+export function sectionColour(hue, theme, alpha = 1) {
+  return theme.dark ? `hsla(${hue}, 55%, 42%, ${alpha})` : `hsla(${hue}, 70%, 72%, ${alpha})`;
+}
+
+/** Size the backing store to the CSS box times devicePixelRatio; returns the CSS size. */
+export function fitCanvas(canvas, cssHeight) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = Math.max(1, Math.round(canvas.clientWidth));
+  canvas.style.height = `${cssHeight}px`;
+  if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(cssHeight * dpr)) {
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(cssHeight * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { ctx, width, height: cssHeight };
+}
+
+// A "nice" step (1, 2, 5 × 10^n) so that labels are at least minPx apart.
+function niceStep(unitsPerPx, minPx, steps) {
+  const raw = unitsPerPx * minPx;
+  return steps.find((s) => s >= raw) || steps.at(-1);
+}
+const TIME_STEPS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+
+function drawSections(ctx, model, x, t0, t1, width, theme) {
+  const [y0, y1] = LANES.sections;
+  ctx.font = "600 12px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  for (const s of model.sections) {
+    if (s.end < t0 || s.start > t1) continue;
+    const a = Math.max(0, x(s.start));
+    const b = Math.min(width, x(s.end));
+    ctx.fillStyle = sectionColour(s.hue, theme);
+    ctx.fillRect(a, y0, Math.max(1, b - a - 1), y1 - y0 - 2);
+    // The same colour, faint, behind the waveform ties the regions to what they contain.
+    ctx.fillStyle = sectionColour(s.hue, theme, theme.dark ? 0.16 : 0.22);
+    ctx.fillRect(a, LANES.waveform[0], Math.max(1, b - a - 1), LANES.pitch[0] - LANES.waveform[0]);
+    if (b - a > 18) {
+      ctx.fillStyle = theme.fg;
+      ctx.fillText(s.label, a + 5, (y0 + y1 - 2) / 2, b - a - 8);
+    }
+  }
+}
+
+function drawBeats(ctx, model, x, t0, t1, pxPerSec, theme) {
+  const [y0, y1] = LANES.beats;
+  const i0 = Math.max(0, lastAtOrBefore(model.beats, t0));
+  const dense = pxPerSec * (60 / (model.track.tempo || 120)) < 3;
+  const downSet = new Set();
+  for (let i = Math.max(0, lastAtOrBefore(model.downbeats, t0)); i < model.downbeats.length; i++) {
+    const t = model.downbeats[i];
+    if (t > t1) break;
+    downSet.add(Math.round(t * 1000));
+  }
+  // Downbeats: full height, strong colour, and a faint line down through the waveform.
+  ctx.fillStyle = theme.grid;
+  for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)), LANES.waveform[0], 1, LANES.waveform[1] - LANES.waveform[0]);
+  ctx.fillStyle = theme.downbeat;
+  for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)) - 1, y0, 2, y1 - y0);
+  if (dense) return; // ticks closer than 3 px are noise; downbeats alone still show the bars
+  ctx.fillStyle = theme.beat;
+  for (let i = i0; i < model.beats.length; i++) {
+    const t = model.beats[i];
+    if (t > t1) break;
+    if (downSet.has(Math.round(t * 1000))) continue;
+    ctx.fillRect(Math.round(x(t)), y0 + (y1 - y0) * 0.45, 1, (y1 - y0) * 0.55);
+  }
+}
+
+function drawBarNumbers(ctx, model, x, t0, t1, pxPerSec, theme) {
+  const [y0, y1] = LANES.bars;
+  const d = model.downbeats;
+  if (!d.length) return;
+  const barLen = d.length > 1 ? (d.at(-1) - d[0]) / (d.length - 1) : 2;
+  // Number every k-th bar so that labels stay ~32 px apart.
+  const k = [1, 2, 4, 8, 16, 32, 64, 128].find((s) => s * barLen * pxPerSec >= 32) || 256;
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.fillStyle = theme.muted;
+  for (let i = Math.max(0, lastAtOrBefore(d, t0)); i < d.length; i++) {
+    if (d[i] > t1) break;
+    if (i % k !== 0) continue; // 1, 1+k, 1+2k…: bar 1 is always numbered
+    ctx.fillText(String(i + 1), x(d[i]) + 2, (y0 + y1) / 2);
+  }
+}
+
+function drawWaveform(ctx, model, t0, pxPerSec, width, theme) {
+  const wf = model.waveform;
+  if (!wf || !wf.max.length) return;
+  const [y0, y1] = LANES.waveform;
+  const mid = (y0 + y1) / 2;
+  const half = (y1 - y0) / 2 - 2;
+  ctx.fillStyle = theme.wave;
+  const n = wf.max.length;
+  for (let px = 0; px < width; px++) {
+    // Every bucket that overlaps this pixel column: min of mins, max of maxes.
+    const a = Math.floor((t0 + px / pxPerSec) * wf.rate);
+    const b = Math.max(a + 1, Math.floor((t0 + (px + 1) / pxPerSec) * wf.rate));
+    if (a >= n || b <= 0) continue;
+    let lo = 1;
+    let hi = -1;
+    for (let i = Math.max(0, a); i < Math.min(n, b); i++) {
+      if (wf.min[i] < lo) lo = wf.min[i];
+      if (wf.max[i] > hi) hi = wf.max[i];
+    }
+    if (hi < lo) continue;
+    const top = mid - Math.min(1, hi) * half;
+    const bottom = mid - Math.max(-1, lo) * half;
+    ctx.fillRect(px, top, 1, Math.max(1, bottom - top));
+  }
+}
+
+function drawCurve(ctx, c, t0, pxPerSec, width, toY, colour) {
+  if (!c || !c.values.length) return;
+  ctx.strokeStyle = colour;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  const n = c.values.length;
+  let started = false;
+  for (let px = 0; px < width; px++) {
+    const a = Math.floor((t0 + px / pxPerSec) * c.rate);
+    const b = Math.max(a + 1, Math.floor((t0 + (px + 1) / pxPerSec) * c.rate));
+    if (a >= n) break;
+    if (b <= 0) continue;
+    let v = -Infinity;
+    for (let i = Math.max(0, a); i < Math.min(n, b); i++) v = Math.max(v, c.values[i]);
+    const y = toY(v);
+    if (started) ctx.lineTo(px, y);
+    else ctx.moveTo(px, y);
+    started = true;
+  }
+  ctx.stroke();
+}
+
+function drawCurves(ctx, model, t0, pxPerSec, width, theme) {
+  const [y0, y1] = LANES.curves;
+  const h = y1 - y0;
+  ctx.fillStyle = theme.grid;
+  ctx.fillRect(0, y1 - 0.5, width, 1);
+  // Loudness in dBFS: -60 (floor) at the bottom, 0 at the top.
+  drawCurve(ctx, model.loudness, t0, pxPerSec, width, (db) => y1 - ((Math.max(-60, Math.min(0, db)) + 60) / 60) * h, theme.loud);
+  // Energy is linear RMS; scale to the track's own peak so quiet masters still show shape.
+  if (model.energy) {
+    let peak = 1e-9;
+    for (const v of model.energy.values) peak = Math.max(peak, v);
+    drawCurve(ctx, model.energy, t0, pxPerSec, width, (e) => y1 - (Math.max(0, e) / peak) * h, theme.energy);
+  }
+}
+
+function drawPitch(ctx, model, x, t0, t1, theme) {
+  const [y0, y1] = LANES.pitch;
+  const rowH = (y1 - y0) / 12;
+  const seg = model.segments;
+  ctx.fillStyle = theme.pitch;
+  for (let i = Math.max(0, lastAtOrBefore(seg.start, t0)); i < seg.count; i++) {
+    if (seg.start[i] > t1) break;
+    const a = x(seg.start[i]);
+    const w = Math.max(1, x(seg.end[i]) - a);
+    for (let k = 0; k < 12; k++) {
+      const p = seg.pitches[i * 12 + k];
+      if (p < 0.05) continue;
+      ctx.globalAlpha = p * p; // squared: the strongest classes stand out like a chromagram
+      ctx.fillRect(a, y1 - (k + 1) * rowH, w, rowH - 0.5);
+    }
+  }
+  ctx.globalAlpha = 1;
+}
+
+function drawAxis(ctx, t0, t1, pxPerSec, width, theme) {
+  const [y0, y1] = LANES.axis;
+  const step = niceStep(1 / pxPerSec, 70, TIME_STEPS);
+  ctx.fillStyle = theme.muted;
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
+    const px = (t - t0) * pxPerSec;
+    ctx.fillRect(px, y0, 1, 4);
+    if (px < width - 30) ctx.fillText(step < 1 ? `${t.toFixed(1)}s` : formatTime(t), px + 3, (y0 + y1) / 2 + 2);
+  }
+}
+
+/** Draw the visible range of the track. view = {start, span} in seconds. */
+export function drawTrack(canvas, model, view, theme) {
+  const { ctx, width } = fitCanvas(canvas, TRACK_HEIGHT);
+  const t0 = view.start;
+  const t1 = view.start + view.span;
+  const pxPerSec = width / view.span;
+  const x = (t) => (t - t0) * pxPerSec;
+  ctx.fillStyle = theme.bg;
+  ctx.fillRect(0, 0, width, TRACK_HEIGHT);
+  drawSections(ctx, model, x, t0, t1, width, theme);
+  drawBarNumbers(ctx, model, x, t0, t1, pxPerSec, theme);
+  drawBeats(ctx, model, x, t0, t1, pxPerSec, theme);
+  drawWaveform(ctx, model, t0, pxPerSec, width, theme);
+  drawCurves(ctx, model, t0, pxPerSec, width, theme);
+  drawPitch(ctx, model, x, t0, t1, theme);
+  drawAxis(ctx, t0, t1, pxPerSec, width, theme);
+  canvas.dataset.lanes = JSON.stringify(LANES);
+  canvas.dataset.view = JSON.stringify({ start: t0, span: view.span, width });
+}
+
+export const OVERVIEW_HEIGHT = 36;
+
+/** The whole track, small, with the visible window outlined: the scroll bar of the drawing. */
+export function drawOverview(canvas, model, view, theme) {
+  const { ctx, width, height } = fitCanvas(canvas, OVERVIEW_HEIGHT);
+  const pxPerSec = width / Math.max(1e-6, model.duration);
+  ctx.fillStyle = theme.bg;
+  ctx.fillRect(0, 0, width, height);
+  for (const s of model.sections) {
+    ctx.fillStyle = sectionColour(s.hue, theme, 0.7);
+    ctx.fillRect(s.start * pxPerSec, 0, (s.end - s.start) * pxPerSec, height);
+  }
+  const wf = model.waveform;
+  if (wf && wf.max.length) {
+    ctx.fillStyle = theme.wave;
+    const per = wf.rate / pxPerSec;
+    for (let px = 0; px < width; px++) {
+      let hi = 0;
+      for (let i = Math.floor(px * per); i < Math.min(wf.max.length, Math.floor((px + 1) * per) + 1); i++) {
+        hi = Math.max(hi, wf.max[i], -wf.min[i]);
+      }
+      const h = Math.min(1, hi) * (height / 2 - 2);
+      ctx.fillRect(px, height / 2 - h, 1, Math.max(1, 2 * h));
+    }
+  }
+  const a = view.start * pxPerSec;
+  const w = Math.max(4, view.span * pxPerSec);
+  ctx.strokeStyle = theme.fg;
+  ctx.lineWidth = 2;
+  ctx.strokeRect(a + 1, 1, w - 2, height - 2);
+}

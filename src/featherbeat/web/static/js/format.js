@@ -1,0 +1,47 @@
+// Small pure formatting helpers shared by the views.
+
+/** "3:07" or "1:02:03" for seconds; "–" for unknown. */
+export function formatTime(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "–";
+  const s = Math.floor(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** "4.2 MB" — decimal units, as file managers and the server's limits use them. */
+export function formatBytes(bytes) {
+  if (!Number.isFinite(bytes)) return "–";
+  const units = ["B", "kB", "MB", "GB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u += 1;
+  }
+  return `${v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
+}
+
+export function percent(x) {
+  return `${Math.round(Math.max(0, Math.min(1, x)) * 100)} %`;
+}
+
+export const PITCH_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+
+export function keyName(key, mode) {
+  if (!(key >= 0 && key < 12)) return "unknown";
+  const m = mode === 1 ? "major" : mode === 0 ? "minor" : "";
+  return `${PITCH_NAMES[key]} ${m}`.trim();
+}
+
+/** "5 minutes ago" style, for the recent list. */
+export function timeAgo(iso, now = Date.now()) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return "";
+  const s = Math.max(0, (now - t) / 1000);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(t).toLocaleDateString();
+}
