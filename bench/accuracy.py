@@ -1,0 +1,242 @@
+"""Rhythm accuracy on ../shared/eval/dev with mir_eval, featherbeat and peers side by side.
+
+    .venv/bin/python bench/accuracy.py                       # the product: featherbeat.analyze()
+    .venv/bin/python bench/accuracy.py --rhythm-only         # soundfile+soxr -> onset -> rhythm
+    .venv/bin/python bench/accuracy.py --librosa-python /tmp/peer-librosa/bin/python \\
+        --essentia-python /tmp/peer-essentia/bin/python --write docs/benchmarks/accuracy.md
+
+Metrics (per genre and overall, means over files): beat F-measure, CMLt, AMLt
+(mir_eval.beat.evaluate, beats before 5 s ignored), downbeat F-measure (same, on the rows with
+position 1), tempo Acc1 (within 4 % of the reference) and Acc2 (also x2, x1/2, x3, x1/3). The
+reference tempo is 60 / median inter-beat interval of the annotation. Peers run as
+subprocesses of their own venvs (bench/peers/*.py); their results are cached under
+/tmp/featherbeat-bench-cache because they take minutes and do not change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mir_eval
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV = ROOT.parent / "shared" / "eval" / "dev"
+CACHE = Path("/tmp/featherbeat-bench-cache")
+METRICS = ("F", "CMLt", "AMLt", "DbF", "Acc1", "Acc2")
+
+
+def load_reference(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    ann = np.loadtxt(path, ndmin=2)
+    beats = ann[:, 0]
+    down = ann[ann[:, 1] == 1, 0] if ann.shape[1] > 1 else None
+    return beats, down
+
+
+def tempo_accuracy(est: float, ref: float) -> tuple[float, float]:
+    if est <= 0 or ref <= 0:
+        return 0.0, 0.0
+    acc1 = abs(est - ref) <= 0.04 * ref
+    acc2 = any(abs(est - f * ref) <= 0.04 * f * ref for f in (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0))
+    return float(acc1), float(acc2)
+
+
+def score(ref_beats: np.ndarray, ref_down: np.ndarray | None, est: dict) -> dict[str, float]:
+    beats = np.asarray(est["beats"], dtype=np.float64)
+    m = mir_eval.beat.evaluate(ref_beats, beats)
+    ref_tempo = 60.0 / float(np.median(np.diff(ref_beats)))
+    acc1, acc2 = tempo_accuracy(float(est["tempo"]), ref_tempo)
+    out = {
+        "F": m["F-measure"],
+        "CMLt": m["Correct Metric Level Total"],
+        "AMLt": m["Any Metric Level Total"],
+        "Acc1": acc1,
+        "Acc2": acc2,
+        "ref_tempo": ref_tempo,
+        "tempo": float(est["tempo"]),
+    }
+    if ref_down is not None and est.get("downbeats") is not None:
+        out["DbF"] = mir_eval.beat.f_measure(
+            mir_eval.beat.trim_beats(ref_down),
+            mir_eval.beat.trim_beats(np.asarray(est["downbeats"], dtype=np.float64)),
+        )
+    return out
+
+
+def _rhythm_only(path: str) -> dict:
+    import soundfile as sf
+    import soxr
+
+    from featherbeat.analysis.features.onset import onset_strength
+    from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves
+    from featherbeat.analysis.rhythm import track
+
+    y, sr = sf.read(path, dtype="float32", always_2d=True)
+    y = y.mean(axis=1)
+    if sr != ANALYSIS_SAMPLE_RATE:
+        y = soxr.resample(y, sr, ANALYSIS_SAMPLE_RATE).astype(np.float32)
+    t = time.process_time()
+    onset, low, rate = onset_strength(y, ANALYSIS_SAMPLE_RATE)
+    r = track(Curves(onset=onset, onset_rate=rate, onset_low=low))
+    return {"r": r, "cpu": time.process_time() - t}
+
+
+def run_featherbeat(path: str, rhythm_only: bool) -> dict:
+    if rhythm_only:
+        res = _rhythm_only(path)
+        r, cpu = res["r"], res["cpu"]
+    else:
+        import featherbeat
+
+        t = time.process_time()
+        r = featherbeat.analyze(path).rhythm
+        cpu = time.process_time() - t
+    return {
+        "file": path,
+        "tempo": r.tempo,
+        "beats": r.beats.tolist(),
+        "downbeats": r.downbeats.tolist(),
+        "meter": r.time_signature,
+        "cpu": cpu,
+    }
+
+
+def run_peer(name: str, python: str, files: list[str]) -> dict[str, dict]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cache = CACHE / f"{name}.json"
+    done: dict[str, dict] = json.loads(cache.read_text()) if cache.exists() else {}
+    todo = [f for f in files if f not in done]
+    script = ROOT / "bench" / "peers" / f"{name}_beats.py"
+    # Two subprocesses at most: the machine is shared.
+    chunks = [todo[i::2] for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [python, str(script), *c], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for c in chunks
+        if c
+    ]
+    for p in procs:
+        out, _ = p.communicate()
+        for line in out.splitlines():
+            if line.startswith("{"):
+                d = json.loads(line)
+                done[d["file"]] = d
+    cache.write_text(json.dumps(done))
+    return {f: done[f] for f in files if f in done}
+
+
+def table(rows: dict[str, dict[str, list[dict]]], systems: list[str]) -> str:
+    """Markdown table: one row per genre and system, columns = metrics (means)."""
+    lines = [
+        "| genre | n | system | " + " | ".join(METRICS) + " |",
+        "|---|---|---|" + "---|" * len(METRICS),
+    ]
+    for genre in [*sorted(g for g in rows if g != "ALL"), "ALL"]:
+        for sysname in systems:
+            res = rows[genre].get(sysname, [])
+            if not res:
+                continue
+            cells = []
+            for k in METRICS:
+                vals = [r[k] for r in res if k in r]
+                cells.append(f"{np.mean(vals):.3f}" if vals else "n/a")
+            g = f"**{genre}**" if genre == "ALL" else genre
+            lines.append(f"| {g} | {len(res)} | {sysname} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dev", type=Path, default=DEV)
+    ap.add_argument(
+        "--rhythm-only",
+        action="store_true",
+        help="decode with soundfile+soxr and run onset+rhythm only",
+    )
+    ap.add_argument("--librosa-python", help="python of a venv with librosa")
+    ap.add_argument("--essentia-python", help="python of a venv with essentia")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="first N files only (quick look)")
+    ap.add_argument(
+        "--write", type=Path, help="write the table (with the command) to this markdown file"
+    )
+    ap.add_argument("--per-file", action="store_true")
+    args = ap.parse_args(argv)
+    if not (args.dev / "manifest.csv").exists():
+        print(f"no dev set at {args.dev}", file=sys.stderr)
+        return 2
+    with open(args.dev / "manifest.csv") as fh:
+        manifest = list(csv.DictReader(fh))
+    if args.limit:
+        manifest = manifest[: args.limit]
+    files = [str(args.dev / m["audio_file"]) for m in manifest]
+    genre = {
+        str(args.dev / m["audio_file"]): m["group"] if m["group"] != "gtzan" else m["genre"]
+        for m in manifest
+    }
+
+    ours = "featherbeat" + (" (rhythm-only)" if args.rhythm_only else "")
+    results: dict[str, dict[str, dict]] = {}
+    t0 = time.time()
+    with multiprocessing.Pool(min(2, max(1, args.jobs))) as pool:
+        est = pool.starmap(run_featherbeat, [(f, args.rhythm_only) for f in files])
+    results[ours] = {e["file"]: e for e in est}
+    wall = time.time() - t0
+    if args.librosa_python:
+        results["librosa"] = run_peer("librosa", args.librosa_python, files)
+    if args.essentia_python:
+        results["essentia"] = run_peer("essentia", args.essentia_python, files)
+
+    rows: dict[str, dict[str, list[dict]]] = {}
+    for f in files:
+        ref_beats, ref_down = load_reference(Path(f).with_suffix(".beats"))
+        for sysname, res in results.items():
+            if f not in res:
+                continue
+            s = score(ref_beats, ref_down, res[f])
+            s["file"] = Path(f).stem
+            for g in (genre[f], "ALL"):
+                rows.setdefault(g, {}).setdefault(sysname, []).append(s)
+            if args.per_file and sysname == ours:
+                print(
+                    f"{s['file']:40s} F={s['F']:.2f} CMLt={s['CMLt']:.2f} AMLt={s['AMLt']:.2f} "
+                    f"DbF={s.get('DbF', float('nan')):.2f} tempo={s['tempo']:.1f} ref={s['ref_tempo']:.1f} "
+                    f"meter={res[f].get('meter', '')}"
+                )
+    systems = [ours, *(k for k in results if k != ours)]
+    text = table(rows, systems)
+    cpu = [e["cpu"] for e in est]
+    dur = sum(float(m["duration_s"]) for m in manifest)
+    foot = (
+        f"featherbeat CPU (analysis only, in-process): {sum(cpu):.2f} s for {len(est)} files "
+        f"(~{sum(cpu) / dur * 180:.3f} s per 3 minutes of audio); wall {wall:.1f} s"
+    )
+    print(text)
+    print(foot)
+    if args.write:
+        cmd = "python bench/accuracy.py " + " ".join(
+            a for a in (argv if argv is not None else sys.argv[1:])
+        )
+        body = (
+            f"# Rhythm accuracy on ../shared/eval/dev\n\nCommand: `{cmd}`  \n"
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n\n{foot}\n"
+        )
+        old = args.write.read_text() if args.write.exists() else ""
+        marker = "\n## What was tried"
+        tail = old[old.index(marker) :] if marker in old else ""
+        args.write.write_text(body + tail)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Rhythm: tempo, beats, downbeats/bars, meter and tatums from the onset curve.
+
+    track(curves, reduced=False) -> Rhythm
+
+Stages (each a module of pure functions; see docs/rhythm.md):
+  novelty.condition  onset curve -> local-mean-removed, unit-RMS detection function
+  tempo              windowed autocorrelation + harmonic comb + tempo prior -> global BPM
+  beats              beat-period HMM, Viterbi on beat events (Krebs et al. 2015) -> beat times
+  meter              beat-synchronous accents (bass onset, onset, chord change) -> downbeats, meter
+  tatums             2 or 3 subdivisions per beat
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featherbeat.analysis.profile import Curves, Rhythm
+from featherbeat.analysis.rhythm import beats as _beats
+from featherbeat.analysis.rhythm import meter as _meter
+from featherbeat.analysis.rhythm import tatums as _tatums
+from featherbeat.analysis.rhythm import tempo as _tempo
+from featherbeat.analysis.rhythm.novelty import condition
+
+# Below this autocorrelation at the beat period there is no pulse to speak of (white noise
+# measures ~0.02, the quietest-pulsed music of the dev set ~0.1).
+MIN_PULSE_CLARITY = 0.05
+
+__all__ = ["track"]
+
+
+def _no_pulse() -> Rhythm:
+    return Rhythm(tempo=0.0, tempo_confidence=0.0, time_signature=4, time_signature_confidence=0.0)
+
+
+def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
+    """BPM at each beat: 60 / running median of the surrounding inter-beat intervals."""
+    if times.size < 2:
+        return np.zeros(times.size)
+    ibi = np.diff(times)
+    ibi = np.append(ibi, ibi[-1])
+    half = width // 2
+    pad = np.pad(ibi, half, mode="edge")
+    win = np.lib.stride_tricks.sliding_window_view(pad, width)
+    return 60.0 / np.median(win, axis=1)
+
+
+def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
+    """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
+    rate = float(curves.onset_rate)
+    onset = np.asarray(curves.onset, dtype=np.float64)
+    if rate <= 0 or onset.size < int(2 * rate):
+        return _no_pulse()
+    odf = condition(onset, rate)
+    if not np.any(odf):
+        return _no_pulse()
+    bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
+    if bpm <= 0 or clarity < MIN_PULSE_CLARITY:
+        return _no_pulse()
+
+    periods = _beats.period_states(60.0 * rate / bpm)
+    frames = _beats.viterbi_beats(_beats.beat_log_odds(odf), periods)
+    if frames.size < 2:
+        return _no_pulse()
+    pos_frames = _beats.refine(frames, odf)
+    times = pos_frames / rate
+    ibi = np.diff(times)
+    tempo = float(60.0 / np.median(ibi))
+
+    strength = _tatums._strength_at(odf, frames.astype(np.float64))
+    beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
+
+    feats = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)]
+    weights = [1.0]
+    if curves.onset_low.size:
+        low = condition(np.asarray(curves.onset_low, dtype=np.float64), rate)
+        feats.append(_meter.beat_sync_mean(low, rate, times, -0.05, 0.05))
+        weights.append(1.0)
+    if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
+        feats.append(_meter.chroma_change(np.asarray(curves.chroma), curves.frame_rate, times))
+        weights.append(1.0)
+    acc = _meter.accent(feats, weights)
+    meter, meter_conf, positions = _meter.downbeats(acc)
+
+    tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
+    return Rhythm(
+        tempo=tempo,
+        tempo_confidence=float(np.clip(bpm_conf * min(1.0, clarity / 0.3), 0.0, 1.0)),
+        time_signature=int(meter),
+        time_signature_confidence=meter_conf,
+        beats=times.astype(np.float32),
+        beat_confidence=beat_conf.astype(np.float32),
+        beat_position=positions,
+        tatums=tat_times.astype(np.float32),
+        tatum_confidence=tat_conf.astype(np.float32),
+        tempo_curve_times=times.astype(np.float32),
+        tempo_curve_bpm=local_tempo(times).astype(np.float32),
+    )

@@ -1,0 +1,33 @@
+"""Conditioning of the onset curve shared by tempo, beats and meter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of odd ``width`` (edges use the frames available)."""
+    width = max(1, int(width) | 1)
+    if x.size == 0 or width == 1:
+        return x.astype(np.float64)
+    half = width // 2
+    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    idx = np.arange(x.size)
+    lo = np.maximum(idx - half, 0)
+    hi = np.minimum(idx + half + 1, x.size)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+def condition(onset: np.ndarray, rate: float) -> np.ndarray:
+    """Onset curve minus its local mean (~0.4 s), half-wave rectified, unit RMS.
+
+    Removing the local mean keeps only what stands out of the texture (Ellis 2007's
+    high-pass), so dense passages and sparse ones feed the tempo and beat models alike.
+    Silence stays all-zero.
+    """
+    x = np.asarray(onset, dtype=np.float64)
+    if x.size == 0:
+        return x
+    x = np.maximum(x - moving_average(x, int(round(0.4 * rate))), 0.0)
+    rms = float(np.sqrt(np.mean(x * x)))
+    return x / rms if rms > 1e-9 else np.zeros_like(x)
