@@ -69,15 +69,19 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     strength = _tatums._strength_at(odf, frames.astype(np.float64))
     beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
 
-    feats = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)]
-    weights = [1.0]
-    if curves.onset_low.size:
-        low = condition(np.asarray(curves.onset_low, dtype=np.float64), rate)
-        feats.append(_meter.beat_sync_mean(low, rate, times, -0.05, 0.05))
-        weights.append(1.0)
+    # Downbeat evidence per beat; weights measured in docs/rhythm.md (chord change counts most).
+    feats: list[np.ndarray] = []
+    weights: list[float] = []
+    if curves.onset_low.size == onset.size:
+        low = np.asarray(curves.onset_low, dtype=np.float64)
+        for curve, weight in ((low, 0.5), (np.maximum(onset - low, 0.0), -0.5)):
+            feats.append(_meter.beat_sync_mean(condition(curve, rate), rate, times, -0.05, 0.05))
+            weights.append(weight)
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
         feats.append(_meter.chroma_change(np.asarray(curves.chroma), curves.frame_rate, times))
         weights.append(1.0)
+    if not feats:
+        feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]
     acc = _meter.accent(feats, weights)
     meter, meter_conf, positions = _meter.downbeats(acc)
 
