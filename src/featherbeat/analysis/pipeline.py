@@ -13,6 +13,175 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
   when the header says longer, or as soon as decoding passes it.
 - Raises DecodeError (a ValueError) only for input that cannot be read as audio.
   A failure in a later stage never loses the rest: the Profile records it in ``missing``.
+
+    >>> import featherbeat
+    >>> profile = featherbeat.analyze("song.mp3", progress=lambda f, s: print(f"{f:.0%} {s}"))  # doctest: +SKIP
+    >>> profile.tempo, profile.rhythm.time_signature, profile.beats[:4]                       # doctest: +SKIP
+
+Every stage after decoding goes through :func:`_run_stage`: a stage that is not installed or
+that raises is recorded in ``Profile.missing`` (``meta.status_code`` / ``detailed_status`` in
+the JSON) and the stages after it run on what is there.
 """
 
 from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from featherbeat.analysis.decode import open_audio
+from featherbeat.analysis.features.frame import FrameFeatures
+from featherbeat.analysis.features.peaks import WaveformPeaks
+from featherbeat.analysis.profile import (
+    ANALYSIS_SAMPLE_RATE,
+    Curves,
+    Profile,
+    Rhythm,
+    Segments,
+    Tonality,
+)
+
+Progress = Callable[[float, str], None]
+
+# Share of the progress bar per phase: decoding and features dominate the time.
+_DECODE_SHARE = 0.75
+_RHYTHM_SHARE = 0.15
+_REDUCED_SKIP = "skipped (reduced analysis: rhythm and loudness only)"
+
+
+class _Reporter:
+    """Calls the user's progress callback, at most once per percent and never backwards."""
+
+    def __init__(self, callback: Progress | None) -> None:
+        self._callback = callback
+        self._last = -1.0
+        self._stage = ""
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if self._callback is None:
+            return
+        fraction = min(1.0, max(self._last, fraction, 0.0))
+        if stage == self._stage and fraction - self._last < 0.01 and fraction < 1.0:
+            return
+        self._last, self._stage = fraction, stage
+        self._callback(fraction, stage)
+
+
+def _run_stage(profile: Profile, stage: str, module: str, func: str, *args: Any, **kw: Any) -> Any:
+    """Run ``featherbeat.analysis.<module>.<func>(*args)``; on failure record why, return None."""
+    try:
+        fn = getattr(importlib.import_module(f"featherbeat.analysis.{module}"), func)
+    except (ImportError, AttributeError) as exc:
+        profile.missing[stage] = f"not available ({type(exc).__name__}: {exc})"
+        return None
+    return _guarded(profile, stage, fn, *args, **kw)
+
+
+def _guarded(profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Call ``fn``; any exception is recorded in ``profile.missing[stage]`` and gives None.
+
+    Why so broad: a bug or a memory error in, say, sections must not cost the user the beats
+    that are already computed. The reason stays one short line naming the exception.
+    """
+    try:
+        return fn(*args, **kw)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        profile.missing[stage] = f"failed ({type(exc).__name__}{': ' + text if text else ''})"
+        return None
+
+
+def _make_onset(profile: Profile) -> Any:
+    try:
+        from featherbeat.analysis.features.onset import OnsetStrength
+    except ImportError as exc:
+        profile.missing["onset"] = f"not available ({exc})"
+        return None
+    return OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
+
+
+def analyze(
+    source: str | os.PathLike[str] | IO[bytes],
+    progress: Progress | None = None,
+    *,
+    reduced: bool = False,
+    max_duration: float | None = None,
+) -> Profile:
+    """Analyse one track; see the module docstring for the contract."""
+    started = time.perf_counter()
+    report = _Reporter(progress)
+    profile = Profile(timestamp=int(time.time()), reduced=reduced)
+
+    # ---- one streaming pass: decode, features, onset, peaks --------------------------------
+    stream = open_audio(source, max_duration=max_duration)  # DecodeError propagates: bad input
+    expected = int((stream.duration_hint or 0.0) * ANALYSIS_SAMPLE_RATE)
+    features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
+    peaks = WaveformPeaks(capacity=expected // 441 + 2)
+    onset = _make_onset(profile)
+    report(0.0, "decoding")
+    with stream:
+        for block in stream:
+            features.push(block)
+            peaks.push(block)
+            if onset is not None:
+                onset.push(block)
+            report(_DECODE_SHARE * stream.fraction, "decoding")
+    profile.source = stream.source_info()
+    if stream.truncated:
+        profile.missing["decode"] = f"input ends in {stream.truncated}; analysed the readable part"
+
+    curves: Curves = features.finish()
+    profile.peaks = peaks.finish()
+    if onset is not None:
+        result = _guarded(profile, "onset", onset.finish)
+        if result is not None:
+            curves.onset, curves.onset_rate = result
+            curves.onset_low = getattr(onset, "low", curves.onset_low)
+    profile.curves = curves
+    del features, peaks, onset, stream  # their work buffers are no longer needed
+
+    # ---- rhythm -------------------------------------------------------------------------------
+    report(_DECODE_SHARE, "rhythm")
+    rhythm = _run_stage(profile, "rhythm", "rhythm", "track", curves, reduced=reduced)
+    profile.rhythm = rhythm if isinstance(rhythm, Rhythm) else Rhythm()
+
+    # ---- structure ------------------------------------------------------------------------------
+    report(_DECODE_SHARE + _RHYTHM_SHARE, "structure")
+    duration = profile.source.duration
+    if reduced:
+        for stage in ("segments", "key", "sections"):
+            profile.missing[stage] = _REDUCED_SKIP
+    else:
+        segments = _run_stage(
+            profile, "segments", "structure.segments", "find_segments", curves, profile.rhythm
+        )
+        profile.segments = segments if isinstance(segments, Segments) else Segments()
+        tonality = _run_stage(profile, "key", "structure.key", "estimate_key", curves.chroma)
+        profile.tonality = tonality if isinstance(tonality, Tonality) else Tonality()
+        report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, "structure")
+        sections = _run_stage(
+            profile,
+            "sections",
+            "structure.sections",
+            "find_sections",
+            curves,
+            profile.rhythm,
+            profile.segments,
+            profile.tonality,
+        )
+        profile.sections = list(sections) if sections is not None else []
+    report(0.97, "structure")
+    fades = _run_stage(profile, "fades", "structure.fades", "find_fades", curves, duration)
+    if fades is not None:
+        profile.end_of_fade_in, profile.start_of_fade_out = (float(x) for x in fades)
+    else:
+        profile.end_of_fade_in, profile.start_of_fade_out = 0.0, duration
+    loudness = _run_stage(profile, "loudness", "structure.loudness", "track_loudness", curves)
+    if loudness is not None:
+        profile.loudness = float(loudness)
+
+    profile.analysis_time = time.perf_counter() - started
+    report(1.0, "done")
+    return profile

@@ -1,0 +1,367 @@
+"""Streaming decode: any audio file -> fixed-size blocks of mono float32 at 22 050 Hz.
+
+libsndfile (through ``soundfile``; its 1.2 wheel reads WAV, FLAC, OGG Vorbis, Opus and MP3) is
+the light default: its import costs a few ms and a few MB. PyAV (FFmpeg) is imported only for
+what libsndfile cannot read (M4A/AAC, odd containers), because its import and codec set are
+heavier. Channels are averaged to mono at the input rate, then ``soxr.ResampleStream`` converts
+the rate; it keeps its filter state between chunks, so block edges leave no clicks.
+
+Only one input block and one output block are alive at a time, so memory does not depend on the
+length of the track.
+
+    >>> with open_audio("song.mp3") as stream:          # doctest: +SKIP
+    ...     for block in stream:                         # float32, mono, 22 050 Hz
+    ...         print(len(block), stream.fraction)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Iterator
+from typing import IO, Any
+
+import numpy as np
+
+from featherbeat.analysis.errors import DecodeError, InputTooLongError
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Source
+
+BLOCK_SIZE = 32768
+"""Samples per output block (1.5 s at 22 050 Hz): large enough that per-block Python overhead is
+negligible, small enough that one block of spectra stays well under a megabyte."""
+
+_READ_SECONDS = 1.0  # input read granularity, in seconds of input audio
+
+# First bytes of the containers libsndfile reads. Anything else goes straight to PyAV: feeding
+# libsndfile a non-audio file makes its MP3 probe print resync notes on stderr.
+_SNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"caff", b".snd")
+
+Source_ = str | os.PathLike[str] | IO[bytes]
+
+
+def _looks_like_mpeg_audio(head: bytes) -> bool:
+    # MPEG audio frame sync: 11 set bits, layer bits != 00 (00 is ADTS AAC, which libsndfile lacks).
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
+
+
+def _sniff_sndfile(head: bytes) -> bool:
+    return head.startswith(_SNDFILE_MAGIC) or _looks_like_mpeg_audio(head)
+
+
+class AudioStream:
+    """An open audio input, iterated as blocks of mono float32 at ``ANALYSIS_SAMPLE_RATE``.
+
+    Every block has ``block_size`` samples except the last. ``fraction`` tells how much of the
+    input has been read (0..1). ``truncated`` is set (to a reason) when the input ended in damaged
+    data after some audio was decoded: the blocks so far are kept, the rest is lost.
+    """
+
+    def __init__(
+        self,
+        source: Source_,
+        *,
+        max_duration: float | None = None,
+        block_size: int = BLOCK_SIZE,
+    ) -> None:
+        if block_size <= 0:
+            raise ValueError("block_size must be positive")
+        self.block_size = int(block_size)
+        self.max_duration = max_duration
+        self.name = _source_name(source)
+        self.sample_rate = 0
+        self.channels = 0
+        self.duration_hint: float | None = None  # from the header; may be absent or wrong
+        self.decoder = ""
+        self.num_samples = 0  # output samples yielded so far
+        self.fraction = 0.0
+        self.truncated: str | None = None
+        self._source = source
+        self._owned: IO[bytes] | None = None
+        self._reader: Any = None  # soundfile.SoundFile or av container
+        self._kind = ""
+        self._size = 0  # bytes, for progress when the header has no length
+        self._start = 0  # position of the audio in a caller-supplied file object
+        self._open()
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open(self) -> None:
+        head = self._head()
+        sndfile_error: Exception | None = None
+        if _sniff_sndfile(head):
+            try:
+                self._open_sndfile()
+                return
+            except DecodeError:
+                raise
+            except Exception as exc:  # libsndfile's errors are RuntimeError/TypeError subclasses
+                sndfile_error = exc
+                self._rewind()
+        try:
+            self._open_av()
+        except DecodeError:
+            raise
+        except Exception as exc:
+            why = _short(exc) if sndfile_error is None else _short(sndfile_error)
+            raise DecodeError(f"{self.name or 'input'}: not a readable audio file ({why})") from exc
+
+    def _head(self) -> bytes:
+        src = self._source
+        if isinstance(src, str | os.PathLike):
+            path = os.fspath(src)
+            if not os.path.exists(path):
+                raise DecodeError(f"{path}: no such file")
+            if not os.path.isfile(path):
+                raise DecodeError(f"{path}: not a regular file")
+            self._size = os.path.getsize(path)
+            if self._size == 0:
+                raise DecodeError(f"{path}: empty file (0 bytes)")
+            try:
+                with open(path, "rb") as fh:
+                    return fh.read(16)
+            except OSError as exc:
+                raise DecodeError(f"{path}: cannot read ({exc.strerror})") from exc
+        if not hasattr(src, "read"):
+            raise DecodeError(f"cannot read audio from a {type(src).__name__}")
+        if not (hasattr(src, "seekable") and src.seekable()):
+            raise DecodeError("the input stream is not seekable; pass a file path or seekable file")
+        start = src.tell()
+        src.seek(0, io.SEEK_END)
+        self._size = src.tell() - start
+        src.seek(start)
+        head = src.read(16)
+        src.seek(start)
+        self._start = start
+        if not head:
+            raise DecodeError(f"{self.name or 'input'}: empty input (0 bytes)")
+        return bytes(head)
+
+    def _rewind(self) -> None:
+        if not isinstance(self._source, str | os.PathLike):
+            self._source.seek(self._start)
+
+    def _open_sndfile(self) -> None:
+        import soundfile as sf
+
+        f = sf.SoundFile(self._source)
+        self._reader, self._kind = f, "sndfile"
+        self.sample_rate, self.channels = int(f.samplerate), int(f.channels)
+        if self.sample_rate <= 0 or self.channels <= 0:
+            f.close()
+            raise DecodeError(f"{self.name or 'input'}: header has no sample rate or channels")
+        if f.frames > 0:
+            self.duration_hint = f.frames / self.sample_rate
+        self.decoder = f"libsndfile {f.format} {self.channels}ch {self.sample_rate} Hz"
+        self._check_header_length()
+
+    def _open_av(self) -> None:
+        import av  # lazily: only for what libsndfile cannot read
+
+        container = av.open(self._source, mode="r")
+        if not container.streams.audio:
+            container.close()
+            raise DecodeError(f"{self.name or 'input'}: no audio stream in the file")
+        stream = container.streams.audio[0]
+        self._reader, self._kind = container, "av"
+        self._av_stream = stream
+        self.sample_rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+        self.channels = int(stream.codec_context.channels or 0)
+        if self.sample_rate <= 0:
+            container.close()
+            raise DecodeError(f"{self.name or 'input'}: audio stream has no sample rate")
+        if stream.duration is not None and stream.time_base is not None:
+            self.duration_hint = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            self.duration_hint = container.duration / 1_000_000
+        codec = stream.codec_context.name
+        self.decoder = (
+            f"ffmpeg {container.format.name}/{codec} {self.channels}ch {self.sample_rate} Hz"
+        )
+        self._check_header_length()
+
+    def _check_header_length(self) -> None:
+        limit = self.max_duration
+        hint = self.duration_hint
+        if limit is not None and hint is not None and hint > limit + 1.0:
+            self.close()
+            raise InputTooLongError(
+                f"{self.name or 'input'}: {hint / 60:.1f} minutes long, "
+                f"longer than the limit of {limit / 60:.1f} minutes"
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+    def _native_chunks(self) -> Iterator[np.ndarray]:
+        """Mono float32 chunks at the input rate (any length)."""
+        if self._kind == "sndfile":
+            yield from self._sndfile_chunks()
+        else:
+            yield from self._av_chunks()
+
+    def _sndfile_chunks(self) -> Iterator[np.ndarray]:
+        f = self._reader
+        step = max(1024, int(self.sample_rate * _READ_SECONDS))
+        buf = np.empty((step, self.channels), dtype=np.float32)
+        weights = np.full(self.channels, 1.0 / self.channels, dtype=np.float32)
+        done = 0
+        total = f.frames if f.frames > 0 else 0
+        while True:
+            try:
+                n = f.buffer_read_into(buf, dtype="float32")
+            except Exception as exc:
+                if done == 0:
+                    raise DecodeError(
+                        f"{self.name or 'input'}: cannot decode ({_short(exc)})"
+                    ) from exc
+                self.truncated = (
+                    f"damaged data after {done / self.sample_rate:.1f} s ({_short(exc)})"
+                )
+                return
+            if n <= 0:
+                return
+            done += n
+            self.fraction = min(1.0, done / total) if total else self._byte_fraction()
+            # A matrix-vector product mixes channels faster than mean(axis=1).
+            yield buf[:n, 0].copy() if self.channels == 1 else buf[:n] @ weights
+
+    def _byte_fraction(self) -> float:
+        try:
+            pos = self._reader.tell() if self._kind == "av" else 0
+        except Exception:
+            pos = 0
+        return min(1.0, pos / self._size) if self._size else 0.0
+
+    def _av_chunks(self) -> Iterator[np.ndarray]:
+        import av
+
+        container, stream = self._reader, self._av_stream
+        resampler = av.AudioResampler(format="fltp")  # planar float, same layout and rate
+        done = 0
+        hint = self.duration_hint
+        try:
+            for frame in container.decode(stream):
+                if frame.sample_rate and frame.sample_rate != self.sample_rate:
+                    raise DecodeError(f"{self.name or 'input'}: sample rate changes mid-stream")
+                for out in resampler.resample(frame):
+                    planes = out.to_ndarray()
+                    if planes.size == 0:
+                        continue
+                    mono = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)
+                    done += mono.shape[0]
+                    if hint:
+                        self.fraction = min(1.0, done / (hint * self.sample_rate))
+                    yield np.ascontiguousarray(mono, dtype=np.float32)
+        except DecodeError:
+            raise
+        except Exception as exc:
+            if done == 0:
+                raise DecodeError(f"{self.name or 'input'}: cannot decode ({_short(exc)})") from exc
+            self.truncated = f"damaged data after {done / self.sample_rate:.1f} s ({_short(exc)})"
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import soxr
+
+        rate = self.sample_rate
+        limit = self.max_duration
+        out = np.empty(self.block_size, dtype=np.float32)
+        fill = 0
+        resampler = (
+            None
+            if rate == ANALYSIS_SAMPLE_RATE
+            else soxr.ResampleStream(rate, ANALYSIS_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        )
+
+        def converted() -> Iterator[np.ndarray]:
+            for chunk in self._native_chunks():
+                # NaN/Inf would poison every later sum; out-of-range floats would read as > 0 dBFS.
+                if not np.isfinite(chunk.sum()):
+                    chunk = np.nan_to_num(chunk, nan=0.0, posinf=1.0, neginf=-1.0)
+                np.clip(chunk, -1.0, 1.0, out=chunk)
+                yield chunk if resampler is None else resampler.resample_chunk(chunk)
+            if resampler is not None:
+                yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+        try:
+            for piece in converted():
+                pos = 0
+                while pos < piece.shape[0]:
+                    take = min(self.block_size - fill, piece.shape[0] - pos)
+                    out[fill : fill + take] = piece[pos : pos + take]
+                    fill += take
+                    pos += take
+                    if fill == self.block_size:
+                        self._emit(fill, limit)
+                        yield out.copy()
+                        fill = 0
+            if fill:
+                self._emit(fill, limit)
+                yield out[:fill].copy()
+            self.fraction = 1.0
+            if self.num_samples == 0:
+                raise DecodeError(f"{self.name or 'input'}: contains no audio samples")
+        finally:
+            self.close()
+
+    def _emit(self, n: int, limit: float | None) -> None:
+        self.num_samples += n
+        if limit is not None and self.num_samples > (limit + 1.0) * ANALYSIS_SAMPLE_RATE:
+            raise InputTooLongError(
+                f"{self.name or 'input'}: longer than the limit of {limit / 60:.1f} minutes"
+            )
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    @property
+    def duration(self) -> float:
+        """Seconds decoded so far (the whole track once iteration has ended)."""
+        return self.num_samples / ANALYSIS_SAMPLE_RATE
+
+    def source_info(self) -> Source:
+        return Source(
+            name=self.name,
+            duration=self.duration,
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            num_samples=self.num_samples,
+            decoder=f"{self.decoder} -> {ANALYSIS_SAMPLE_RATE} Hz mono",
+        )
+
+    def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_audio(
+    source: Source_, *, max_duration: float | None = None, block_size: int = BLOCK_SIZE
+) -> AudioStream:
+    """Open ``source`` (path or seekable binary file) for streaming decode.
+
+    Raises DecodeError with a message naming the problem when it is not readable audio, and
+    InputTooLongError when its header says it is longer than ``max_duration`` seconds (iteration
+    raises it too, as soon as the decoded audio passes the limit, for headers that lie).
+    """
+    if max_duration is not None and not max_duration > 0:
+        raise ValueError("max_duration must be a positive number of seconds")
+    return AudioStream(source, max_duration=max_duration, block_size=block_size)
+
+
+def _source_name(source: object) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.path.basename(os.fspath(source))
+    name = getattr(source, "name", "")
+    return os.path.basename(name) if isinstance(name, str) else ""
+
+
+def _short(exc: BaseException) -> str:
+    """One line a person can read: FFmpeg's "[Errno 1094995529] " prefix and paths dropped."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    text = re.sub(r":\s*'[^']*'$", "", text)
+    return text[:200]

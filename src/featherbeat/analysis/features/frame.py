@@ -1,0 +1,69 @@
+"""One STFT, many per-frame features: loudness, RMS energy, chroma, timbre, spectral centroid."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featherbeat.analysis.features.centroid import Centroid
+from featherbeat.analysis.features.chroma import Chroma
+from featherbeat.analysis.features.energy import Energy
+from featherbeat.analysis.features.timbre import Timbre
+from featherbeat.analysis.frames import STFT
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves
+
+N_FFT = 2048  # 93 ms: enough frequency resolution for chroma above ~65 Hz (as librosa's default)
+HOP = 512  # 23 ms, 43.07 frames/s: segments and loudness envelopes need no finer
+
+
+class FrameFeatures:
+    """Feed mono float32 blocks at ``sample_rate``; ``finish()`` returns the Curves (onset empty).
+
+    ``reduced=True`` computes loudness and energy only (the service's low-cost retry).
+    ``expected_frames`` (from the header's duration) pre-sizes the outputs so that they are
+    never copied while growing.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = ANALYSIS_SAMPLE_RATE,
+        *,
+        reduced: bool = False,
+        expected_frames: int = 1024,
+    ) -> None:
+        self.sample_rate = int(sample_rate)
+        self.reduced = reduced
+        self.stft = STFT(N_FFT, HOP)
+        cap = max(16, int(expected_frames) + 8)
+        freqs = self.stft.frequencies(self.sample_rate)
+        self.energy = Energy(capacity=cap)
+        self.chroma = None if reduced else Chroma(freqs, capacity=cap)
+        self.timbre = None if reduced else Timbre(freqs, capacity=cap)
+        self.centroid = None if reduced else Centroid(freqs, capacity=cap)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / HOP
+
+    def push(self, block: np.ndarray) -> None:
+        self._update(self.stft.push(block))
+
+    def finish(self) -> Curves:
+        self._update(self.stft.finish())
+        loudness, rms = self.energy.result()
+        curves = Curves(frame_rate=self.frame_rate, loudness=loudness, energy=rms)
+        if not self.reduced:
+            curves.chroma = self.chroma.result()
+            curves.timbre = self.timbre.result()
+            curves.centroid = self.centroid.result()
+        return curves
+
+    def _update(self, power: np.ndarray) -> None:
+        if power.shape[0] == 0:
+            return
+        self.energy.update(self.stft.mean_square(power))
+        if self.reduced:
+            return
+        magnitude = np.sqrt(power)
+        self.chroma.update(magnitude)
+        self.centroid.update(magnitude)
+        self.timbre.update(power)

@@ -1,0 +1,158 @@
+"""``featherbeat analyze FILE [FILE ...] [-o FILE_OR_DIR] [--format spotify|beats|jams] [--quiet]``
+
+Two modes, as madmom's programs: one file goes to stdout (or to ``-o FILE``, or into ``-o DIR``);
+several files go into the folder ``-o DIR`` as ``<name>.json`` / ``.beats`` / ``.jams``. A file
+that cannot be read gets one line on stderr and the batch goes on; the exit code is 1 when any
+input was unreadable, 2 for bad usage, 0 otherwise (a missing late stage is reported in the
+output's ``meta.status_code``, not by the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, TextIO
+
+# The analysis is single-threaded by design (one core per job in the service). OpenBLAS would
+# otherwise start a spinning thread per core for the small matrix products of the features,
+# which doubles the CPU time and adds memory. Must be set before numpy is first imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+FORMATS = ("spotify", "beats", "jams")  # as featherbeat.analysis.formats.FORMATS (kept light)
+EXTENSIONS = {"spotify": ".json", "beats": ".beats", "jams": ".jams"}
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "analyze",
+        help="analyse audio files (tempo, beats, bars, sections, segments, key)",
+        description="Analyse audio files and write Spotify audio-analysis JSON, .beats or JAMS.",
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="audio files (mp3, wav, flac, ogg, opus, m4a, ...)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE_OR_DIR",
+        help="output file (one input) or folder (required for several inputs); default: stdout",
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=FORMATS,
+        default="spotify",
+        help="output format (default: spotify)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+class _ProgressBar:
+    """A one-line bar on stderr, redrawn in place; only used when stderr is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, name: str, stream: TextIO) -> None:
+        self.name, self.stream = name, stream
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        filled = int(round(fraction * self.WIDTH))
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {fraction:4.0%} {stage:<10} {self.name[:40]}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r" + " " * (self.WIDTH + 60) + "\r")
+        self.stream.flush()
+
+
+def _fail(message: str) -> None:
+    print(f"featherbeat: {message}", file=sys.stderr)
+
+
+def _targets(args: argparse.Namespace) -> list[Path | None] | None:
+    """Where each input's output goes (None = stdout), or None after a usage error."""
+    ext = EXTENSIONS[args.format]
+    out = Path(args.output) if args.output else None
+    if len(args.files) == 1:
+        if out is not None and out.is_dir():
+            return [out / (Path(args.files[0]).stem + ext)]
+        return [out]
+    if out is None:
+        _fail("several input files need -o FOLDER")
+        return None
+    if out.exists() and not out.is_dir():
+        _fail(f"{out}: exists and is not a folder (several inputs need -o FOLDER)")
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [Path(f).stem for f in args.files]
+    # Two inputs with the same stem (a.mp3, a.flac) must not overwrite each other's output.
+    names = [
+        s if stems.count(s) == 1 else Path(f).name for s, f in zip(stems, args.files, strict=True)
+    ]
+    return [out / (n + ext) for n in names]
+
+
+def _write(profile: Any, fmt: str, target: Path | None) -> None:
+    from featherbeat.analysis import formats
+
+    if target is None:
+        formats.write(profile, fmt, sys.stdout)
+        sys.stdout.flush()
+        return
+    # Write beside the target and rename: a failure never leaves a half-written file.
+    fd, tmp = tempfile.mkstemp(prefix=".featherbeat-", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fp:
+            formats.write(profile, fmt, fp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def run(args: argparse.Namespace) -> int:
+    targets = _targets(args)
+    if targets is None:
+        return 2
+    from featherbeat.analysis.errors import DecodeError
+    from featherbeat.analysis.pipeline import analyze
+
+    show_bar = not args.quiet and sys.stderr.isatty()
+    status = 0
+    for path, target in zip(args.files, targets, strict=True):
+        bar = _ProgressBar(os.path.basename(path), sys.stderr) if show_bar else None
+        try:
+            try:
+                profile = analyze(path, progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+            _write(profile, args.format, target)
+        except KeyboardInterrupt:
+            _fail("interrupted")
+            return 130
+        except DecodeError as exc:
+            _fail(str(exc) if os.path.basename(path) in str(exc) else f"{path}: {exc}")
+            status = 1
+        except OSError as exc:
+            _fail(f"{path}: cannot write output ({exc.strerror or exc})")
+            status = 1
+        except Exception as exc:  # a bug: still one line, and the batch goes on
+            _fail(f"{path}: internal error ({type(exc).__name__}: {exc})")
+            status = 1
+    return status
