@@ -1,0 +1,134 @@
+"""Service settings, read once from the environment (12-factor), each with a working default.
+
+``Settings.from_env()`` is the only place that reads ``FEATHERBEAT_*``; the web app, the
+consumer and the per-job child all receive a ``Settings`` (the child gets its few values on
+the command line). Stdlib only: the web process must stay light.
+
+| variable | default | meaning |
+|---|---|---|
+| FEATHERBEAT_DATA_DIR | ./var | job records, queue, uploads, results |
+| FEATHERBEAT_MAX_UPLOAD_MB | 100 | uploads above this get 413 |
+| FEATHERBEAT_MAX_DURATION | 7200 | seconds; longer audio gets 422 |
+| FEATHERBEAT_API_TOKEN | (unset) | when set, POST/DELETE need ``Authorization: Bearer <token>`` |
+| FEATHERBEAT_CORS_ORIGINS | (unset) | comma-separated origins allowed by CORS, or ``*`` |
+| FEATHERBEAT_CONCURRENCY | 1 | analyses at once per consumer |
+| FEATHERBEAT_QUEUE_LIMIT | 50 | queued jobs before uploads get 503 |
+| FEATHERBEAT_CHILD_MAX_RSS_MB | 150 | watchdog memory ceiling of one analysis child |
+| FEATHERBEAT_CHILD_TIMEOUT | 1800 | seconds one analysis attempt may take |
+| FEATHERBEAT_KEEP_UPLOADS | 0 | keep the uploaded audio after analysis |
+| FEATHERBEAT_RETENTION_DAYS | 30 | finished jobs and results older than this are purged (0 = never) |
+| FEATHERBEAT_BROKER | (unset) | unset: embedded SQLite; ``redis://...``: scale-out |
+| FEATHERBEAT_HEARTBEAT_SECONDS | 2 | how often a running job proves it is alive |
+| FEATHERBEAT_STALE_SECONDS | 20 | a job silent this long is recovered by the reaper |
+| FEATHERBEAT_UPLOAD_IDLE_TIMEOUT | 30 | seconds an upload may stall before it is cut (408) |
+| HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting in the environment has a value we cannot use."""
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be one of 1/0/true/false/yes/no, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know about its environment."""
+
+    data_dir: Path = Path("var")
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_duration: float = 7200.0
+    api_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    concurrency: int = 1
+    queue_limit: int = 50
+    child_max_rss_mb: float = 150.0
+    child_timeout: float = 1800.0
+    keep_uploads: bool = False
+    retention_days: float = 30.0
+    broker: str | None = None
+    heartbeat_seconds: float = 2.0
+    stale_seconds: float = 20.0
+    upload_idle_timeout: float = 30.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        cors = _get(env, "FEATHERBEAT_CORS_ORIGINS")
+        broker = _get(env, "FEATHERBEAT_BROKER")
+        if broker is not None and not broker.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"FEATHERBEAT_BROKER must be a redis:// URL or unset, got {broker!r}")
+        settings = cls(
+            data_dir=Path(_get(env, "FEATHERBEAT_DATA_DIR") or "var").resolve(),
+            max_upload_bytes=int(
+                _number(env, "FEATHERBEAT_MAX_UPLOAD_MB", 100, 0.001) * 1024 * 1024
+            ),
+            max_duration=_number(env, "FEATHERBEAT_MAX_DURATION", 7200, 1),
+            api_token=_get(env, "FEATHERBEAT_API_TOKEN"),
+            cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
+            concurrency=int(_number(env, "FEATHERBEAT_CONCURRENCY", 1, 1)),
+            queue_limit=int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1)),
+            child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 150, 16),
+            child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 1800, 1),
+            keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
+            retention_days=_number(env, "FEATHERBEAT_RETENTION_DAYS", 30, 0),
+            broker=broker,
+            heartbeat_seconds=_number(env, "FEATHERBEAT_HEARTBEAT_SECONDS", 2, 0.1),
+            stale_seconds=_number(env, "FEATHERBEAT_STALE_SECONDS", 20, 0.5),
+            upload_idle_timeout=_number(env, "FEATHERBEAT_UPLOAD_IDLE_TIMEOUT", 30, 0.1),
+            host=_get(env, "HOST") or "127.0.0.1",
+            port=int(_number(env, "PORT", 8000, 0)),
+        )
+        if settings.stale_seconds <= settings.heartbeat_seconds:
+            raise ConfigError(
+                "FEATHERBEAT_STALE_SECONDS must be larger than FEATHERBEAT_HEARTBEAT_SECONDS "
+                "or every running job would look dead"
+            )
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some values changed (tests and the CLI use it)."""
+        return replace(self, **changes)

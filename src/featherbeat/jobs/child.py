@@ -1,0 +1,125 @@
+"""One analysis in a fresh process: ``python -m featherbeat.jobs.child INPUT OUTDIR [--reduced]``.
+
+A fresh interpreter (not a fork) so the analysis never inherits the consumer's memory and a
+crash or a memory blow-up kills only this process. It knows nothing of jobs, queues or
+stores: it reads one file and writes ``OUTDIR/<format>`` for every format, so a result never
+needs a second analysis.
+
+Protocol with the watchdog (``featherbeat.jobs.runner``): one JSON object per line on the
+ORIGINAL stdout (the analysis' own prints are sent to stderr so they cannot corrupt it):
+
+    {"event": "progress", "stage": "rhythm", "progress": 0.42}
+    {"event": "done", "duration": 181.2, "analysis_seconds": 3.1, "peak_rss_mb": 61.0, "missing": {}}
+    {"event": "error", "code": "not_audio", "message": "..."}
+
+Exit codes: 0 done, 3 the input is bad (no retry helps), anything else a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("spotify", "beats", "jams")
+EXIT_BAD_INPUT = 3
+
+
+def peak_rss_mb() -> float:
+    """VmHWM (the kernel's peak resident set) of this process, in MB."""
+    with open("/proc/self/status") as fh:
+        match = re.search(r"VmHWM:\s+(\d+)\s+kB", fh.read())
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+class Reporter:
+    """Writes protocol lines, throttled so a fast analysis does not flood the pipe."""
+
+    def __init__(self, fd: int, interval: float = 0.2) -> None:
+        self.out = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+        self.interval = interval
+        self._last = (float("-inf"), "")
+
+    def emit(self, **message: Any) -> None:
+        self.out.write(json.dumps(message) + "\n")
+        self.out.flush()
+
+    def progress(self, fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        if stage == self._last[1] and now - self._last[0] < self.interval:
+            return
+        self._last = (now, stage)
+        self.emit(event="progress", stage=str(stage), progress=min(1.0, max(0.0, float(fraction))))
+
+
+def write_results(profile: Any, outdir: Path) -> None:
+    from featherbeat.analysis import formats
+
+    for fmt in FORMATS:
+        part = outdir / f"{fmt}.part"
+        # Text mode: the serializers produce JSON/text; the rename makes each file all-or-nothing.
+        with part.open("w", encoding="utf-8", newline="\n") as fp:
+            formats.write(profile, fmt, fp)
+        os.replace(part, outdir / fmt)
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> int:
+    from featherbeat.analysis.errors import DecodeError, InputTooLongError
+    from featherbeat.analysis.pipeline import analyze
+
+    started = time.monotonic()
+    try:
+        profile = analyze(
+            args.input,
+            progress=reporter.progress,
+            reduced=args.reduced,
+            max_duration=args.max_duration,
+        )
+    except InputTooLongError as exc:
+        reporter.emit(event="error", code="too_long", message=str(exc))
+        return EXIT_BAD_INPUT
+    except DecodeError as exc:
+        reporter.emit(event="error", code="not_audio", message=str(exc))
+        return EXIT_BAD_INPUT
+    reporter.emit(event="progress", stage="writing", progress=1.0)
+    write_results(profile, Path(args.outdir))
+    reporter.emit(
+        event="done",
+        duration=float(profile.duration),
+        analysis_seconds=round(time.monotonic() - started, 3),
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        missing=dict(profile.missing),
+        reduced=bool(profile.reduced),
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m featherbeat.jobs.child")
+    parser.add_argument("input")
+    parser.add_argument("outdir")
+    parser.add_argument("--reduced", action="store_true")
+    parser.add_argument("--max-duration", type=float, default=None)
+    args = parser.parse_args(argv)
+    # Keep the protocol channel private: fd 1 now goes to stderr for anything else.
+    reporter = Reporter(os.dup(1))
+    os.dup2(2, 1)
+    try:
+        return run(args, reporter)
+    except MemoryError:
+        reporter.emit(event="error", code="out_of_memory", message="the analysis ran out of memory")
+        return 1
+    except Exception as exc:  # a crash: the watchdog retries reduced, then fails with this
+        reporter.emit(
+            event="error", code="analysis_crashed", message=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""Job records: the one source of truth about every accepted upload.
+
+The queue (huey) only carries job ids and is at-most-once; this record is what makes the
+service at-least-once. Every state change that two processes could race on is a
+*conditional* update (``UPDATE ... WHERE status=? AND owner=?``) that reports whether it won,
+so a recovered job can never be finished twice.
+
+The ``JobStore`` interface (implement it for another database, e.g. Redis hashes):
+
+- ``create(job)``; ``get(id)``; ``delete(id)``
+- ``find_by_sha256(sha256)``: the newest job of these bytes that is not failed (dedupe)
+- ``claim(id, owner, stale_before)``: queued -> running (or take over a running job whose
+  heartbeat is older than ``stale_before``); returns the claimed Job or None
+- ``update(id, owner, **fields)``: progress/stage/heartbeat/attempts of a job we own
+- ``finish(id, owner, status, **fields)``: running -> done|failed, only if we still own it
+- ``requeue(id, owner=None, stale_before=None)``: running -> queued (a dead or stopping
+  worker's job) or refresh ``enqueued_at`` of a queued job; conditional like ``finish``
+- ``stale(stale_before)``: running jobs with an old heartbeat and queued jobs enqueued
+  before ``stale_before`` (candidates for the reaper)
+- ``counts()``, ``queue_position(job)``, ``recent_finished(limit)``, ``expired(before)``
+- ``incr(name)`` / ``counters()``: service-wide counters (e.g. uploads rejected by reason)
+- ``wait_change(id, seq, timeout) -> int``: block until the job's ``seq`` passes ``seq`` (or
+  the timeout), return the current one; the default polls ``get``, Redis can block on a stream
+
+Times are Unix seconds (wall clock) because heartbeats are compared across processes.
+``seq`` grows on every change of a job: it is the SSE event id.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "done", "failed")
+FINISHED = ("done", "failed")
+
+
+@dataclass
+class Job:
+    """One job record. ``result_keys`` maps format name -> blob key."""
+
+    id: str
+    filename: str
+    size_bytes: int
+    sha256: str
+    status: str = "queued"
+    stage: str | None = "queued"
+    progress: float = 0.0
+    duration: float | None = None
+    created_at: float = 0.0
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    attempts: int = 0
+    claims: int = 0
+    owner: str | None = None
+    reduced: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+    upload_key: str | None = None
+    result_keys: dict[str, str] | None = None
+    analysis_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    seq: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLUMNS = [f.name for f in fields(Job)]
+_JSON_COLUMNS = {"result_keys"}
+_BOOL_COLUMNS = {"reduced"}
+
+
+class JobStore(ABC):
+    """Where job records live (SQLite here; Redis in the scale-out). See the module docstring."""
+
+    @abstractmethod
+    def create(self, job: Job) -> None: ...
+
+    @abstractmethod
+    def get(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def delete(self, job_id: str) -> bool: ...
+
+    @abstractmethod
+    def find_by_sha256(self, sha256: str) -> Job | None: ...
+
+    @abstractmethod
+    def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None: ...
+
+    @abstractmethod
+    def update(self, job_id: str, owner: str, **values: Any) -> bool: ...
+
+    @abstractmethod
+    def finish(self, job_id: str, owner: str, status: str, **values: Any) -> bool: ...
+
+    @abstractmethod
+    def requeue(
+        self, job_id: str, owner: str | None = None, stale_before: float | None = None
+    ) -> bool: ...
+
+    @abstractmethod
+    def stale(self, stale_before: float) -> list[Job]: ...
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def queue_position(self, job: Job) -> int | None: ...
+
+    @abstractmethod
+    def recent_finished(self, limit: int) -> list[Job]: ...
+
+    @abstractmethod
+    def expired(self, before: float) -> list[Job]: ...
+
+    @abstractmethod
+    def incr(self, name: str, amount: int = 1) -> None: ...
+
+    @abstractmethod
+    def counters(self) -> dict[str, int]: ...
+
+    def wait_change(self, job_id: str, seq: int, timeout: float, poll: float = 0.25) -> int:
+        """Block until the record changes past ``seq`` or ``timeout`` passes; the current seq
+        (0 once the job is gone). Polling is cheap on SQLite (an indexed read)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            current = job.seq if job else 0
+            if current != seq or time.monotonic() >= deadline:
+                return current
+            time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections (optional)."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stage TEXT,
+    progress REAL NOT NULL DEFAULT 0,
+    duration REAL,
+    created_at REAL NOT NULL,
+    enqueued_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat_at REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claims INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    reduced INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT,
+    error_message TEXT,
+    upload_key TEXT,
+    result_keys TEXT,
+    analysis_seconds REAL,
+    peak_rss_mb REAL,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256, status);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def _to_row(values: dict[str, Any]) -> dict[str, Any]:
+    row = {}
+    for key, value in values.items():
+        if key not in _COLUMNS:
+            raise KeyError(f"unknown job field {key!r}")
+        if key in _JSON_COLUMNS and value is not None:
+            value = json.dumps(value)
+        elif key in _BOOL_COLUMNS:
+            value = int(bool(value))
+        row[key] = value
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> Job:
+    values = dict(row)
+    for key in _JSON_COLUMNS:
+        if values.get(key) is not None:
+            values[key] = json.loads(values[key])
+    for key in _BOOL_COLUMNS:
+        values[key] = bool(values[key])
+    return Job(**values)
+
+
+class SqliteJobStore(JobStore):
+    """Job records in one SQLite file (WAL, so readers never wait for the writer).
+
+    One connection per thread: gunicorn's gthread worker and huey's worker threads share
+    the store object.
+    """
+
+    def __init__(self, path: str | Path, timeout: float = 10.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)  # idempotent; executescript manages its own commit
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process crash (only power loss may drop the
+            # last commits), which is the failure this store must survive.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def create(self, job: Job) -> None:
+        row = _to_row(job.to_dict())
+        row["seq"] = 1
+        cols = ", ".join(row)
+        marks = ", ".join(f":{c}" for c in row)
+        with self._tx() as db:
+            db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+        job.seq = 1
+
+    def get(self, job_id: str) -> Job | None:
+        row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _from_row(row) if row else None
+
+    def delete(self, job_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+
+    def find_by_sha256(self, sha256: str) -> Job | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE sha256 = ? AND status != 'failed' "
+                "ORDER BY (status = 'done') DESC, created_at DESC LIMIT 1",
+                (sha256,),
+            )
+            .fetchone()
+        )
+        return _from_row(row) if row else None
+
+    def _set(
+        self, db: sqlite3.Connection, job_id: str, where: str, params: dict, values: dict
+    ) -> bool:
+        row = _to_row(values)
+        assign = ", ".join(f"{c} = :v_{c}" for c in row)
+        args = {f"v_{c}": v for c, v in row.items()} | params | {"id": job_id}
+        sql = f"UPDATE jobs SET {assign}{', ' if assign else ''}seq = seq + 1 WHERE id = :id AND {where}"
+        return db.execute(sql, args).rowcount == 1
+
+    def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None:
+        now = time.time()
+        with self._tx() as db:
+            won = db.execute(
+                "UPDATE jobs SET status = 'running', owner = :owner, heartbeat_at = :now, "
+                "started_at = COALESCE(started_at, :now), claims = claims + 1, seq = seq + 1 "
+                "WHERE id = :id AND (status = 'queued' OR "
+                "(status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :stale)))",
+                {"owner": owner, "now": now, "stale": stale_before, "id": job_id},
+            ).rowcount
+            if not won:
+                return None
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _from_row(row)
+
+    def update(self, job_id: str, owner: str, **values: Any) -> bool:
+        with self._tx() as db:
+            return self._set(
+                db, job_id, "status = 'running' AND owner = :owner", {"owner": owner}, values
+            )
+
+    def finish(self, job_id: str, owner: str, status: str, **values: Any) -> bool:
+        if status not in FINISHED:
+            raise ValueError(f"finish() needs done or failed, got {status!r}")
+        values = {"finished_at": time.time(), **values, "status": status}
+        with self._tx() as db:
+            return self._set(
+                db, job_id, "status = 'running' AND owner = :owner", {"owner": owner}, values
+            )
+
+    def requeue(
+        self, job_id: str, owner: str | None = None, stale_before: float | None = None
+    ) -> bool:
+        values = {"status": "queued", "stage": "queued", "owner": None, "enqueued_at": time.time()}
+        if owner is not None:
+            where, params = "status = 'running' AND owner = :owner", {"owner": owner}
+        elif stale_before is not None:
+            where = (
+                "((status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :stale)) OR "
+                "(status = 'queued' AND (enqueued_at IS NULL OR enqueued_at < :stale)))"
+            )
+            params = {"stale": stale_before}
+        else:
+            raise ValueError("requeue() needs an owner or a stale_before time")
+        with self._tx() as db:
+            return self._set(db, job_id, where, params, values)
+
+    def stale(self, stale_before: float) -> list[Job]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE "
+                "(status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :s)) OR "
+                "(status = 'queued' AND (enqueued_at IS NULL OR enqueued_at < :s)) "
+                "ORDER BY created_at",
+                {"s": stale_before},
+            )
+            .fetchall()
+        )
+        return [_from_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        counts = dict.fromkeys(STATUSES, 0)
+        counts.update({status: n for status, n in rows})
+        return counts
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.status != "queued":
+            return None
+        (ahead,) = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND "
+                "(created_at < :c OR (created_at = :c AND id < :id))",
+                {"c": job.created_at, "id": job.id},
+            )
+            .fetchone()
+        )
+        return int(ahead) + 1
+
+    def recent_finished(self, limit: int) -> list[Job]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE status IN ('done', 'failed') "
+                "ORDER BY finished_at DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [_from_row(r) for r in rows]
+
+    def expired(self, before: float) -> list[Job]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT * FROM jobs WHERE status IN ('done', 'failed') AND finished_at < ?",
+                (before,),
+            )
+            .fetchall()
+        )
+        return [_from_row(r) for r in rows]
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, amount),
+            )
+
+    def counters(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT name, value FROM counters").fetchall()
+        return {name: int(value) for name, value in rows}
