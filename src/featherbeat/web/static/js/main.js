@@ -412,7 +412,10 @@ function togglePlay() {
   const r = state.result;
   if (!r || $("play").disabled) return;
   if (r.audio.paused) {
-    r.audio.play().catch((err) => showMessage(`The audio cannot be played here: ${err.message}`));
+    r.audio.play().catch((err) => {
+      // AbortError only means a pause() came before playback started: nothing went wrong.
+      if (err.name !== "AbortError") showMessage(`The audio cannot be played here: ${err.message}`);
+    });
   } else {
     r.audio.pause();
   }

@@ -1,0 +1,369 @@
+"""The web page end to end: real headless Chromium against a real server on 127.0.0.1.
+
+One generated drum-like track is uploaded through the file picker; the tests then read what
+a person would see: the progress bar, the summary, the drawing (canvas pixels compared with
+the analysis JSON the API serves), playback, downloads, a reload of /a/{id}, and the error
+for a file that is not audio. A screenshot of the result view goes to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.timeout(180)]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TEMPO = 120.0
+DURATION = 24.0
+
+
+def drum_track(path: Path, sr: int = 22050) -> Path:
+    """24 s at 120 BPM in 4/4: a kick on every downbeat, a snare-ish noise on the other beats,
+    and a chord pad that changes from C major to A minor half way (something for sections)."""
+    rng = np.random.default_rng(7)
+    n = int(DURATION * sr)
+    t = np.arange(n) / sr
+    y = np.zeros(n)
+    pad_a = sum(np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0))
+    pad_b = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 261.63, 329.63, 440.0))
+    y += 0.05 * np.where(t < DURATION / 2, pad_a, pad_b)
+    beat = 60.0 / TEMPO
+    hit = int(0.15 * sr)
+    k = np.arange(hit) / sr
+    for i, start in enumerate(np.arange(0.25, DURATION - 0.3, beat)):
+        a = int(start * sr)
+        if i % 4 == 0:  # kick: a falling sine, loud
+            sound = 0.9 * np.exp(-k / 0.05) * np.sin(2 * np.pi * (60 + 90 * np.exp(-k / 0.02)) * k)
+        else:  # snare-ish: noise burst
+            sound = 0.45 * np.exp(-k / 0.03) * rng.uniform(-1, 1, hit)
+        y[a : a + hit] += sound
+    sf.write(path, (y / np.max(np.abs(y)) * 0.9).astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real featherbeat service (web + consumer) on 127.0.0.1.
+
+    FEATHERBEAT_PAGE_TEST_URL points the tests at a service already running instead (e.g. a
+    deployment being checked by hand)."""
+    if os.environ.get("FEATHERBEAT_PAGE_TEST_URL"):
+        yield os.environ["FEATHERBEAT_PAGE_TEST_URL"].rstrip("/")
+        return
+    harness = pytest.importorskip("service_harness")
+    data = tmp_path_factory.mktemp("page-service")
+    with harness.running_service(data, env={"FEATHERBEAT_KEEP_UPLOADS": "1"}) as svc:
+        yield svc.url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed; run `make system-deps`")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def track(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return drum_track(tmp_path_factory.mktemp("page-audio") / "drums-120bpm.wav")
+
+
+def new_page(browser: Any, **kwargs: Any) -> Any:
+    context = browser.new_context(
+        viewport={"width": 1200, "height": 1100}, accept_downloads=True, **kwargs
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors  # checked at the end of each test: a page that throws is a bug
+    return page
+
+
+def open_page(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=15_000)
+
+
+# Reads the track canvas back and measures it against the analysis: runs in the page.
+MEASURE_JS = """
+([analysis]) => {
+  const canvas = document.getElementById("track-canvas");
+  const lanes = JSON.parse(canvas.dataset.lanes);
+  const view = JSON.parse(canvas.dataset.view);
+  const dpr = canvas.width / view.width;
+  const ctx = canvas.getContext("2d");
+  const img = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+  const rgb = (name) => {
+    probe.fillStyle = getComputedStyle(document.body).getPropertyValue(name).trim();
+    probe.fillRect(0, 0, 1, 1);
+    return Array.from(probe.getImageData(0, 0, 1, 1).data.slice(0, 3));
+  };
+  const at = (x, y) => {
+    const i = (Math.round(y * dpr) * canvas.width + Math.round(x * dpr)) * 4;
+    return [img.data[i], img.data[i + 1], img.data[i + 2]];
+  };
+  const near = (a, b, tol = 40) => Math.abs(a[0] - b[0]) + Math.abs(a[1] - b[1]) + Math.abs(a[2] - b[2]) <= tol;
+  const wave = rgb("--wave"), beat = rgb("--beat"), down = rgb("--downbeat"), bg = rgb("--canvas-bg");
+
+  // Waveform: drawn height per column (CSS px) in the waveform lane.
+  const [w0, w1] = lanes.waveform;
+  const heights = [];
+  for (let x = 0; x < view.width; x++) {
+    let h = 0;
+    for (let y = w0; y < w1; y++) if (near(at(x, y), wave)) h++;
+    heights.push(h);
+  }
+  // Beat ticks: runs of tick colour along one row near the bottom of the beats lane.
+  const runs = (colour) => {
+    const xs = [];
+    let inRun = false;
+    for (let x = 0; x < view.width; x++) {
+      const hit = near(at(x, lanes.beats[1] - 2), colour);
+      if (hit && !inRun) xs.push(x);
+      inRun = hit;
+    }
+    return xs;
+  };
+  // Sections: the colour at the middle of each section's band.
+  const sectionColours = analysis.sections.map((s) => {
+    const x = ((s.start + s.duration / 2 - view.start) / view.span) * view.width;
+    return at(x, (lanes.sections[0] + lanes.sections[1]) / 2 - 4);
+  });
+  return {
+    view, lanes, heights, bg,
+    downbeatTicks: runs(down),
+    beatTicks: runs(beat),
+    sectionColours,
+  };
+}
+"""
+
+
+def visualizer_stats(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        """() => {
+      const c = document.getElementById("visualizer");
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      const colours = new Set();
+      for (let i = 0; i < d.length; i += 4 * 97) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      const mid = ((c.height >> 1) * c.width + (c.width >> 1)) * 4;
+      return { distinct: colours.size, centre: [d[mid], d[mid + 1], d[mid + 2]],
+               beat: Number(c.dataset.beat), bar: Number(c.dataset.bar), section: c.dataset.section };
+    }"""
+    )
+
+
+def canvas_hash(page: Any, element_id: str) -> str:
+    data = page.evaluate(
+        """(id) => { const c = document.getElementById(id);
+          return Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 7 === 0)).join(","); }""",
+        element_id,
+    )
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def audio_time(page: Any) -> float:
+    return float(page.evaluate("() => document.getElementById('audio').currentTime"))
+
+
+def test_upload_progress_drawing_playback_downloads_reload(
+    server: str, browser: Any, track: Path
+) -> None:
+    page = new_page(browser)
+    # Record every value the progress bar shows, from the first one on.
+    page.add_init_script(
+        """window.__progress = [];
+        new MutationObserver((ms) => ms.forEach((m) => {
+          if (m.attributeName === "aria-valuenow") window.__progress.push(Number(m.target.getAttribute("aria-valuenow")));
+        })).observe(document, { attributes: true, subtree: true, attributeFilter: ["aria-valuenow"] });"""
+    )
+    open_page(page, server + "/")
+    assert page.locator("#upload-view").is_visible()
+    page.set_input_files("#file", str(track))
+    assert page.locator("#file-name").inner_text() == track.name
+
+    page.wait_for_selector("#result-view:not([hidden])", timeout=90_000)
+    progress = page.evaluate("() => window.__progress")
+    assert 100 in progress, progress
+    assert page.locator("#progress-bar").get_attribute("aria-valuenow") == "100"
+    m = re.fullmatch(r".*/a/([A-Za-z0-9_-]+)", page.url)
+    assert m, page.url
+    job_id = m.group(1)
+
+    job = page.request.get(f"{server}/api/v1/analyses/{job_id}").json()
+    assert job["status"] == "done" and job["filename"] == track.name
+    analysis = page.request.get(f"{server}/api/v1/analyses/{job_id}/analysis?format=spotify").json()
+    fb = analysis["featherbeat"]
+
+    # The summary says what the analysis says.
+    summary = page.locator("#summary").inner_text()
+    assert f"{analysis['track']['tempo']:.1f} BPM" in summary
+    assert f"{len(analysis['beats'])} beats" in summary
+    assert f"{len(analysis['sections'])} sections" in summary
+    assert f"{fb['key_name']} {fb['mode_name']}" in summary
+    assert page.locator("#result-title").inner_text() == track.name
+
+    # The drawing, read back pixel by pixel and compared with the JSON.
+    px = page.evaluate(MEASURE_JS, [analysis])
+    view, lanes, heights = px["view"], px["lanes"], px["heights"]
+    assert view["start"] == 0 and abs(view["span"] - analysis["track"]["duration"]) < 0.1
+    lane_h = lanes["waveform"][1] - lanes["waveform"][0]
+    wf = fb["waveform"]
+    peak = np.maximum(np.abs(np.asarray(wf["min"])), np.abs(np.asarray(wf["max"])))
+    col_of_bucket = (np.arange(peak.size) / wf["rate"] / view["span"] * view["width"]).astype(int)
+    col_peak = np.zeros(view["width"])
+    np.maximum.at(col_peak, np.clip(col_of_bucket, 0, view["width"] - 1), peak)
+    h = np.asarray(heights, dtype=float)
+    loud_cols, quiet_cols = col_peak > 0.6, col_peak < 0.08
+    assert loud_cols.sum() > 10 and quiet_cols.sum() > 10
+    assert np.median(h[loud_cols]) > 0.5 * lane_h  # loud hits are drawn tall ...
+    assert np.median(h[quiet_cols]) < 0.15 * lane_h  # ... the gaps between them flat
+    assert np.corrcoef(h, col_peak)[0, 1] > 0.8
+
+    x_of = lambda t: (t - view["start"]) / view["span"] * view["width"]  # noqa: E731
+    downbeats = [t for t in fb["downbeats"] if x_of(t) < view["width"] - 2]
+    others = [
+        b["start"]
+        for b in analysis["beats"]
+        if round(b["start"], 3) not in {round(d, 3) for d in fb["downbeats"]}
+        and x_of(b["start"]) < view["width"] - 1
+    ]
+    assert len(downbeats) >= 8 and len(others) >= 20
+    assert abs(len(px["downbeatTicks"]) - len(downbeats)) <= 1
+    assert abs(len(px["beatTicks"]) - len(others)) <= 1
+    for t in downbeats[:5]:  # each downbeat tick sits where the JSON says
+        assert min(abs(x - x_of(t)) for x in px["downbeatTicks"]) <= 2.5
+
+    colours = [tuple(c) for c in px["sectionColours"]]
+    labels = fb["section_labels"]
+    assert len(labels) == len(colours) == len(analysis["sections"]) >= 1
+    for la, ca in zip(labels, colours, strict=True):
+        assert ca != tuple(px["bg"])  # every section is painted
+        for lb, cb in zip(labels, colours, strict=True):
+            assert (la[0] == lb[0]) == (ca == cb), (labels, colours)
+
+    viz = visualizer_stats(page)
+    assert viz["distinct"] > 20  # a picture, not a blank rectangle
+
+    # Playback of the just-uploaded File; the cursor and the visualizer follow.
+    assert page.locator("#play").is_enabled()
+    page.click("#play")
+    page.wait_for_function(
+        "() => document.getElementById('audio').currentTime > 1.2", timeout=15_000
+    )
+    assert page.locator("#play").get_attribute("aria-label") == "Pause"
+    page.click("#play")
+    page.wait_for_function("() => document.getElementById('audio').paused")
+    paused_at = audio_time(page)
+    page.wait_for_timeout(400)
+    assert audio_time(page) == paused_at
+    # The visualizer's frame is the moment playback stopped: same beat, bar and section as the JSON.
+    viz = visualizer_stats(page)
+    beat_starts = [b["start"] for b in analysis["beats"]]
+    assert viz["beat"] == int(np.searchsorted(beat_starts, paused_at, side="right")) - 1 >= 1
+    assert viz["bar"] == int(np.searchsorted(fb["downbeats"], paused_at, side="right"))
+    here = [s for s in analysis["sections"] if s["start"] <= paused_at < s["start"] + s["duration"]]
+    assert viz["section"] == labels[analysis["sections"].index(here[0])]
+    assert page.locator("#play").get_attribute("aria-label") == "Play"
+    cursor_x = page.evaluate("() => document.getElementById('cursor').style.transform")
+    assert cursor_x != "translateX(0px)"
+
+    # Keyboard: arrows seek, space toggles.
+    page.locator("#result-title").click()
+    page.keyboard.press("ArrowRight")
+    assert audio_time(page) == pytest.approx(paused_at + 5, abs=0.3)
+    page.keyboard.press("Space")
+    page.wait_for_function("() => !document.getElementById('audio').paused")
+    page.keyboard.press("Space")
+    page.wait_for_function("() => document.getElementById('audio').paused")
+
+    # Zoom in: the drawing changes and the view is narrower; Fit brings it back.
+    before = canvas_hash(page, "track-canvas")
+    page.click("#zoom-in")
+    zoomed = json.loads(page.locator("#track-canvas").get_attribute("data-view"))
+    assert zoomed["span"] == pytest.approx(view["span"] / 2, rel=0.01)
+    assert canvas_hash(page, "track-canvas") != before
+    page.click("#zoom-fit")
+    assert canvas_hash(page, "track-canvas") == before
+    assert page.locator("#message").is_hidden()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "page-result.png"), full_page=True)
+
+    # Downloads are exactly what the API serves.
+    for fmt in ("spotify", "beats", "jams"):
+        with page.expect_download() as info:
+            page.click(f"#dl-{fmt}")
+        got = Path(info.value.path()).read_bytes()
+        want = page.request.get(f"{server}/api/v1/analyses/{job_id}/analysis?format={fmt}").body()
+        assert got == want, fmt
+        assert info.value.suggested_filename.startswith("drums-120bpm.")
+    assert page.locator("#share-link").input_value() == page.url
+
+    # A reload of /a/{id} shows the same result, drawn the same.
+    summary_before = summary
+    page.reload()
+    page.wait_for_selector("#result-view:not([hidden])", timeout=15_000)
+    assert page.locator("#summary").inner_text() == summary_before
+    assert canvas_hash(page, "track-canvas") == before
+
+    # The upload view lists it among this browser's recent analyses.
+    page.click(".brand")
+    page.wait_for_selector("#upload-view:not([hidden])")
+    link = page.locator(f"#recent-list a[href='/a/{job_id}']")
+    assert link.inner_text() == track.name
+    assert page.errors == []
+
+
+def test_text_file_is_refused_with_a_clear_message(
+    server: str, browser: Any, tmp_path: Path
+) -> None:
+    page = new_page(browser, color_scheme="dark")
+    open_page(page, server + "/")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list: eggs, milk\n" * 40)
+    page.set_input_files("#file", str(notes))
+    msg = page.locator("#message")
+    msg.wait_for(state="visible")
+    assert "does not look like audio" in msg.inner_text()
+    assert page.locator("#upload-view").is_visible()
+
+    # Named like audio, so the page lets it through: the server refuses it and we say so.
+    disguised = tmp_path / "notes.mp3"
+    disguised.write_bytes(notes.read_bytes())
+    page.set_input_files("#file", str(disguised))
+    page.wait_for_function(
+        "() => document.getElementById('message').textContent.includes('refused')", timeout=15_000
+    )
+    assert page.locator("#upload-view").is_visible()
+    assert "notes.mp3" in msg.inner_text()
+    assert page.url.rstrip("/") == server
+    assert page.errors == []
