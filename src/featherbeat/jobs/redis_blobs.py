@@ -17,40 +17,48 @@ import os
 import secrets
 import urllib.parse
 from collections.abc import Iterator
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-CHUNK = 1 << 20  # 1 MiB: small enough to keep processes' memory flat, big enough for throughput
+from featherbeat.jobs.blobs import CHUNK, BlobStore, check_key
 
 
 class BlobTooLargeError(ValueError):
     """The blob is bigger than the store's cap."""
 
 
-class Blobs(Protocol):
-    """Byte blobs by key, streamed in and out. Keys look like ``uploads/<id>`` or ``results/<id>.json``."""
+class RedisBlobs(BlobStore):
+    """Blobs as Redis strings with a size cap and an expiry.
 
-    def put(self, key: str, fp: IO[bytes], *, ttl: float | None = None) -> int: ...
-    def get(self, key: str, out: IO[bytes]) -> bool: ...
-    def iter(self, key: str) -> Iterator[bytes] | None: ...
-    def size(self, key: str) -> int | None: ...
-    def delete(self, key: str) -> None: ...
-
-
-class RedisBlobs:
-    """Blobs as Redis strings with a size cap and an expiry."""
+    ``ttls`` maps a key prefix to the expiry (seconds) used when ``put`` gets no ``ttl``:
+    uploads are short-lived, results follow the retention; None or 0 keeps them for ever.
+    """
 
     def __init__(
-        self, client: Any, prefix: str = "featherbeat:", max_bytes: int = 256 << 20
+        self,
+        client: Any,
+        prefix: str = "featherbeat:",
+        max_bytes: int = 256 << 20,
+        ttls: dict[str, float | None] | None = None,
     ) -> None:
         self.r = client
         self.prefix = prefix + "blob:"
         # Redis strings stop at 512 MB; the cap keeps one huge upload from eating the server.
         self.max_bytes = min(int(max_bytes), 512 << 20)
+        self.ttls = dict(ttls or {})
 
     def _key(self, key: str) -> str:
-        return self.prefix + key
+        return self.prefix + check_key(key)
+
+    def _ttl(self, key: str, ttl: float | None) -> float | None:
+        if ttl is not None:
+            return ttl
+        for start, value in self.ttls.items():
+            if key.startswith(start):
+                return value
+        return None
 
     def put(self, key: str, fp: IO[bytes], *, ttl: float | None = None) -> int:
+        ttl = self._ttl(key, ttl)
         partial = f"{self._key(key)}:partial:{secrets.token_hex(6)}"
         total = 0
         try:
@@ -61,9 +69,11 @@ class RedisBlobs:
                 if total > self.max_bytes:
                     raise BlobTooLargeError(
                         f"blob {key!r} is larger than the Redis blob cap of {self.max_bytes} bytes "
-                        "(FEATHERBEAT_REDIS_BLOB_MAX_BYTES, or use FEATHERBEAT_BLOB_URL=s3://...)"
+                        "(FEATHERBEAT_REDIS_BLOB_MAX_MB, or use FEATHERBEAT_BLOB_URL=s3://...)"
                     )
-                self.r.append(partial, chunk)
+                # SETRANGE at an explicit offset, not APPEND: a command retried after a lost
+                # reply (Redis restarting) rewrites the same bytes instead of doubling them.
+                self.r.setrange(partial, total - len(chunk), chunk)
             pipe = self.r.pipeline(transaction=True)
             pipe.rename(partial, self._key(key))
             if ttl:
@@ -75,12 +85,6 @@ class RedisBlobs:
             self.r.delete(partial)
             raise
         return total
-
-    def put_bytes(self, key: str, data: bytes, *, ttl: float | None = None) -> int:
-        if len(data) > self.max_bytes:
-            raise BlobTooLargeError(f"blob {key!r} is larger than {self.max_bytes} bytes")
-        self.r.set(self._key(key), data, px=int(ttl * 1000) if ttl else None)
-        return len(data)
 
     def size(self, key: str) -> int | None:
         k = self._key(key)
@@ -106,14 +110,11 @@ class RedisBlobs:
     def get(self, key: str, out: IO[bytes]) -> bool:
         return _copy(self.iter(key), out)
 
-    def get_bytes(self, key: str) -> bytes | None:
-        return self.r.get(self._key(key))
-
     def delete(self, key: str) -> None:
         self.r.delete(self._key(key))
 
 
-class S3Blobs:
+class S3Blobs(BlobStore):
     """Blobs in an S3-compatible bucket (expiry is the bucket's lifecycle rule, not ours)."""
 
     def __init__(self, url: str, max_bytes: int = 5 << 30) -> None:
@@ -132,7 +133,7 @@ class S3Blobs:
         self.s3 = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 
     def _key(self, key: str) -> str:
-        return self.prefix + key
+        return self.prefix + check_key(key)
 
     def put(self, key: str, fp: IO[bytes], *, ttl: float | None = None) -> int:
         counter = _CountingReader(fp, self.max_bytes, key)

@@ -1,0 +1,314 @@
+"""Job records in Redis: the ``JobStore`` of the scale-out mode (``FEATHERBEAT_BROKER=redis://``).
+
+Any number of web processes and workers on any machines share these records. Every change that
+two processes could race on runs as one small Lua script inside Redis, so it is atomic the same
+way the SQLite store's conditional ``UPDATE ... WHERE status=? AND owner=?`` is:
+
+- ``claim``: queued -> running for one owner, or take over a running job whose heartbeat is
+  stale. Of many workers claiming the same job (duplicate message, two reapers) one wins.
+- ``update``/``finish``: only while the caller still owns the running job. A worker presumed dead
+  and recovered elsewhere loses ownership, so it can never finish the job a second time.
+- ``requeue``: back to queued, conditional on the owner or on staleness, so of two reapers that
+  see the same stale job only one re-queues it.
+
+Layout (``P`` is the key prefix, default ``featherbeat:``):
+
+- ``P job:<id>`` hash, one field per ``Job`` field, each value JSON (so None, numbers, dicts
+  and booleans come back typed, and Lua can compare ``'"running"'`` and ``tonumber`` times);
+- ``P status:<status>`` sorted sets: queued by ``created_at`` (FIFO rank = queue position),
+  running by heartbeat (the stale ones are a range query), done/failed by ``finished_at``;
+- ``P sha:<sha256>`` sorted set of the job ids of those bytes (dedupe);
+- ``P events:<id>`` stream: one entry per change (``seq``), which ``wait()`` blocks on, so an
+  SSE response in any web process wakes at once instead of polling;
+- ``P counters`` hash.
+
+Keys are computed inside the scripts, which single-instance Redis (and Sentinel) allows and
+Redis Cluster does not: featherbeat's scale-out needs one Redis, not a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from featherbeat.jobs.store import _COLUMNS, FINISHED, STATUSES, Job, JobStore
+
+STREAM_MAXLEN = 32  # SSE only needs "something changed since seq N"
+
+# Shared by every script: ARGV[1] = prefix, ARGV[2] = job id.
+_PRELUDE = """
+local P, id = ARGV[1], ARGV[2]
+local job = P .. 'job:' .. id
+local function field(name) return redis.call('HGET', job, name) end
+local function num(name) return tonumber(field(name) or 'x') end
+local function apply(from)
+  for i = from, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
+end
+local function move(new, score)
+  for _, s in ipairs({'queued', 'running', 'done', 'failed'}) do
+    redis.call('ZREM', P .. 'status:' .. s, id)
+  end
+  redis.call('ZADD', P .. 'status:' .. new, score, id)
+end
+local function bump()
+  local seq = redis.call('HINCRBY', job, 'seq', 1)
+  redis.call('XADD', P .. 'events:' .. id, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'seq', seq)
+  return seq
+end
+""".replace("STREAM_MAXLEN", str(STREAM_MAXLEN))
+
+# ARGV: P, id, status, created_at, sha256, [field, json]...
+_CREATE = """
+if redis.call('EXISTS', job) == 1 then return 0 end
+apply(6)
+redis.call('HSET', job, 'seq', 0)
+move(ARGV[3], tonumber(ARGV[4]))
+redis.call('ZADD', P .. 'sha:' .. ARGV[5], tonumber(ARGV[4]), id)
+bump()
+return 1
+"""
+
+# ARGV: P, id, owner(json), now, stale_before
+_CLAIM = """
+local st = field('status')
+-- The same owner again: a retry after a lost reply (connection reset), it already won.
+if st == '"running"' and field('owner') == ARGV[3] then return 1 end
+if st == '"running"' then
+  local hb = num('heartbeat_at')
+  if hb and hb >= tonumber(ARGV[5]) then return 0 end
+elseif st ~= '"queued"' then
+  return 0
+end
+redis.call('HSET', job, 'status', '"running"', 'owner', ARGV[3], 'heartbeat_at', ARGV[4])
+if field('started_at') == 'null' then redis.call('HSET', job, 'started_at', ARGV[4]) end
+redis.call('HINCRBY', job, 'claims', 1)
+move('running', tonumber(ARGV[4]))
+bump()
+return 1
+"""
+
+# ARGV: P, id, owner(json), [field, json]...
+_UPDATE = """
+if field('status') ~= '"running"' or field('owner') ~= ARGV[3] then return 0 end
+apply(4)
+local hb = num('heartbeat_at')
+if hb then redis.call('ZADD', P .. 'status:running', hb, id) end
+bump()
+return 1
+"""
+
+# ARGV: P, id, owner(json), status, finished_at, [field, json]...
+# The owner stays recorded after the finish, so a retry of the same finish (reply lost to a
+# connection reset) is recognised and answered 1 without changing anything.
+_FINISH = """
+if field('owner') ~= ARGV[3] then return 0 end
+if field('status') == cjson.encode(ARGV[4]) then return 1 end
+if field('status') ~= '"running"' then return 0 end
+apply(6)
+redis.call('HSET', job, 'status', cjson.encode(ARGV[4]), 'finished_at', ARGV[5])
+move(ARGV[4], tonumber(ARGV[5]))
+bump()
+return 1
+"""
+
+# ARGV: P, id, owner(json) or '', stale_before or '', now
+_REQUEUE = """
+local st = field('status')
+local ok = false
+if ARGV[3] ~= '' then
+  ok = st == '"running"' and field('owner') == ARGV[3]
+else
+  local before = tonumber(ARGV[4])
+  if st == '"running"' then
+    local hb = num('heartbeat_at')
+    ok = (not hb) or hb < before
+  elseif st == '"queued"' then
+    local enq = num('enqueued_at')
+    ok = (not enq) or enq < before
+  end
+end
+if not ok then return 0 end
+redis.call('HSET', job, 'status', '"queued"', 'stage', '"queued"', 'owner', 'null',
+  'enqueued_at', ARGV[5])
+move('queued', num('created_at') or 0)
+bump()
+return 1
+"""
+
+
+def _encode(values: dict[str, Any]) -> list[Any]:
+    flat: list[Any] = []
+    for key, value in values.items():
+        if key not in _COLUMNS:
+            raise KeyError(f"unknown job field {key!r}")
+        flat += [key, json.dumps(value)]
+    return flat
+
+
+def _decode(raw: dict[bytes, bytes]) -> Job:
+    values = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if name in _COLUMNS:
+            values[name] = json.loads(value)
+    return Job(**values)
+
+
+class RedisJobStore(JobStore):
+    """``JobStore`` on one Redis server (see the module docstring for the layout)."""
+
+    def __init__(self, client: Any, prefix: str = "featherbeat:") -> None:
+        self.r = client
+        self.prefix = prefix
+        scripts = {
+            "create": _CREATE,
+            "claim": _CLAIM,
+            "update": _UPDATE,
+            "finish": _FINISH,
+            "requeue": _REQUEUE,
+        }
+        self._scripts = {n: client.register_script(_PRELUDE + s) for n, s in scripts.items()}
+
+    def _run(self, name: str, job_id: str, *args: Any) -> int:
+        return int(self._scripts[name](keys=[], args=[self.prefix, job_id, *args]))
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def _jobs(self, ids: Iterable[bytes | str]) -> list[Job]:
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self._key("job", job_id.decode() if isinstance(job_id, bytes) else job_id))
+        return [_decode(raw) for raw in pipe.execute() if raw]
+
+    # -- records ----------------------------------------------------------------------------
+
+    def create(self, job: Job) -> None:
+        values = job.to_dict()
+        values.pop("seq")
+        if values.get("enqueued_at") is None and job.status == "queued":
+            values["enqueued_at"] = job.created_at or time.time()
+        args = [job.status, job.created_at, job.sha256, *_encode(values)]
+        if not self._run("create", job.id, *args):
+            raise KeyError(f"job {job.id} already exists")
+        job.seq = 1
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.r.hgetall(self._key("job", job_id))
+        return _decode(raw) if raw else None
+
+    def delete(self, job_id: str) -> bool:
+        job = self.get(job_id)
+        if job is None:
+            return False
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self._key("job", job_id), self._key("events", job_id))
+        for status in STATUSES:
+            pipe.zrem(self._key("status", status), job_id)
+        pipe.zrem(self._key("sha", job.sha256), job_id)
+        pipe.execute()
+        return True
+
+    def find_by_sha256(self, sha256: str) -> Job | None:
+        ids = self.r.zrevrange(self._key("sha", sha256), 0, 20)
+        jobs = [j for j in self._jobs(ids) if j.status != "failed"]
+        if not jobs:
+            return None
+        # Same order as the SQLite store: a done job first, then the newest.
+        return max(jobs, key=lambda j: (j.status == "done", j.created_at))
+
+    # -- ownership --------------------------------------------------------------------------
+
+    def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None:
+        if not self._run("claim", job_id, json.dumps(owner), time.time(), stale_before):
+            return None
+        return self.get(job_id)
+
+    def update(self, job_id: str, owner: str, **values: Any) -> bool:
+        return bool(self._run("update", job_id, json.dumps(owner), *_encode(values)))
+
+    def finish(self, job_id: str, owner: str, status: str, **values: Any) -> bool:
+        if status not in FINISHED:
+            raise ValueError(f"finish() needs done or failed, got {status!r}")
+        finished_at = values.pop("finished_at", None) or time.time()
+        values.pop("status", None)
+        args = [json.dumps(owner), status, finished_at, *_encode(values)]
+        return bool(self._run("finish", job_id, *args))
+
+    def requeue(
+        self, job_id: str, owner: str | None = None, stale_before: float | None = None
+    ) -> bool:
+        if owner is None and stale_before is None:
+            raise ValueError("requeue() needs an owner or a stale_before time")
+        own = json.dumps(owner) if owner is not None else ""
+        before = "" if stale_before is None else stale_before
+        return bool(self._run("requeue", job_id, own, before, time.time()))
+
+    def stale(self, stale_before: float) -> list[Job]:
+        running = self.r.zrangebyscore(self._key("status", "running"), "-inf", f"({stale_before}")
+        jobs = self._jobs(running)
+        queued = [
+            j
+            for j in self._jobs(self.r.zrange(self._key("status", "queued"), 0, -1))
+            if j.enqueued_at is None or j.enqueued_at < stale_before
+        ]
+        return sorted(jobs + queued, key=lambda j: j.created_at)
+
+    # -- listings ---------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        pipe = self.r.pipeline(transaction=False)
+        for status in STATUSES:
+            pipe.zcard(self._key("status", status))
+        return dict(zip(STATUSES, map(int, pipe.execute()), strict=True))
+
+    def queue_position(self, job: Job) -> int | None:
+        if job.status != "queued":
+            return None
+        rank = self.r.zrank(self._key("status", "queued"), job.id)
+        return None if rank is None else int(rank) + 1
+
+    def recent_finished(self, limit: int) -> list[Job]:
+        pairs: list[tuple[float, bytes]] = []
+        for status in FINISHED:
+            got = self.r.zrevrange(self._key("status", status), 0, limit - 1, withscores=True)
+            pairs += [(score, job_id) for job_id, score in got]
+        pairs.sort(reverse=True)
+        return self._jobs(job_id for _, job_id in pairs[:limit])
+
+    def expired(self, before: float) -> list[Job]:
+        ids: list[bytes] = []
+        for status in FINISHED:
+            ids += self.r.zrangebyscore(self._key("status", status), "-inf", f"({before}")
+        return self._jobs(ids)
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        self.r.hincrby(self._key("counters"), name, amount)
+
+    def counters(self) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(self._key("counters")).items()}
+
+    # -- change notification (SSE) ----------------------------------------------------------
+
+    def wait(self, job_id: str, seq: int, timeout: float) -> Job | None:
+        """The job once its ``seq`` passes ``seq``, or as it is after ``timeout`` seconds.
+
+        Blocks on the job's stream (XREAD BLOCK) from its first entry, so a change made
+        between the caller's last read and this call is seen at once, not missed.
+        """
+        deadline = time.monotonic() + timeout
+        last = "0-0"
+        while True:
+            job = self.get(job_id)
+            left = deadline - time.monotonic()
+            if job is None or job.seq > seq or left <= 0:
+                return job
+            got = self.r.xread({self._key("events", job_id): last}, block=max(1, int(left * 1000)))
+            for _stream, entries in got or ():
+                for entry_id, _data in entries:
+                    last = entry_id
+
+    def close(self) -> None:
+        self.r.close()

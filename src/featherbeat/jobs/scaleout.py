@@ -1,0 +1,103 @@
+"""The scale-out backend: ``FEATHERBEAT_BROKER=redis://host:port/db`` moves everything to Redis.
+
+``build(settings)`` (called by ``Services.from_settings``) returns the same three parts as the
+embedded mode, on one Redis connection pool per process:
+
+- the queue: huey's ``PriorityRedisHuey`` with the very same task (a sorted set, FIFO within a
+  priority, so the reaper's recovered jobs go first as in the SQLite mode);
+- the job records: ``RedisJobStore`` (hashes, per-status sorted sets, a change stream per job);
+- the blobs: ``RedisBlobs`` (size cap + expiry) or, with ``FEATHERBEAT_BLOB_URL=s3://...``,
+  ``S3Blobs``.
+
+Settings of this mode only (read here; see docs/scaling.md):
+
+| variable | default | meaning |
+|---|---|---|
+| FEATHERBEAT_BLOB_URL | (unset) | ``s3://bucket/prefix``: uploads and results in S3 (boto3) instead of Redis |
+| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | cap of one blob kept in Redis (at most 512) |
+| FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | an upload not analysed by then expires from Redis |
+| FEATHERBEAT_REDIS_PREFIX | featherbeat: | key prefix (several deployments on one Redis) |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from featherbeat.config import ConfigError, Settings
+from featherbeat.jobs.blobs import BlobStore
+from featherbeat.jobs.queue import JobQueue, _import_huey
+from featherbeat.jobs.redis_blobs import RedisBlobs, S3Blobs
+from featherbeat.jobs.redis_store import RedisJobStore
+from featherbeat.jobs.services import Services
+
+# While Redis restarts (AOF replay takes a moment) a command is retried for ~5 s before the
+# request fails; the store's scripts and the blob writes are safe to repeat.
+_RETRIES = 8
+_BACKOFF_CAP = 1.0
+
+
+def redis_client(url: str) -> Any:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=_BACKOFF_CAP, base=0.05), _RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def make_blob_store(
+    settings: Settings, client: Any, prefix: str, env: Mapping[str, str]
+) -> BlobStore:
+    """Uploads and results where every machine reaches them: S3 if configured, else Redis."""
+    blob_url = (env.get("FEATHERBEAT_BLOB_URL") or "").strip()
+    if blob_url:
+        return S3Blobs(blob_url)
+    upload_mb = settings.max_upload_bytes / (1 << 20)
+    max_mb = _env_number(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB", max(upload_mb, 64.0))
+    upload_ttl = _env_number(env, "FEATHERBEAT_UPLOAD_TTL_HOURS", 24.0) * 3600
+    return RedisBlobs(
+        client,
+        prefix,
+        max_bytes=int(max_mb * (1 << 20)),
+        ttls={"uploads/": upload_ttl, "results/": settings.retention_days * 86400 or None},
+    )
+
+
+def build(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
+    if not settings.broker:
+        raise ConfigError("the scale-out backend needs FEATHERBEAT_BROKER=redis://...")
+    env = os.environ if env is None else env
+    prefix = (env.get("FEATHERBEAT_REDIS_PREFIX") or "featherbeat:").strip()
+    client = redis_client(settings.broker)
+    huey = _import_huey(with_redis=True).PriorityRedisHuey(
+        prefix.rstrip(":") or "featherbeat",
+        connection_pool=client.connection_pool,
+        results=False,
+    )
+    return Services(
+        settings=settings,
+        store=RedisJobStore(client, prefix),
+        blobs=make_blob_store(settings, client, prefix, env),
+        queue=JobQueue(settings, huey=huey),
+    )
