@@ -16,6 +16,8 @@ its own; a ``503`` is honoured with its ``Retry-After``. Exit code: 0 when every
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -26,12 +28,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-EXTENSIONS = {"spotify": ".json", "beats": ".beats", "jams": ".jams"}
 WINDOW = 16  # jobs in flight at once
 POLL_SECONDS = 0.3
 UNREACHABLE_SECONDS = 60.0  # how long a service may be down (restart, deploy) before we give up
@@ -58,16 +59,15 @@ class UnreachableError(Exception):
 class Item:
     """One input file on its way through the service."""
 
-    index: int
     path: Path
+    target: Path | None  # None: stdout
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    result: IO[bytes] | None = None  # spooled result waiting for its turn on stdout
     written: bool = False
 
     @property
     def progress(self) -> float:
-        if self.error is not None or self.written or self.result is not None:
+        if self.error is not None or self.written:
             return 1.0
         return float(self.job.get("progress") or 0.0)
 
@@ -133,7 +133,14 @@ class Client:
         sep = "&" if "?" in link else "?"
         _status, resp = self.request("GET", f"{link}{sep}format={fmt}")
         with resp:
-            shutil.copyfileobj(resp, out, 1 << 16)
+            while True:
+                try:
+                    chunk = resp.read(1 << 16)
+                except OSError as exc:  # connection lost mid-body: the caller retries later
+                    raise UnreachableError(str(exc)) from None
+                if not chunk:
+                    return
+                out.write(chunk)
 
 
 def _service_error(exc: urllib.error.HTTPError) -> ServiceError:
@@ -164,7 +171,7 @@ class ProgressBar:
         if not self.enabled or not self.total:
             return
         fraction = sum(i.progress for i in items) / self.total
-        done = sum(1 for i in items if i.written or i.result is not None)
+        done = sum(1 for i in items if i.written)
         failed = sum(1 for i in items if i.error is not None)
         width = 30
         fill = int(round(fraction * width))
@@ -185,30 +192,25 @@ class ProgressBar:
 
 
 class Batch:
-    """Submits, follows and collects a list of files; writes results through ``sink``."""
+    """Submits, follows and collects a list of files, writing each result to its target."""
 
     def __init__(
         self,
         client: Client,
-        paths: Sequence[Path],
+        items: Sequence[Item],
         fmt: str,
-        sink: Callable[[Item, IO[bytes]], None],
-        ordered: bool,
         window: int = WINDOW,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
-        self.items = [Item(i, p) for i, p in enumerate(paths)]
+        self.items = list(items)
         self.fmt = fmt
-        self.sink = sink
-        self.ordered = ordered  # stdout: results must come out in input order
         self.window = window
         self.log = log or (lambda line: print(line, file=sys.stderr))
         self.pending: deque[Item] = deque(self.items)
         self.active: list[Item] = []
         self.retry_at = 0.0
         self.down_since: float | None = None
-        self.next_out = 0
 
     def fail(self, item: Item, message: str) -> None:
         item.error = message
@@ -256,41 +258,23 @@ class Batch:
                 self.active.remove(item)
 
     def collect(self, item: Item) -> None:
-        # Closed by emit() once written; kept open meanwhile to wait for its turn.
-        spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
         try:
-            self.client.fetch(item.job, self.fmt, spool)
+            if item.target is None:
+                # Spooled first: a download cut half-way and retried must not print twice.
+                with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
+                    self.client.fetch(item.job, self.fmt, spool)
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            else:
+                with _atomic(item.target) as out:
+                    self.client.fetch(item.job, self.fmt, out)
         except ServiceError as exc:
-            spool.close()
             self.fail(item, f"{exc.message} ({exc.code})")
             return
-        except UnreachableError:
-            spool.close()
-            raise  # the caller retries the whole poll, item stays active
-        spool.seek(0)
-        item.result = spool
-        self.flush()
-
-    def flush(self) -> None:
-        """Hand finished results to the sink (in input order when writing to one stream)."""
-        if not self.ordered:
-            for item in self.items:
-                if item.result is not None:
-                    self.emit(item)
+        except OSError as exc:  # not UnreachableError (raised above): the output is unwritable
+            self.fail(item, f"cannot write output ({exc.strerror or exc})")
             return
-        while self.next_out < len(self.items):
-            item = self.items[self.next_out]
-            if item.result is not None:
-                self.emit(item)
-            elif item.error is None and not item.written:
-                return  # an earlier file is still running: later results wait spooled
-            self.next_out += 1
-
-    def emit(self, item: Item) -> None:
-        assert item.result is not None
-        with item.result:
-            self.sink(item, item.result)
-        item.result = None
         item.written = True
 
     def run(self, bar: ProgressBar) -> int:
@@ -306,65 +290,44 @@ class Batch:
                     bar.close()
                     self.log(f"featherbeat: service at {self.client.base} unreachable: {exc}")
                     return 2
-            self.flush()
             bar.draw(self.items)
             if self.pending or self.active:
                 time.sleep(POLL_SECONDS)
-        self.flush()
         bar.draw(self.items)
         bar.close()
         return 1 if any(i.error is not None for i in self.items) else 0
 
 
-def run(
-    url: str,
-    files: Sequence[str | os.PathLike[str]],
-    *,
-    fmt: str = "spotify",
-    output: str | os.PathLike[str] | None = None,
-    token: str | None = None,
-    progress: bool | None = None,
-    window: int = WINDOW,
-) -> int:
-    """Analyse ``files`` on the service at ``url``; returns the process exit code."""
-    if fmt not in EXTENSIONS:
-        print(f"featherbeat: unknown format {fmt!r} (spotify, beats, jams)", file=sys.stderr)
+@contextlib.contextmanager
+def _atomic(target: Path) -> Iterator[IO[bytes]]:
+    """A file beside ``target`` renamed onto it at the end: never a half-written result."""
+    fd, tmp = tempfile.mkstemp(prefix=".featherbeat-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    """``featherbeat analyze --via URL``: the same arguments and outputs as the local analyze."""
+    from featherbeat.cli.analyze import _targets  # same output rules as a local run
+
+    targets = _targets(args)
+    if targets is None:
         return 2
     try:
-        client = Client(
-            url, token if token is not None else os.environ.get("FEATHERBEAT_API_TOKEN")
-        )
+        client = Client(args.via, os.environ.get("FEATHERBEAT_API_TOKEN"))
     except ValueError as exc:
         print(f"featherbeat: {exc}", file=sys.stderr)
         return 2
-    paths = [Path(f) for f in files]
-    if not paths:
-        print("featherbeat: no input files", file=sys.stderr)
-        return 2
-    out = Path(output) if output is not None else None
-    to_folder = out is not None and (out.is_dir() or len(paths) > 1 or str(output).endswith(os.sep))
-    if to_folder:
-        assert out is not None
-        out.mkdir(parents=True, exist_ok=True)
-
-        def sink(item: Item, data: IO[bytes]) -> None:
-            with open(out / (item.path.stem + EXTENSIONS[fmt]), "wb") as fh:
-                shutil.copyfileobj(data, fh)
-
-    elif out is not None:
-
-        def sink(item: Item, data: IO[bytes]) -> None:
-            with open(out, "wb") as fh:
-                shutil.copyfileobj(data, fh)
-
-    else:
-
-        def sink(item: Item, data: IO[bytes]) -> None:
-            shutil.copyfileobj(data, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-
-    batch = Batch(client, paths, fmt, sink, ordered=not to_folder, window=max(1, window))
-    bar = ProgressBar(len(paths), enabled=progress)
+    items = [Item(Path(f), t) for f, t in zip(args.files, targets, strict=True)]
+    batch = Batch(client, items, args.format)
+    bar = ProgressBar(len(items), enabled=False if args.quiet else None)
     try:
         return batch.run(bar)
     except KeyboardInterrupt:
