@@ -21,9 +21,10 @@ from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
 from featherbeat.analysis.rhythm.novelty import condition
 
-# Below this autocorrelation at the beat period there is no pulse to speak of (white noise
-# measures ~0.02, the quietest-pulsed music of the dev set ~0.1).
-MIN_PULSE_CLARITY = 0.05
+# Below this significance of the autocorrelation at the beat period (in standard errors of an
+# uncorrelated curve) there is no pulse to speak of: noise measures ~0..1.5, the music of the
+# dev set 5 and more (two near-pulseless clips, a solo piano and a free jazz intro, ~1).
+MIN_PULSE_SIGNIFICANCE = 3.0
 
 __all__ = ["track"]
 
@@ -54,7 +55,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     if not np.any(odf):
         return _no_pulse()
     bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
-    if bpm <= 0 or clarity < MIN_PULSE_CLARITY:
+    if bpm <= 0 or clarity < MIN_PULSE_SIGNIFICANCE:
         return _no_pulse()
 
     periods = _beats.period_states(60.0 * rate / bpm)
@@ -88,7 +89,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
     return Rhythm(
         tempo=tempo,
-        tempo_confidence=float(np.clip(bpm_conf * min(1.0, clarity / 0.3), 0.0, 1.0)),
+        tempo_confidence=float(np.clip(bpm_conf * min(1.0, clarity / 15.0), 0.0, 1.0)),
         time_signature=int(meter),
         time_signature_confidence=meter_conf,
         beats=times.astype(np.float32),

@@ -35,12 +35,19 @@ def beat_chroma(chroma: np.ndarray, rate: float, beat_times: np.ndarray) -> np.n
     Square-root compression first, so one loud bass note does not outweigh a chord.
     """
     nb = beat_times.size
-    edges = np.clip(np.round(beat_times * rate).astype(int), 0, chroma.shape[0] - 1)
-    last = edges[-1] + max(1, int(np.median(np.diff(edges)))) if nb > 1 else edges[-1] + 1
-    edges = np.append(edges, min(chroma.shape[0], last))
-    c = np.concatenate([np.zeros((1, 12)), np.cumsum(np.sqrt(np.maximum(chroma, 0)), axis=0)])
-    seg = c[np.maximum(edges[1:], edges[:-1] + 1)] - c[edges[:-1]]
-    return seg / (np.linalg.norm(seg, axis=1, keepdims=True) + 1e-9)
+    n = chroma.shape[0]
+    edges = np.clip(np.round(beat_times * rate).astype(np.int64), 0, n - 1)
+    last = edges[-1] + (max(1, int(np.median(np.diff(edges)))) if nb > 1 else 1)
+    edges = np.append(edges, min(n, last))
+    out = np.zeros((nb, 12))
+    # Chunks of beats: never a float64 copy of an hour of chroma, only of a few thousand frames.
+    for i in range(0, nb, 1024):
+        e = edges[i : i + 1025]
+        a, b = int(e[0]), max(int(e[-1]), int(e[0]) + 1)
+        part = np.sqrt(np.maximum(chroma[a:b], 0.0), dtype=np.float64)
+        starts = np.clip(e[:-1] - a, 0, part.shape[0] - 1)
+        out[i : i + starts.size] = np.add.reduceat(part, starts, axis=0)
+    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-9)
 
 
 def chroma_change(

@@ -10,12 +10,11 @@ def moving_average(x: np.ndarray, width: int) -> np.ndarray:
     width = max(1, int(width) | 1)
     if x.size == 0 or width == 1:
         return x.astype(np.float64)
-    half = width // 2
-    c = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
-    idx = np.arange(x.size)
-    lo = np.maximum(idx - half, 0)
-    hi = np.minimum(idx + half + 1, x.size)
-    return (c[hi] - c[lo]) / (hi - lo)
+    # np.convolve rather than a cumulative sum: no extra full-length index arrays (memory).
+    kernel = np.ones(width)
+    sums = np.convolve(x, kernel, mode="same")
+    counts = np.convolve(np.ones(x.size), kernel, mode="same")
+    return sums / counts
 
 
 def condition(onset: np.ndarray, rate: float) -> np.ndarray:

@@ -83,10 +83,12 @@ def log_prior(bpms: np.ndarray) -> np.ndarray:
 
 
 def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
-    """(bpm, confidence 0..1, pulse clarity) from a conditioned onset curve.
+    """(bpm, confidence 0..1, pulse significance) from a conditioned onset curve.
 
-    Pulse clarity is the autocorrelation at the chosen period (0 for noise or silence); the
-    caller uses it to say "no pulse".
+    Pulse significance is the normalised autocorrelation at the chosen period in units of its
+    standard error under "no pulse" (about 1 / sqrt(frames) for an uncorrelated curve): white
+    noise scores ~1, the most weakly pulsed music of the dev set ~5. The caller uses it to
+    say "no pulse".
     """
     acf = windowed_acf(odf, rate)
     if not np.any(acf[1:]):
@@ -96,7 +98,7 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     score = np.maximum(sal, 1e-6) * np.exp(log_prior(bpms))
     best = int(np.argmax(score))
     bpm = float(bpms[best])
-    clarity = float(np.interp(60.0 * rate / bpm, np.arange(acf.size), acf))
+    clarity = float(np.interp(60.0 * rate / bpm, np.arange(acf.size), acf)) * np.sqrt(odf.size)
     # Confidence: how far the winner stands above the typical candidate.
     conf = float(np.clip((score[best] - np.median(score)) / (score[best] + 1e-9), 0.0, 1.0))
     return bpm, conf, clarity
