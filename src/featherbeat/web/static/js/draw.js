@@ -124,6 +124,23 @@ function drawBarNumbers(ctx, model, x, t0, t1, pxPerSec, theme) {
   }
 }
 
+/** The track's largest absolute peak (cached): quiet masters are drawn as tall as loud ones. */
+function waveformPeak(wf) {
+  if (wf.peak === undefined) {
+    let p = 1e-4;
+    for (let i = 0; i < wf.max.length; i++) p = Math.max(p, wf.max[i], -wf.min[i]);
+    wf.peak = Math.min(1, p);
+  }
+  return wf.peak;
+}
+
+function laneNote(ctx, lane, text, theme) {
+  ctx.fillStyle = theme.muted;
+  ctx.font = "italic 12px system-ui, sans-serif";
+  ctx.textBaseline = "middle";
+  ctx.fillText(text, 8, (LANES[lane][0] + LANES[lane][1]) / 2);
+}
+
 function drawWaveform(ctx, model, t0, pxPerSec, width, theme) {
   const wf = model.waveform;
   if (!wf || !wf.max.length) return;
@@ -132,10 +149,11 @@ function drawWaveform(ctx, model, t0, pxPerSec, width, theme) {
   const half = (y1 - y0) / 2 - 2;
   ctx.fillStyle = theme.wave;
   const n = wf.max.length;
+  const scale = 1 / waveformPeak(wf);
   for (let px = 0; px < width; px++) {
     // Every bucket that overlaps this pixel column: min of mins, max of maxes.
     const a = Math.floor((t0 + px / pxPerSec) * wf.rate);
-    const b = Math.max(a + 1, Math.floor((t0 + (px + 1) / pxPerSec) * wf.rate));
+    const b = Math.max(a + 1, Math.ceil((t0 + (px + 1) / pxPerSec) * wf.rate));
     if (a >= n || b <= 0) continue;
     let lo = 1;
     let hi = -1;
@@ -144,8 +162,8 @@ function drawWaveform(ctx, model, t0, pxPerSec, width, theme) {
       if (wf.max[i] > hi) hi = wf.max[i];
     }
     if (hi < lo) continue;
-    const top = mid - Math.min(1, hi) * half;
-    const bottom = mid - Math.max(-1, lo) * half;
+    const top = mid - Math.min(1, hi * scale) * half;
+    const bottom = mid - Math.max(-1, lo * scale) * half;
     ctx.fillRect(px, top, 1, Math.max(1, bottom - top));
   }
 }
@@ -159,7 +177,7 @@ function drawCurve(ctx, c, t0, pxPerSec, width, toY, colour) {
   let started = false;
   for (let px = 0; px < width; px++) {
     const a = Math.floor((t0 + px / pxPerSec) * c.rate);
-    const b = Math.max(a + 1, Math.floor((t0 + (px + 1) / pxPerSec) * c.rate));
+    const b = Math.max(a + 1, Math.ceil((t0 + (px + 1) / pxPerSec) * c.rate));
     if (a >= n) break;
     if (b <= 0) continue;
     let v = -Infinity;
@@ -234,6 +252,11 @@ export function drawTrack(canvas, model, view, theme) {
   drawWaveform(ctx, model, t0, pxPerSec, width, theme);
   drawCurves(ctx, model, t0, pxPerSec, width, theme);
   drawPitch(ctx, model, x, t0, t1, theme);
+  // Say what is missing rather than leave a lane blank (a stage can fail; see featherbeat.missing).
+  if (!model.segments.count) laneNote(ctx, "pitch", "no segments in this analysis", theme);
+  if (!model.waveform) laneNote(ctx, "waveform", "no waveform peaks in this analysis", theme);
+  if (!model.sections.length) laneNote(ctx, "sections", "no sections in this analysis", theme);
+  if (!model.beats.length) laneNote(ctx, "beats", "no beats found (no steady pulse)", theme);
   drawAxis(ctx, t0, t1, pxPerSec, width, theme);
   canvas.dataset.lanes = JSON.stringify(LANES);
   canvas.dataset.view = JSON.stringify({ start: t0, span: view.span, width });
@@ -255,12 +278,13 @@ export function drawOverview(canvas, model, view, theme) {
   if (wf && wf.max.length) {
     ctx.fillStyle = theme.wave;
     const per = wf.rate / pxPerSec;
+    const scale = 1 / waveformPeak(wf);
     for (let px = 0; px < width; px++) {
       let hi = 0;
       for (let i = Math.floor(px * per); i < Math.min(wf.max.length, Math.floor((px + 1) * per) + 1); i++) {
         hi = Math.max(hi, wf.max[i], -wf.min[i]);
       }
-      const h = Math.min(1, hi) * (height / 2 - 2);
+      const h = Math.min(1, hi * scale) * (height / 2 - 2);
       ctx.fillRect(px, height / 2 - h, 1, Math.max(1, 2 * h));
     }
   }

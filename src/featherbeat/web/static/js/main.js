@@ -275,7 +275,7 @@ function renderSummary(model) {
   const items = [
     summaryItem("Tempo", t.tempo ? `${t.tempo.toFixed(1)} BPM` : "no pulse", conf(t.tempo_confidence)),
     summaryItem("Time signature", `${t.time_signature}/4`, conf(t.time_signature_confidence)),
-    summaryItem("Key", key, conf(t.key_confidence)),
+    summaryItem("Key", key, t.key >= 0 ? conf(t.key_confidence) : ""),
     summaryItem("Loudness", `${Number(t.loudness).toFixed(1)} dB`, ""),
     summaryItem("Duration", formatTime(model.duration), ""),
     summaryItem(
