@@ -1,0 +1,211 @@
+"""Scale-out throughput: tracks per minute with 1, 2 and 4 ``featherbeat worker`` processes on Redis.
+
+    .venv/bin/python bench/scale.py                       # 1, 2, 4 workers, 24 tracks of 180 s
+    .venv/bin/python bench/scale.py --workers 1 2 --tracks 8 --seconds 60 --out -
+
+For each worker count: a fresh redis-server (AOF on, as in production) on a free 127.0.0.1
+port, N worker processes (``FEATHERBEAT_BROKER=redis://...``, concurrency 1 each), then every
+track is uploaded into Redis and enqueued at once, exactly as the web process does after an
+upload (the HTTP part is left out: this measures what scales, the workers). Throughput is
+tracks / (last finish - first enqueue). Memory: the peak RSS (VmHWM) of each worker's consumer
+process, and the peak RSS of its analysis children (reported by the runner per job).
+
+The tracks are generated (clicks, chords and noise as MP3, a different seed each so no two
+uploads share bytes); nothing is read from ../shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from redis_harness import RedisServer  # noqa: E402
+
+SR = 22050
+
+
+def make_track(seed: int, seconds: float, folder: Path) -> Path:
+    """A music-like MP3: a click pulse at a seed-dependent tempo over chords and noise."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    bpm = 80 + (seed * 7) % 80
+    y = 0.02 * rng.standard_normal(n).astype(np.float32)
+    roots = 110 * 2 ** (rng.integers(0, 12, size=int(seconds // 2) + 1) / 12)
+    chord_of = roots[(t // 2).astype(int)]
+    for ratio in (1.0, 1.26, 1.5):
+        y += 0.08 * np.sin(2 * np.pi * chord_of * ratio * t).astype(np.float32)
+    click = np.hanning(600)[300:].astype(np.float32) * np.sin(
+        2 * np.pi * 1500 * np.arange(300) / SR
+    )
+    for k, beat in enumerate(np.arange(0.1, seconds - 0.1, 60.0 / bpm)):
+        i = int(beat * SR)
+        y[i : i + 300] += (0.9 if k % 4 == 0 else 0.5) * click.astype(np.float32)
+    path = folder / f"track{seed:03d}.mp3"
+    sf.write(path, np.clip(y, -1, 1), SR, format="MP3")
+    return path
+
+
+def vm_hwm_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> dict:
+    from featherbeat.config import Settings
+    from featherbeat.jobs.blobs import upload_key
+    from featherbeat.jobs.services import Services
+    from featherbeat.jobs.store import Job
+
+    server = RedisServer(work / f"redis-{workers}")
+    server.start()
+    env = dict(
+        os.environ,
+        FEATHERBEAT_BROKER=server.url,
+        FEATHERBEAT_QUEUE_LIMIT=str(len(tracks) + 10),
+        OPENBLAS_NUM_THREADS="1",
+    )
+    procs, logs = [], []
+    try:
+        for i in range(workers):
+            log = work / f"worker-{workers}-{i}.log"
+            logs.append(log)
+            wenv = dict(env, FEATHERBEAT_DATA_DIR=str(work / f"data-{workers}-{i}"))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "featherbeat.cli", "worker"],
+                    env=wenv,
+                    stdout=log.open("wb"),
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        deadline = time.monotonic() + 30
+        while not all("consumer.started" in p.read_text() for p in logs if p.exists()) or not all(
+            p.exists() for p in logs
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError("workers did not start")
+            time.sleep(0.1)
+        services = Services.from_settings(Settings.from_env(env))
+        ids = []
+        t0 = time.time()
+        for path in tracks:
+            data = path.read_bytes()
+            job_id = secrets.token_urlsafe(12)
+            with path.open("rb") as fp:
+                services.blobs.put(upload_key(job_id), fp)
+            services.store.create(
+                Job(
+                    id=job_id,
+                    filename=path.name,
+                    size_bytes=len(data),
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    created_at=time.time(),
+                    upload_key=upload_key(job_id),
+                )
+            )
+            services.queue.enqueue(job_id)
+            ids.append(job_id)
+        while True:
+            jobs = [services.store.get(i) for i in ids]
+            if all(j is not None and j.finished for j in jobs):
+                break
+            if time.time() - t0 > timeout:
+                raise TimeoutError(f"{workers} workers: not finished after {timeout}s")
+            time.sleep(0.1)
+        elapsed = max(j.finished_at for j in jobs) - t0
+        failed = [j.id for j in jobs if j.status != "done"]
+        consumer_mb = [vm_hwm_mb(p.pid) for p in procs]
+        child_mb = max(j.peak_rss_mb or 0.0 for j in jobs)
+        analysis_s = float(np.median([j.analysis_seconds or 0.0 for j in jobs]))
+        per_worker = {}
+        for log in logs:
+            for line in log.read_text().splitlines():
+                if '"job.finished"' in line:
+                    per_worker[log.name] = per_worker.get(log.name, 0) + 1
+        return {
+            "workers": workers,
+            "tracks": len(ids),
+            "failed": len(failed),
+            "seconds": round(elapsed, 2),
+            "tracks_per_minute": round(len(ids) / elapsed * 60, 1),
+            "consumer_peak_mb": [round(m, 1) for m in consumer_mb],
+            "child_peak_mb": round(child_mb, 1),
+            "median_analysis_s": round(analysis_s, 2),
+            "jobs_per_worker": sorted(per_worker.values()),
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        server.stop()
+
+
+def table(results: list[dict], args: argparse.Namespace) -> str:
+    base = results[0]["tracks_per_minute"] / results[0]["workers"]
+    lines = [
+        "| workers | tracks | wall s | tracks/min | speed-up | jobs per worker | consumer peak RSS MB (each) | analysis child peak RSS MB | median analysis s |",
+        "|---:|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['workers']} | {r['tracks']} | {r['seconds']} | {r['tracks_per_minute']} "
+            f"| {r['tracks_per_minute'] / base:.2f}x | {r['jobs_per_worker']} "
+            f"| {', '.join(map(str, r['consumer_peak_mb']))} | {r['child_peak_mb']} "
+            f"| {r['median_analysis_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--tracks", type=int, default=24)
+    parser.add_argument("--seconds", type=float, default=180.0, help="length of each track")
+    parser.add_argument("--timeout", type=float, default=1200.0)
+    parser.add_argument("--json", action="store_true", help="print raw results as JSON too")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fb-scale-") as tmp:
+        work = Path(tmp)
+        (work / "tracks").mkdir()
+        tracks = [make_track(i, args.seconds, work / "tracks") for i in range(args.tracks)]
+        results = []
+        for n in args.workers:
+            result = run_config(n, tracks, work, args.timeout)
+            print(json.dumps(result), file=sys.stderr)
+            results.append(result)
+    print(f"{os.cpu_count()} CPUs; {args.tracks} generated MP3 tracks of {args.seconds:g} s\n")
+    print(table(results, args))
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
