@@ -1,0 +1,96 @@
+"""Small pure helpers the serializers share: JSON-safe rounding, per-event confidences, names."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import numpy as np
+
+KEY_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+MODE_NAMES: dict[int, str] = {1: "major", 0: "minor"}
+
+TIME_DECIMALS = 5  # 10 µs: finer than any analysis frame, as Spotify writes times
+VALUE_DECIMALS = 3  # loudness, confidence, pitch, timbre: as Spotify writes them
+
+dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Compact JSON text of one value (both JSON writers use it, so they format alike)."""
+
+
+def num(x: float, decimals: int = VALUE_DECIMALS) -> float:
+    """A finite, rounded Python float (JSON has no NaN or Infinity; bad values become 0)."""
+    x = float(x)
+    if not math.isfinite(x):
+        return 0.0
+    return round(x, decimals) + 0.0  # "+ 0.0" turns -0.0 into 0.0
+
+
+def t(x: float) -> float:
+    """A time in seconds, rounded like Spotify's (5 decimals)."""
+    return num(x, TIME_DECIMALS)
+
+
+def unit(x: float) -> float:
+    """A confidence clipped into 0..1."""
+    return num(min(max(float(x) if math.isfinite(float(x)) else 0.0, 0.0), 1.0))
+
+
+def nums(values: Iterable[float], decimals: int = VALUE_DECIMALS) -> list[float]:
+    """A list of rounded, finite floats (vectorised: curves can be tens of thousands long)."""
+    a = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return (np.round(a, decimals) + 0.0).tolist()
+
+
+def per_event(values: np.ndarray, n: int, default: float = 0.5) -> np.ndarray:
+    """``values`` when it has one entry per event, else ``default`` for each (never misaligned)."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    if a.shape[0] == n:
+        return np.clip(np.nan_to_num(a, nan=default), 0.0, 1.0)
+    return np.full(n, default)
+
+
+def intervals(times: np.ndarray, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, durations) of events that each last until the next one.
+
+    The last event lasts one median inter-event interval, clipped at ``end`` (the track's
+    duration), because there is no next event to end it.
+    """
+    starts = np.asarray(times, dtype=np.float64).reshape(-1)
+    if starts.size == 0:
+        return starts, starts.copy()
+    gaps = np.diff(starts)
+    last = float(np.median(gaps)) if gaps.size else max(end - starts[-1], 0.0)
+    if end > starts[-1]:
+        last = min(last, end - starts[-1])
+    durations = np.append(gaps, max(last, 0.0))
+    return starts, durations
+
+
+def key_name(key: int) -> str:
+    """ "C".."B", or "" when no key was found (key -1)."""
+    return KEY_NAMES[key] if 0 <= key < 12 else ""
+
+
+def mode_name(mode: int) -> str:
+    """ "major", "minor", or "" when no mode was found (mode -1)."""
+    return MODE_NAMES.get(int(mode), "")
+
+
+def write_json_array(fp: TextIO, items: Iterable[Any], chunk_size: int = 512) -> None:
+    """Write ``items`` as a compact JSON array, ``chunk_size`` encoded items per ``fp.write``.
+
+    Streaming: memory holds one chunk of text, whatever the number of items.
+    """
+    fp.write("[")
+    chunk: list[str] = []
+    first = True
+    for item in items:
+        chunk.append(dumps(item))
+        if len(chunk) == chunk_size:
+            fp.write(("" if first else ",") + ",".join(chunk))
+            first, chunk = False, []
+    if chunk:
+        fp.write(("" if first else ",") + ",".join(chunk))
+    fp.write("]")

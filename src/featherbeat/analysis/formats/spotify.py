@@ -1,0 +1,315 @@
+"""Spotify's audio-analysis JSON, plus our extras under the one top-level key ``"featherbeat"``.
+
+``to_dict`` builds the whole object (tests, small tracks); ``write`` streams the same content
+to a text file one beat / segment at a time, so an hour-long mix is never one big string.
+Both read the same generators, so they cannot drift apart. Field meanings: docs/formats.md.
+
+Curves (onset, loudness, energy, waveform) are decimated before output (see ``CURVE_LIMITS``)
+so that an hour of music stays a few MB of JSON.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+import numpy as np
+
+from featherbeat import __version__
+from featherbeat.analysis.formats._util import (
+    dumps,
+    intervals,
+    key_name,
+    mode_name,
+    num,
+    nums,
+    per_event,
+    t,
+    unit,
+    write_json_array,
+)
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Profile, Section
+
+ANALYZER_VERSION = f"featherbeat-{__version__}"
+
+# (max values per second, max values per curve). 20/s is plenty to draw or to read an
+# envelope from; the cap keeps a 1-hour track near 10/s (36 000 values, ~250 kB per curve).
+CURVE_LIMITS = (20.0, 36_000)
+# Waveform peaks are drawn at pixel resolution: up to 50 buckets/s, 72 000 per track.
+WAVEFORM_LIMITS = (50.0, 72_000)
+
+_CHUNK = 512  # events per fp.write(): few system calls, small strings
+
+Reducer = Callable[[np.ndarray], np.ndarray]
+
+
+def decimate(
+    values: np.ndarray, rate: float, limits: tuple[float, int], reduce: Reducer
+) -> tuple[float, np.ndarray]:
+    """(new rate, values) reduced by an integer factor so both limits in ``limits`` hold.
+
+    ``reduce`` maps a (buckets, factor) array to one value per bucket (max keeps peaks, mean
+    keeps levels). A partial last bucket is padded with its own last value, so it is kept.
+    """
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    max_rate, max_points = limits
+    if a.size == 0 or rate <= 0:
+        return float(max(rate, 0.0)), a
+    factor = max(1, int(np.ceil(rate / max_rate - 1e-9)), int(np.ceil(a.size / max_points)))
+    if factor == 1:
+        return float(rate), a
+    pad = (-a.size) % factor
+    if pad:
+        a = np.concatenate([a, np.full(pad, a[-1])])
+    return float(rate) / factor, reduce(a.reshape(-1, factor))
+
+
+def _mean_power_db(block: np.ndarray) -> np.ndarray:
+    """Mean loudness of each row in the power domain (a loud transient is not averaged away)."""
+    return 10.0 * np.log10(np.mean(10.0 ** (block / 10.0), axis=1))
+
+
+def _max(block: np.ndarray) -> np.ndarray:
+    return block.max(axis=1)
+
+
+def _min(block: np.ndarray) -> np.ndarray:
+    return block.min(axis=1)
+
+
+def _mean(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1)
+
+
+def _curve(values: np.ndarray, rate: float, reduce: Reducer, decimals: int = 3) -> dict[str, Any]:
+    new_rate, out = decimate(values, rate, CURVE_LIMITS, reduce)
+    return {"rate": num(new_rate, 5), "values": nums(out, decimals)}
+
+
+def meta(profile: Profile) -> dict[str, Any]:
+    return {
+        "analyzer_version": ANALYZER_VERSION,
+        "platform": platform.system() or "unknown",
+        "detailed_status": profile.detailed_status,
+        "status_code": int(profile.status_code),
+        "timestamp": int(profile.timestamp),
+        "analysis_time": t(profile.analysis_time),
+        "input_process": profile.source.decoder or "unknown",
+    }
+
+
+def track(profile: Profile) -> dict[str, Any]:
+    r, tone, dur = profile.rhythm, profile.tonality, profile.duration
+    fade_out = profile.start_of_fade_out if profile.start_of_fade_out > 0 else dur
+    return {
+        "num_samples": int(profile.source.num_samples),
+        "duration": t(dur),
+        "sample_md5": "",  # Spotify documents this as always empty
+        "offset_seconds": 0,  # the whole track is analysed
+        "window_seconds": 0,
+        "analysis_sample_rate": ANALYSIS_SAMPLE_RATE,
+        "analysis_channels": 1,  # mixed to mono before analysis
+        "end_of_fade_in": t(min(max(profile.end_of_fade_in, 0.0), dur)),
+        "start_of_fade_out": t(min(max(fade_out, 0.0), dur)),
+        "loudness": num(profile.loudness),
+        "tempo": num(r.tempo),
+        "tempo_confidence": unit(r.tempo_confidence),
+        "time_signature": _time_signature(r.time_signature),
+        "time_signature_confidence": unit(r.time_signature_confidence),
+        "key": _key(tone.key),
+        "key_confidence": unit(tone.key_confidence),
+        "mode": _mode(tone.mode),
+        "mode_confidence": unit(tone.mode_confidence),
+        # We compute none of Echo Nest's fingerprint / synch codes: empty string, version 0.
+        "codestring": "",
+        "code_version": 0.0,
+        "echoprintstring": "",
+        "echoprint_version": 0.0,
+        "synchstring": "",
+        "synch_version": 0.0,
+        "rhythmstring": "",
+        "rhythm_version": 0.0,
+    }
+
+
+def _time_signature(ts: int) -> int:
+    return int(min(max(int(ts), 3), 7))
+
+
+def _key(key: int) -> int:
+    return int(key) if 0 <= int(key) <= 11 else -1
+
+
+def _mode(mode: int) -> int:
+    return int(mode) if int(mode) in (0, 1) else -1
+
+
+def _interval_objects(
+    starts: np.ndarray, durations: np.ndarray, conf: np.ndarray
+) -> Iterator[dict]:
+    for s, d, c in zip(starts.tolist(), durations.tolist(), conf.tolist(), strict=True):
+        yield {"start": t(s), "duration": t(d), "confidence": unit(c)}
+
+
+def beats(profile: Profile) -> Iterator[dict]:
+    r = profile.rhythm
+    starts, durations = intervals(r.beats, profile.duration)
+    yield from _interval_objects(starts, durations, per_event(r.beat_confidence, starts.size))
+
+
+def tatums(profile: Profile) -> Iterator[dict]:
+    r = profile.rhythm
+    starts, durations = intervals(r.tatums, profile.duration)
+    yield from _interval_objects(starts, durations, per_event(r.tatum_confidence, starts.size))
+
+
+def bar_intervals(profile: Profile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, durations, confidences) of bars: from each downbeat to the next.
+
+    The last bar lasts as many median beat periods as the bar has beats. A bar's confidence is
+    the mean confidence of its beats. Beats before the first downbeat (a pickup) are in no bar.
+    """
+    r = profile.rhythm
+    times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
+    pos = np.asarray(r.beat_position).reshape(-1)
+    if times.size == 0 or pos.size != times.size:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    first = np.flatnonzero(pos == 1)
+    if first.size == 0:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    conf = per_event(r.beat_confidence, times.size)
+    starts = times[first]
+    period = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+    end = min(starts[-1] + _time_signature(r.time_signature) * period, profile.duration)
+    durations = np.diff(np.append(starts, max(end, starts[-1])))
+    bar_conf = np.add.reduceat(conf, first) / np.diff(np.append(first, times.size))
+    return starts, durations, bar_conf
+
+
+def bars(profile: Profile) -> Iterator[dict]:
+    yield from _interval_objects(*bar_intervals(profile))
+
+
+def sections_or_whole(profile: Profile) -> list[Section]:
+    """The profile's sections; when none were computed (reduced run, failed stage), one section
+    spanning the track with the track's values and confidence 0, so Spotify clients that index
+    ``sections[0]`` keep working. ``featherbeat.missing`` says why."""
+    if profile.sections:
+        return profile.sections
+    r, tone = profile.rhythm, profile.tonality
+    return [
+        Section(
+            start=0.0,
+            duration=profile.duration,
+            confidence=0.0,
+            loudness=profile.loudness,
+            tempo=r.tempo,
+            tempo_confidence=r.tempo_confidence,
+            key=tone.key,
+            key_confidence=tone.key_confidence,
+            mode=tone.mode,
+            mode_confidence=tone.mode_confidence,
+            time_signature=r.time_signature,
+            time_signature_confidence=r.time_signature_confidence,
+            label="A",
+        )
+    ]
+
+
+def sections(profile: Profile) -> Iterator[dict]:
+    for s in sections_or_whole(profile):
+        yield {
+            "start": t(s.start),
+            "duration": t(s.duration),
+            "confidence": unit(s.confidence),
+            "loudness": num(s.loudness),
+            "tempo": num(s.tempo),
+            "tempo_confidence": unit(s.tempo_confidence),
+            "key": _key(s.key),
+            "key_confidence": unit(s.key_confidence),
+            "mode": _mode(s.mode),
+            "mode_confidence": unit(s.mode_confidence),
+            "time_signature": _time_signature(s.time_signature),
+            "time_signature_confidence": unit(s.time_signature_confidence),
+        }
+
+
+def segments(profile: Profile) -> Iterator[dict]:
+    seg = profile.segments
+    n = len(seg)
+    conf = per_event(seg.confidence, n, default=0.0)
+    pitches = np.clip(np.nan_to_num(np.asarray(seg.pitches, dtype=np.float64)), 0.0, 1.0)
+    for i in range(n):
+        yield {
+            "start": t(seg.start[i]),
+            "duration": t(seg.duration[i]),
+            "confidence": unit(conf[i]),
+            "loudness_start": num(seg.loudness_start[i]),
+            "loudness_max": num(seg.loudness_max[i]),
+            "loudness_max_time": t(seg.loudness_max_time[i]),
+            "loudness_end": num(seg.loudness_end[i]),
+            "pitches": nums(pitches[i]),
+            "timbre": nums(seg.timbre[i]),
+        }
+
+
+def extras(profile: Profile) -> dict[str, Any]:
+    """The ``"featherbeat"`` object: what Spotify's format has no place for."""
+    r, c, p = profile.rhythm, profile.curves, profile.peaks
+    beat_times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
+    pos = np.asarray(r.beat_position).reshape(-1)
+    if pos.size != beat_times.size:
+        pos = np.zeros(beat_times.size, dtype=np.int64)  # unknown: 0, never misaligned
+    wave_rate, wave_min = decimate(p.min, p.rate, WAVEFORM_LIMITS, _min)
+    _, wave_max = decimate(p.max, p.rate, WAVEFORM_LIMITS, _max)
+    return {
+        "version": __version__,
+        "downbeats": nums(beat_times[pos == 1], 5),
+        "beat_positions": [int(x) for x in pos.tolist()],
+        "tempo_curve": {"times": nums(r.tempo_curve_times, 5), "bpm": nums(r.tempo_curve_bpm)},
+        "onset": _curve(c.onset, c.onset_rate, _max),
+        "loudness": _curve(c.loudness, c.frame_rate, _mean_power_db),
+        "energy": _curve(c.energy, c.frame_rate, _mean, 5),
+        "waveform": {
+            "rate": num(wave_rate, 5),
+            "min": nums(np.clip(wave_min, -1.0, 1.0)),
+            "max": nums(np.clip(wave_max, -1.0, 1.0)),
+        },
+        "section_labels": [s.label or "A" for s in sections_or_whole(profile)],
+        "key_name": key_name(profile.tonality.key),
+        "mode_name": mode_name(profile.tonality.mode),
+        "missing": {str(k): str(v) for k, v in profile.missing.items()},
+        "reduced": bool(profile.reduced),
+    }
+
+
+def _parts(profile: Profile) -> Iterator[tuple[str, Any]]:
+    """The top-level keys in Spotify's order; long lists come as generators."""
+    yield "meta", meta(profile)
+    yield "track", track(profile)
+    yield "bars", bars(profile)
+    yield "beats", beats(profile)
+    yield "tatums", tatums(profile)
+    yield "sections", sections(profile)
+    yield "segments", segments(profile)
+    yield "featherbeat", extras(profile)
+
+
+def to_dict(profile: Profile) -> dict[str, Any]:
+    """The whole analysis as one dict (the same content :func:`write` streams)."""
+    return {k: (v if isinstance(v, dict) else list(v)) for k, v in _parts(profile)}
+
+
+def write(profile: Profile, fp: TextIO) -> None:
+    """Stream the JSON to ``fp``: at most ``_CHUNK`` events are held as text at a time."""
+    fp.write("{")
+    for n, (key, value) in enumerate(_parts(profile)):
+        fp.write(("," if n else "") + dumps(key) + ":")
+        if isinstance(value, dict):
+            fp.write(dumps(value))
+        else:
+            write_json_array(fp, value, _CHUNK)
+    fp.write("}\n")

@@ -1,0 +1,54 @@
+"""Helpers shared by the structure stages: per-span reductions and level conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLOOR_DB = -60.0  # the loudness curve's floor (Curves.loudness): "silence"
+
+
+def db_to_power(db: np.ndarray) -> np.ndarray:
+    return 10.0 ** (np.asarray(db, dtype=np.float64) / 10.0)
+
+
+def power_to_db(power: np.ndarray | float) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(power, 10.0 ** (FLOOR_DB / 10.0)))
+
+
+def span_means(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` rows over each frame span [start, end) (end > start required).
+
+    Uses a cumulative sum, so spans may overlap or leave gaps, at O(frames + spans) cost.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    cs = np.concatenate([np.zeros((1,) + v.shape[1:]), np.cumsum(v, axis=0)])
+    counts = (ends - starts).reshape((-1,) + (1,) * (v.ndim - 1))
+    return (cs[ends] - cs[starts]) / counts
+
+
+def moving_mean(x: np.ndarray, half: int) -> np.ndarray:
+    """Centred moving mean over ±``half`` samples, shrinking at the edges (no zero padding)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    idx = np.arange(n)
+    lo = np.clip(idx - half, 0, n)
+    hi = np.clip(idx + half + 1, 0, n)
+    return span_means(x, lo, hi)
+
+
+def frame_of(times: np.ndarray, rate: float, n: int) -> np.ndarray:
+    """Index of the frame nearest each time, clipped to 0..n."""
+    return np.clip(np.round(np.asarray(times, dtype=np.float64) * rate).astype(np.int64), 0, n)
+
+
+def frame_rows(values: np.ndarray, n: int) -> np.ndarray:
+    """(n, 12) float64 copy of a per-frame matrix (chroma, timbre), zero-padded or cut to ``n``.
+
+    The core computes every curve in one pass, but a stage may be missing or a curve one frame
+    shorter; aligning here keeps every span reduction in range.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = np.nan_to_num(v.reshape(-1, 12)) if v.size else np.zeros((0, 12))
+    if v.shape[0] >= n:
+        return v[:n]
+    return np.vstack([v, np.zeros((n - v.shape[0], 12))])

@@ -1,0 +1,253 @@
+"""Sections: the large parts of a track (intro, verse, chorus, ...), labelled by similarity.
+
+1. Units: beat-synchronous frames (the span from one beat to the next), or fixed 0.5 s units
+   when the track has no usable beats. Per unit: chroma (normalised to sum 1, so it is about
+   harmony, not level), timbre and loudness, each dimension z-scored over the track and the
+   three groups weighted alike.
+2. Novelty: at each unit boundary, the squared distance between the mean features of the
+   ``h`` units before and the ``h`` units after, summed over ``h`` in ``HALF_WINDOWS`` (2 and 4
+   bars of 4/4). This equals Foote's checkerboard-kernel novelty on a squared-distance
+   self-similarity matrix, computed from running sums in O(units) time and memory, so no
+   self-similarity matrix is ever built (an hour is ~7000 beats).
+3. Boundaries: novelty peaks above the curve's mean, strongest first, at least
+   ``MIN_SECTION_SECONDS`` apart, at most one per ``SECONDS_PER_SECTION`` of audio on average,
+   then snapped to the nearest downbeat within a bar.
+4. Labels: average-linkage clustering of the sections' mean features; sections closer than
+   ``LABEL_RATIO`` × the median distance between sections share a letter (A, B, C, ... in order
+   of first appearance). Memory O(sections²), a few hundred sections at most.
+5. Each section gets its own loudness (power mean), tempo (median beat period inside it),
+   key/mode (key-profile correlation of its chroma) and time signature with confidences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featherbeat.analysis.profile import Curves, Rhythm, Section, Segments, Tonality
+from featherbeat.analysis.structure._frames import (
+    FLOOR_DB,
+    db_to_power,
+    frame_of,
+    frame_rows,
+    power_to_db,
+    span_means,
+)
+from featherbeat.analysis.structure.key import estimate_key
+
+GRID_SECONDS = 0.5
+HALF_WINDOWS = (8, 16)  # units (beats): 2 and 4 bars of 4/4
+MIN_SECTION_SECONDS = 6.0
+SECONDS_PER_SECTION = 15.0
+PEAK_RADIUS = 4  # units: a novelty peak is the maximum of its ±4 neighbours
+LABEL_RATIO = 0.6
+
+
+def unit_edges(rhythm: Rhythm, rate: float, n: int) -> np.ndarray:
+    """Frame indices [0, ..., n] bounding the analysis units (beats, or a 0.5 s grid)."""
+    beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
+    if beats.size >= 8:
+        inner = frame_of(beats, rate, n)
+    else:
+        inner = np.arange(0, n, max(1, int(round(GRID_SECONDS * rate))))
+    return np.unique(np.concatenate([[0], inner, [n]]))
+
+
+def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
+    """(units, 25) z-scored, group-weighted features: chroma(12), timbre(12), loudness(1)."""
+    n = int(edges[-1])
+    a, b = edges[:-1], edges[1:]
+    chroma = span_means(frame_rows(curves.chroma, n), a, b)
+    chroma /= np.maximum(chroma.sum(axis=1, keepdims=True), 1e-12)
+    timbre = span_means(frame_rows(curves.timbre, n), a, b)
+    loud = span_means(np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64)[:n]), a, b)
+    groups = [_zscore(chroma), _zscore(timbre), _zscore(loud[:, None])]
+    # Each group counts alike whatever its number of dimensions.
+    return np.hstack([g / np.sqrt(g.shape[1]) for g in groups])
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)
+
+
+def novelty(features: np.ndarray, half_windows: tuple[int, ...] = HALF_WINDOWS) -> np.ndarray:
+    """Novelty at each unit boundary i (start of unit i): distance of the means before/after.
+
+    A boundary with less than half a window on either side scores 0: edges are not changes.
+    """
+    m = features.shape[0]
+    out = np.zeros(m)
+    cs = np.concatenate([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
+    i = np.arange(m)
+    for h in half_windows:
+        lo, hi = np.maximum(i - h, 0), np.minimum(i + h, m)
+        ok = (i - lo >= max(1, h // 2)) & (hi - i >= max(1, h // 2))
+        before = (cs[i] - cs[lo]) / np.maximum(i - lo, 1)[:, None]
+        after = (cs[hi] - cs[i]) / np.maximum(hi - i, 1)[:, None]
+        out += np.where(ok, ((after - before) ** 2).sum(axis=1), 0.0)
+    return out
+
+
+def pick_boundaries(nov: np.ndarray, times: np.ndarray, duration: float) -> np.ndarray:
+    """Indices of the novelty peaks chosen as section starts (sorted), see the module doc."""
+    if nov.size == 0 or not np.any(nov > 0):
+        return np.zeros(0, dtype=np.int64)
+    padded = np.pad(nov, PEAK_RADIUS, mode="constant")
+    window = np.lib.stride_tricks.sliding_window_view(padded, 2 * PEAK_RADIUS + 1)
+    peaks = np.flatnonzero((nov >= window.max(axis=1)) & (nov > nov.mean()))
+    budget = max(0, int(duration / SECONDS_PER_SECTION))
+    chosen: list[int] = []
+    for p in peaks[np.argsort(-nov[peaks], kind="stable")]:
+        if len(chosen) >= budget:
+            break
+        t = times[p]
+        if t < MIN_SECTION_SECONDS or duration - t < MIN_SECTION_SECONDS:
+            continue
+        if all(abs(t - times[c]) >= MIN_SECTION_SECONDS for c in chosen):
+            chosen.append(int(p))
+    return np.array(sorted(chosen), dtype=np.int64)
+
+
+def snap_to_downbeats(starts: np.ndarray, rhythm: Rhythm) -> np.ndarray:
+    """Move each start to the nearest downbeat within one bar; keep it where there is none."""
+    beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
+    pos = np.asarray(rhythm.beat_position).reshape(-1)
+    if starts.size == 0 or pos.size != beats.size:
+        return starts
+    downbeats = beats[pos == 1]
+    if downbeats.size < 2:
+        return starts
+    bar = float(np.median(np.diff(downbeats)))
+    j = np.clip(np.searchsorted(downbeats, starts), 1, downbeats.size - 1)
+    nearest = np.where(
+        starts - downbeats[j - 1] <= downbeats[j] - starts, downbeats[j - 1], downbeats[j]
+    )
+    return np.where(np.abs(nearest - starts) <= bar, nearest, starts)
+
+
+def cluster_labels(means: np.ndarray) -> list[str]:
+    """Letters for sections from their mean features: alike sections share a letter."""
+    k = means.shape[0]
+    if k == 0:
+        return []
+    dist = np.sqrt(((means[:, None, :] - means[None, :, :]) ** 2).sum(axis=2))
+    upper = dist[np.triu_indices(k, 1)]
+    threshold = LABEL_RATIO * float(np.median(upper)) if upper.size else 0.0
+    clusters = [[i] for i in range(k)]
+    link = dist.copy()
+    np.fill_diagonal(link, np.inf)
+    while len(clusters) > 1:
+        i, j = np.unravel_index(int(np.argmin(link)), link.shape)
+        if link[i, j] > threshold:
+            break
+        # Average linkage: the merged cluster's distance is the size-weighted mean.
+        ni, nj = len(clusters[i]), len(clusters[j])
+        merged = (link[i] * ni + link[j] * nj) / (ni + nj)
+        link[i], link[:, i] = merged, merged
+        link[i, i] = np.inf
+        link = np.delete(np.delete(link, j, axis=0), j, axis=1)
+        clusters[i] += clusters.pop(j)
+    owner = np.empty(k, dtype=np.int64)
+    for c, members in enumerate(clusters):
+        owner[members] = c
+    letters: dict[int, str] = {}
+    for c in owner.tolist():
+        letters.setdefault(c, _letter(len(letters)))
+    return [letters[c] for c in owner.tolist()]
+
+
+def _letter(i: int) -> str:
+    """0 -> "A", 25 -> "Z", 26 -> "AA", ... (as spreadsheet columns)."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(ord("A") + r) + s
+    return s
+
+
+def _section(
+    loudness_db: np.ndarray,
+    chroma: np.ndarray,
+    rhythm: Rhythm,
+    span: tuple[int, int],
+    t0: float,
+    t1: float,
+    confidence: float,
+) -> Section:
+    a, b = span
+    loud = loudness_db[a:b]
+    loudness = float(power_to_db(db_to_power(loud).mean())) if loud.size else FLOOR_DB
+    beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
+    inside = (beats >= t0) & (beats < t1)
+    ibi = np.diff(beats[inside])
+    tempo, tempo_conf = float(rhythm.tempo), float(rhythm.tempo_confidence)
+    if ibi.size >= 3 and np.median(ibi) > 0:
+        tempo = 60.0 / float(np.median(ibi))
+        steadiness = 1.0 - min(1.0, 4.0 * float(ibi.std() / ibi.mean()))
+        tempo_conf *= steadiness
+    tone = estimate_key(chroma[a:b])
+    ts = int(rhythm.time_signature)
+    ts_conf = float(rhythm.time_signature_confidence)
+    pos = np.asarray(rhythm.beat_position).reshape(-1)
+    if pos.size == beats.size:
+        down = np.flatnonzero(inside & (pos == 1))
+        if down.size >= 2:
+            ts_conf *= float(np.mean(np.diff(down) == ts))
+    return Section(
+        start=t0,
+        duration=t1 - t0,
+        confidence=float(np.clip(confidence, 0.0, 1.0)),
+        loudness=loudness,
+        tempo=tempo,
+        tempo_confidence=float(np.clip(tempo_conf, 0.0, 1.0)),
+        key=tone.key,
+        key_confidence=tone.key_confidence,
+        mode=tone.mode,
+        mode_confidence=tone.mode_confidence,
+        time_signature=ts,
+        time_signature_confidence=float(np.clip(ts_conf, 0.0, 1.0)),
+    )
+
+
+def find_sections(
+    curves: Curves, rhythm: Rhythm, segments: Segments, tonality: Tonality
+) -> list[Section]:
+    """Sections covering the whole track, in order, each with a ``label`` letter.
+
+    ``segments`` and ``tonality`` are part of the contract for refinements; the boundaries and
+    per-section keys come from the frame curves directly.
+    """
+    del segments, tonality
+    rate = float(curves.frame_rate)
+    n = int(np.asarray(curves.loudness).size)
+    if n == 0 or rate <= 0:
+        return []
+    duration = n / rate
+    edges = unit_edges(rhythm, rate, n)
+    feats = unit_features(curves, edges)
+    nov = novelty(feats)
+    unit_times = edges[:-1] / rate
+    chosen = pick_boundaries(nov, unit_times, duration)
+    starts = snap_to_downbeats(unit_times[chosen], rhythm)
+    peak = float(nov.max()) if nov.size and nov.max() > 0 else 1.0
+    conf = np.concatenate([[1.0], nov[chosen] / peak])
+    starts, first = np.unique(np.concatenate([[0.0], starts]), return_index=True)
+    conf = conf[first]
+    ends = np.append(starts[1:], duration)
+    frames = frame_of(starts, rate, n)
+    frame_ends = np.append(frames[1:], n)
+    loud = np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64).reshape(-1), nan=FLOOR_DB)
+    chroma = frame_rows(curves.chroma, n)
+    sections = [
+        _section(loud, chroma, rhythm, (int(a), int(max(b, a + 1))), float(t0), float(t1), float(c))
+        for a, b, t0, t1, c in zip(frames, frame_ends, starts, ends, conf, strict=True)
+    ]
+    unit_of = np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, feats.shape[0] - 1)
+    unit_end = np.append(unit_of[1:], feats.shape[0])
+    means = np.stack(
+        [feats[u : max(v, u + 1)].mean(axis=0) for u, v in zip(unit_of, unit_end, strict=True)]
+    )
+    for section, label in zip(sections, cluster_labels(means), strict=True):
+        section.label = label
+    return sections
