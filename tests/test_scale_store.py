@@ -116,18 +116,20 @@ def test_long_queued_job_is_stale_then_refreshed(redis_server: RedisServer) -> N
     assert st.stale(time.time() - 10) == []  # enqueued_at refreshed: not again at once
 
 
-def test_wait_wakes_on_change(redis_server: RedisServer) -> None:  # noqa: F811
+def test_wait_change_wakes_on_change(redis_server: RedisServer) -> None:  # noqa: F811
     st = store_of(redis_server)
     st.create(new_job("j"))
     st.claim("j", "w", 0)
     seq = st.get("j").seq
     threading.Timer(0.2, lambda: st.update("j", "w", progress=0.3)).start()
     t0 = time.monotonic()
-    job = st.wait("j", seq, timeout=5)
-    assert job.seq == seq + 1 and job.progress == 0.3 and time.monotonic() - t0 < 2
+    assert st.wait_change("j", seq, timeout=5) == seq + 1
+    assert time.monotonic() - t0 < 2 and st.get("j").progress == 0.3
     t0 = time.monotonic()
-    assert st.wait("j", job.seq, timeout=0.3).seq == job.seq
+    assert st.wait_change("j", seq + 1, timeout=0.3) == seq + 1
     assert time.monotonic() - t0 >= 0.25
+    st.delete("j")
+    assert st.wait_change("j", seq + 1, timeout=5) == 0  # gone: returns at once
 
 
 def test_counters(redis_server: RedisServer) -> None:  # noqa: F811

@@ -18,7 +18,7 @@ Layout (``P`` is the key prefix, default ``featherbeat:``):
 - ``P status:<status>`` sorted sets: queued by ``created_at`` (FIFO rank = queue position),
   running by heartbeat (the stale ones are a range query), done/failed by ``finished_at``;
 - ``P sha:<sha256>`` sorted set of the job ids of those bytes (dedupe);
-- ``P events:<id>`` stream: one entry per change (``seq``), which ``wait()`` blocks on, so an
+- ``P events:<id>`` stream: one entry per change (``seq``), which ``wait_change()`` blocks on, so an
   SSE response in any web process wakes at once instead of polling;
 - ``P counters`` hash.
 
@@ -292,23 +292,24 @@ class RedisJobStore(JobStore):
 
     # -- change notification (SSE) ----------------------------------------------------------
 
-    def wait(self, job_id: str, seq: int, timeout: float) -> Job | None:
-        """The job once its ``seq`` passes ``seq``, or as it is after ``timeout`` seconds.
+    def wait_change(self, job_id: str, seq: int, timeout: float, poll: float = 0.25) -> int:
+        """Block until the job's ``seq`` differs from ``seq`` or ``timeout`` passes; the current
+        seq (0 once the job is gone). ``poll`` is unused: this blocks on the job's stream.
 
-        Blocks on the job's stream (XREAD BLOCK) from its first entry, so a change made
-        between the caller's last read and this call is seen at once, not missed.
+        XREAD BLOCK reads the stream from its first entry, so a change made between the
+        caller's last read and this call wakes it at once instead of being missed.
         """
         deadline = time.monotonic() + timeout
         last = "0-0"
         while True:
-            job = self.get(job_id)
+            raw = self.r.hget(self._key("job", job_id), "seq")
+            current = int(raw) if raw else 0
             left = deadline - time.monotonic()
-            if job is None or job.seq > seq or left <= 0:
-                return job
+            if current != seq or left <= 0:
+                return current
             got = self.r.xread({self._key("events", job_id): last}, block=max(1, int(left * 1000)))
             for _stream, entries in got or ():
-                for entry_id, _data in entries:
-                    last = entry_id
+                last = entries[-1][0]
 
     def close(self) -> None:
         self.r.close()
