@@ -82,27 +82,34 @@ function drawSections(ctx, model, x, t0, t1, width, theme) {
   }
 }
 
+// Every k-th bar gets a number (and, when bars are only pixels wide, a tick) so that marks
+// stay about minPx apart whatever the zoom.
+function barStride(model, pxPerSec, minPx) {
+  const d = model.downbeats;
+  const barLen = d.length > 1 ? (d.at(-1) - d[0]) / (d.length - 1) : 2;
+  return [1, 2, 4, 8, 16, 32, 64, 128, 256].find((s) => s * barLen * pxPerSec >= minPx) || 512;
+}
+
 function drawBeats(ctx, model, x, t0, t1, pxPerSec, theme) {
   const [y0, y1] = LANES.beats;
-  const i0 = Math.max(0, lastAtOrBefore(model.beats, t0));
-  const dense = pxPerSec * (60 / (model.track.tempo || 120)) < 3;
+  const d = model.downbeats;
+  const stride = barStride(model, pxPerSec, 5);
   const downSet = new Set();
-  for (let i = Math.max(0, lastAtOrBefore(model.downbeats, t0)); i < model.downbeats.length; i++) {
-    const t = model.downbeats[i];
-    if (t > t1) break;
-    downSet.add(Math.round(t * 1000));
+  for (let i = Math.max(0, lastAtOrBefore(d, t0)); i < d.length && d[i] <= t1; i++) {
+    if (i % stride === 0) downSet.add(Math.round(d[i] * 1000));
   }
   // Downbeats: full height, strong colour, and a faint line down through the waveform.
   ctx.fillStyle = theme.grid;
   for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)), LANES.waveform[0], 1, LANES.waveform[1] - LANES.waveform[0]);
   ctx.fillStyle = theme.downbeat;
   for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)) - 1, y0, 2, y1 - y0);
-  if (dense) return; // ticks closer than 3 px are noise; downbeats alone still show the bars
+  // Other beats only while they are at least 3 px apart; closer ticks would be a grey smear.
+  if (pxPerSec * (60 / (model.track.tempo || 120)) < 3) return;
   ctx.fillStyle = theme.beat;
-  for (let i = i0; i < model.beats.length; i++) {
+  for (let i = Math.max(0, lastAtOrBefore(model.beats, t0)); i < model.beats.length; i++) {
     const t = model.beats[i];
     if (t > t1) break;
-    if (downSet.has(Math.round(t * 1000))) continue;
+    if (model.isDownbeat[i]) continue;
     ctx.fillRect(Math.round(x(t)), y0 + (y1 - y0) * 0.45, 1, (y1 - y0) * 0.55);
   }
 }
@@ -111,9 +118,7 @@ function drawBarNumbers(ctx, model, x, t0, t1, pxPerSec, theme) {
   const [y0, y1] = LANES.bars;
   const d = model.downbeats;
   if (!d.length) return;
-  const barLen = d.length > 1 ? (d.at(-1) - d[0]) / (d.length - 1) : 2;
-  // Number every k-th bar so that labels stay ~32 px apart.
-  const k = [1, 2, 4, 8, 16, 32, 64, 128].find((s) => s * barLen * pxPerSec >= 32) || 256;
+  const k = barStride(model, pxPerSec, 32);
   ctx.font = "11px system-ui, sans-serif";
   ctx.textBaseline = "middle";
   ctx.fillStyle = theme.muted;

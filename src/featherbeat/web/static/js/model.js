@@ -38,6 +38,11 @@ export function buildModel(a) {
   // Downbeats: ours when present, else Spotify's bar starts.
   const downbeats = f64(fb.downbeats || (a.bars || []).map((b) => b.start));
   const bars = f64((a.bars || []).map((b) => b.start));
+  // Per beat: is it a downbeat? From beat_positions, else by matching the downbeat times.
+  const downMs = new Set(Array.from(downbeats, (t) => Math.round(t * 1000)));
+  const isDownbeat = Uint8Array.from(beats, (t, i) =>
+    positions.length ? positions[i] === 1 : downMs.has(Math.round(t * 1000)),
+  );
   const labels = fb.section_labels || [];
   const sections = (a.sections || []).map((s, i) => {
     const label = labels[i] || String.fromCharCode(65 + (i % 26));
@@ -57,6 +62,7 @@ export function buildModel(a) {
     fb,
     beats,
     positions,
+    isDownbeat,
     downbeats,
     bars,
     tatums: f64((a.tatums || []).map((t) => t.start)),
