@@ -19,6 +19,7 @@ PRIOR_OCTAVES = 0.9  # its width (standard deviation in octaves)
 COMB_WEIGHTS = (1.0, 0.5, 0.33, 0.25)  # weights of periods P, 2P, 3P, 4P in the comb
 WINDOW_S = 12.0  # autocorrelation window
 HOP_S = 6.0
+SMOOTH_FRAMES = 5  # Hann smoothing of the onset curve before the autocorrelation
 
 
 def bpm_grid(n: int = 600) -> np.ndarray:
@@ -90,7 +91,11 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     noise scores ~1, the most weakly pulsed music of the dev set ~5. The caller uses it to
     say "no pulse".
     """
-    acf = windowed_acf(odf, rate)
+    # Smooth over ~5 frames (58 ms) first: onsets quantised to frames jitter by +-1 frame, which
+    # made the autocorrelation at a non-integer period uneven from one multiple to the next
+    # (measured: dev Acc1 0.730 -> 0.762, Acc2 0.952 -> 0.984; a 150 BPM click track no longer halved).
+    kernel = np.hanning(SMOOTH_FRAMES + 2)[1:-1]
+    acf = windowed_acf(np.convolve(odf, kernel / kernel.sum(), mode="same"), rate)
     if not np.any(acf[1:]):
         return 0.0, 0.0, 0.0
     bpms = bpm_grid()
@@ -98,7 +103,12 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     score = np.maximum(sal, 1e-6) * np.exp(log_prior(bpms))
     best = int(np.argmax(score))
     bpm = float(bpms[best])
-    clarity = float(np.interp(60.0 * rate / bpm, np.arange(acf.size), acf)) * np.sqrt(odf.size)
+    # Significance from the unsmoothed curve, whose frames are independent under "no pulse"
+    # (smoothing correlates neighbours and would inflate it for noise).
+    raw = windowed_acf(odf, rate)
+    period = 60.0 * rate / bpm
+    at = [float(np.interp(period + d, np.arange(raw.size), raw)) for d in (-1.0, 0.0, 1.0)]
+    clarity = max(at) * np.sqrt(odf.size)
     # Confidence: how far the winner stands above the typical candidate.
     conf = float(np.clip((score[best] - np.median(score)) / (score[best] + 1e-9), 0.0, 1.0))
     return bpm, conf, clarity

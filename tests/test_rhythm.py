@@ -1,0 +1,208 @@
+"""Rhythm on signals made here: click tracks, a drum-and-chord groove in 3/4 and 4/4, tempo
+ramps, swing, silence and noise; plus the pure functions on hand-made inputs."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+import signals
+
+from featherbeat.analysis.features.onset import onset_strength
+from featherbeat.analysis.profile import Curves, Rhythm
+from featherbeat.analysis.rhythm import beats, local_tempo, meter, tatums, tempo, track
+from featherbeat.analysis.rhythm.novelty import condition
+
+SR = signals.SR
+
+
+def _curves(y: np.ndarray, with_chroma: bool = True) -> Curves:
+    onset, low, rate = onset_strength(y)
+    c = Curves(onset=onset, onset_low=low, onset_rate=rate)
+    if with_chroma:
+        from featherbeat.analysis.features.frame import FrameFeatures
+
+        ff = FrameFeatures(SR)
+        ff.push(y)
+        f = ff.finish()
+        c.chroma, c.frame_rate = f.chroma, f.frame_rate
+    return c
+
+
+def _burst(freq: float | None, length: float, decay: float, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(int(length * SR)) / SR
+    src = np.sin(2 * np.pi * freq * t) if freq else rng.uniform(-1, 1, t.size)
+    return (src * np.exp(-t * decay)).astype(np.float32)
+
+
+def groove(
+    bpm: float, meter_: int, bars: int = 12, offset: float = 0.4
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small band: kick + bass on beat 1, snare on the other beats (the backbeat in 4/4),
+    hi-hat eighths, and a chord that changes every bar. Returns (audio, beats, positions)."""
+    rng = np.random.default_rng(1)
+    period = 60.0 / bpm
+    n_beats = bars * meter_
+    times = offset + period * np.arange(n_beats)
+    pos = np.arange(n_beats) % meter_ + 1
+    y = np.zeros(int((times[-1] + 2 * period) * SR), dtype=np.float32)
+
+    def add(sig: np.ndarray, at: float, gain: float) -> None:
+        i = int(round(at * SR))
+        n = min(sig.size, y.size - i)
+        y[i : i + n] += gain * sig[:n]
+
+    kick, snare, hat = (
+        _burst(55.0, 0.2, 25.0, rng),
+        _burst(None, 0.12, 40.0, rng),
+        _burst(None, 0.03, 200.0, rng),
+    )
+    roots = [48, 53, 55, 45]  # C F G A: a new chord each bar
+    for b, (t, p) in enumerate(zip(times, pos, strict=True)):
+        add(hat, t + period / 2, 0.08)
+        add(hat, t, 0.1)
+        if p == 1:
+            add(kick, t, 0.8)
+            root = roots[(b // meter_) % len(roots)]
+            add(signals.chord([root, root + 4, root + 7], period * meter_), t, 0.3)
+            add(signals.chord([root - 12], period * meter_), t, 0.3)
+        elif meter_ == 4 and p in (2, 4) or meter_ != 4:
+            add(snare, t, 0.35)
+    return np.clip(y, -1, 1), times, pos
+
+
+def _f(ref: np.ndarray, est: np.ndarray) -> float:
+    return mir_eval.beat.f_measure(mir_eval.beat.trim_beats(ref), mir_eval.beat.trim_beats(est))
+
+
+def _check_fields(r: Rhythm) -> None:
+    n = r.beats.shape[0]
+    assert r.beat_confidence.shape == (n,) and r.beat_position.shape == (n,)
+    assert np.all((r.beat_confidence >= 0) & (r.beat_confidence <= 1))
+    assert np.all((r.beat_position >= 1) & (r.beat_position <= r.time_signature))
+    assert 3 <= r.time_signature <= 7 and 0 <= r.time_signature_confidence <= 1
+    assert 0 <= r.tempo_confidence <= 1
+    assert np.all(np.diff(r.beats) > 0) and np.all(np.diff(r.tatums) > 0)
+    assert r.tatums.shape == r.tatum_confidence.shape
+    assert np.all((r.tatum_confidence >= 0) & (r.tatum_confidence <= 1))
+    assert r.tempo_curve_times.shape == r.tempo_curve_bpm.shape and r.tempo_curve_bpm.shape[0] > 0
+
+
+@pytest.mark.parametrize("bpm", [72.0, 96.0, 120.0, 150.0])
+def test_click_tracks_tempo_and_beats(bpm):
+    clicks = signals.click_track(bpm, 20.0)
+    r = track(_curves(clicks.audio, with_chroma=False))
+    _check_fields(r)
+    assert r.tempo == pytest.approx(bpm, rel=0.02)
+    assert _f(clicks.beats, r.beats.astype(float)) > 0.95
+    assert np.median(np.abs(np.diff(r.tatums))) == pytest.approx(30.0 / bpm, rel=0.05)  # 2 per beat
+
+
+@pytest.mark.parametrize(("bpm", "m"), [(100.0, 4), (120.0, 4), (90.0, 3), (140.0, 3)])
+def test_groove_downbeats_and_meter(bpm, m):
+    y, truth, pos = groove(bpm, m)
+    r = track(_curves(y))
+    _check_fields(r)
+    assert r.tempo == pytest.approx(bpm, rel=0.03)
+    assert _f(truth, r.beats.astype(float)) > 0.95
+    assert r.time_signature == m
+    assert _f(truth[pos == 1], r.downbeats.astype(float)) > 0.9
+
+
+def test_reduced_still_finds_bars_from_the_bass():
+    y, truth, pos = groove(110.0, 4)
+    r = track(_curves(y), reduced=True)  # no chroma: bass vs backbeat only
+    assert _f(truth[pos == 1], r.downbeats.astype(float)) > 0.9
+
+
+def test_tempo_ramp_is_followed():
+    ramp = signals.tempo_ramp(100.0, 125.0, 30.0)
+    r = track(_curves(ramp.audio, with_chroma=False))
+    assert _f(ramp.beats, r.beats.astype(float)) > 0.9
+    early = r.tempo_curve_bpm[r.tempo_curve_times < 8].mean()
+    late = r.tempo_curve_bpm[r.tempo_curve_times > 22].mean()
+    assert early == pytest.approx(104.0, rel=0.05) and late == pytest.approx(121.0, rel=0.05)
+
+
+def test_swing_gives_three_tatums_per_beat_and_straight_two():
+    straight = signals.click_track(100.0, 20.0, subdivide=True)
+    swung = signals.click_track(100.0, 20.0, subdivide=True, swing=1.0)
+    for clicks, k in ((straight, 2), (swung, 3)):
+        r = track(_curves(clicks.audio, with_chroma=False))
+        assert r.tempo == pytest.approx(100.0, rel=0.03)
+        assert _f(clicks.beats, r.beats.astype(float)) > 0.95
+        assert r.tatums.shape[0] == pytest.approx(k * (r.beats.shape[0] - 1) + 1, abs=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: signals.silence(10.0), lambda: signals.noise(20.0), lambda: np.zeros(100, np.float32)],
+)
+def test_silence_and_noise_have_no_pulse(make):
+    r = track(_curves(make(), with_chroma=False))
+    assert r.tempo == 0.0 and r.tempo_confidence == 0.0 and r.beats.shape[0] == 0
+    assert r.tatums.shape[0] == 0 and r.downbeats.shape[0] == 0
+
+
+def test_empty_curves():
+    r = track(Curves())
+    assert r.tempo == 0.0 and r.beats.shape[0] == 0
+
+
+# ---- pure functions ------------------------------------------------------------------------
+
+
+def test_viterbi_finds_an_impulse_train_and_follows_a_drift():
+    truth = np.cumsum(np.r_[13, np.linspace(40, 46, 45).round().astype(int)])
+    w = np.full(
+        truth[-1] + 20, np.log(0.1)
+    )  # the model puts a last beat within a period of the end
+    w[truth] = np.log(5.0)
+    got = beats.viterbi_beats(w, beats.period_states(43.0))
+    np.testing.assert_array_equal(got, truth)
+
+
+def test_period_states_cover_the_spread():
+    p = beats.period_states(40.0, 1.25)
+    assert p[0] == 32 and p[-1] == 50 and np.all(np.diff(p) == 1)
+
+
+def test_refine_moves_to_the_parabola_vertex():
+    odf = np.array([0.0, 1.0, 3.0, 2.0, 0.0])
+    assert beats.refine(np.array([2]), odf)[0] == pytest.approx(2 + 0.5 * (1 - 2) / (1 - 6 + 2))
+
+
+def test_tempo_prior_breaks_octave_ties_towards_moderate_tempi():
+    rate = 100.0
+    odf = np.zeros(3000)
+    odf[::25] = 1.0  # impulses at 240 BPM: 120 and 60 BPM fit the comb as well
+    bpm, conf, sig = tempo.estimate_tempo(condition(odf, rate), rate)
+    assert bpm == pytest.approx(120.0, rel=0.02) and sig > 10 and 0 < conf <= 1
+
+
+def test_meter_from_accent_pattern():
+    acc = np.tile([3.0, 0.0, 0.5], 12) + np.random.default_rng(0).normal(0, 0.1, 36)
+    m, conf, pos = meter.downbeats(acc)
+    assert m == 3 and pos[0] == 1 and conf > 0
+    acc4 = np.roll(np.tile([2.0, 0.0, 0.7, 0.0], 10), 1)
+    m4, _, pos4 = meter.downbeats(acc4)
+    assert m4 == 4 and pos4[1] == 1
+
+
+def test_chroma_change_peaks_at_chord_changes():
+    rate = 10.0
+    chroma = np.zeros((80, 12))
+    chroma[:40, [0, 4, 7]] = 1.0  # C major for 4 s
+    chroma[40:, [5, 9, 0]] = 1.0  # then F major
+    change = meter.chroma_change(chroma, rate, np.arange(0.0, 8.0, 0.5))
+    assert int(np.argmax(change)) == 8
+
+
+def test_local_tempo_and_subdivision_helpers():
+    t = np.arange(0, 10, 0.5)
+    np.testing.assert_allclose(local_tempo(t), 120.0)
+    odf = np.zeros(1000)
+    odf[::30] = 1.0
+    odf[10::30] = 0.6
+    odf[20::30] = 0.6
+    assert tatums.subdivision(odf, np.arange(0, 1000, 30).astype(float)) == 3
