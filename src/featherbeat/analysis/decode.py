@@ -274,7 +274,9 @@ class AudioStream:
         def converted() -> Iterator[np.ndarray]:
             for chunk in self._native_chunks():
                 # NaN/Inf would poison every later sum; out-of-range floats would read as > 0 dBFS.
-                if not np.isfinite(chunk.sum()):
+                with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: no warning
+                    finite = np.isfinite(chunk.sum())
+                if not finite:
                     chunk = np.nan_to_num(chunk, nan=0.0, posinf=1.0, neginf=-1.0)
                 np.clip(chunk, -1.0, 1.0, out=chunk)
                 yield chunk if resampler is None else resampler.resample_chunk(chunk)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -50,6 +51,11 @@ def add_parser(subparsers: Any) -> None:
         help="output format (default: spotify)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--via",
+        metavar="URL",
+        help="analyse on a running featherbeat service instead of locally (see cli/via.py)",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,6 +76,29 @@ class _ProgressBar:
     def close(self) -> None:
         self.stream.write("\r" + " " * (self.WIDTH + 60) + "\r")
         self.stream.flush()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[TextIO]:
+    """Send file descriptor 2 to /dev/null while decoding; yield a stream to the real stderr.
+
+    libmpg123 (inside libsndfile) prints resync notes and "part2_3_length" errors straight to
+    fd 2 on many ordinary MP3s; the user should see one line per problem, from us. The CLI is
+    single-threaded, so nothing else loses output meanwhile.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    real = os.fdopen(os.dup(saved), "w", encoding="utf-8", errors="replace")
+    try:
+        os.dup2(devnull, 2)
+        yield real
+    finally:
+        real.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        real.close()
 
 
 def _fail(message: str) -> None:
@@ -126,6 +155,10 @@ def _umask() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "via", None):
+        from featherbeat.cli import via
+
+        return via.run(args)
     targets = _targets(args)
     if targets is None:
         return 2
@@ -135,13 +168,14 @@ def run(args: argparse.Namespace) -> int:
     show_bar = not args.quiet and sys.stderr.isatty()
     status = 0
     for path, target in zip(args.files, targets, strict=True):
-        bar = _ProgressBar(os.path.basename(path), sys.stderr) if show_bar else None
         try:
-            try:
-                profile = analyze(path, progress=bar)
-            finally:
-                if bar is not None:
-                    bar.close()
+            with _native_stderr_silenced() as err:
+                bar = _ProgressBar(os.path.basename(path), err) if show_bar else None
+                try:
+                    profile = analyze(path, progress=bar)
+                finally:
+                    if bar is not None:
+                        bar.close()
             _write(profile, args.format, target)
         except KeyboardInterrupt:
             _fail("interrupted")

@@ -30,7 +30,10 @@ class GrowingArray:
         return self._n
 
     def result(self) -> np.ndarray:
-        """The rows so far (a copy only when there is spare capacity to give back)."""
-        if self._n == self._data.shape[0]:
-            return self._data
-        return self._data[: self._n].copy()
+        """The rows so far, as a view: never a copy.
+
+        The spare capacity behind the view was allocated with ``np.zeros`` and never written,
+        so the kernel has not given it pages: it costs address space, not resident memory.
+        A copy here would briefly double the largest arrays of the analysis.
+        """
+        return self._data[: self._n]

@@ -17,7 +17,8 @@ LOUDNESS_FLOOR_DB = -60.0
 def loudness_db(mean_square: np.ndarray) -> np.ndarray:
     """dBFS of a mean square, floored at -60 dB (below that is silence for every use we have)."""
     floor = 10.0 ** (LOUDNESS_FLOOR_DB / 10.0)
-    return (10.0 * np.log10(np.maximum(mean_square, floor))).astype(np.float32)
+    db = 10.0 * np.log10(np.maximum(mean_square, floor))
+    return np.maximum(db, LOUDNESS_FLOOR_DB).astype(np.float32)  # exactly -60, not -60.000004
 
 
 class Energy:

@@ -1,0 +1,127 @@
+"""Every bad input of the issue: a valid profile or a clear DecodeError, never a traceback."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import signals
+import soundfile as sf
+
+import featherbeat
+from featherbeat.analysis.errors import DecodeError
+
+SR = 22050
+
+
+def _outcome(path):
+    """The profile, or the DecodeError's message (anything else fails the test)."""
+    try:
+        return featherbeat.analyze(path)
+    except DecodeError as exc:
+        message = str(exc)
+        assert message and "\n" not in message and path.name in message
+        return message
+
+
+def _check_profile(profile, duration: float) -> None:
+    assert profile.duration == pytest.approx(duration, abs=0.15)
+    assert np.all(np.isfinite(profile.curves.loudness))
+    assert np.all(np.isfinite(profile.curves.timbre)) and np.all(np.isfinite(profile.curves.chroma))
+    assert profile.tempo >= 0 and 0 <= profile.rhythm.tempo_confidence <= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "why"),
+    [
+        ("empty.wav", b"", "empty"),
+        (
+            "noise.bin",
+            bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)),
+            "not a readable",
+        ),
+        ("text.mp3", b"just some words in a file named like music\n" * 50, "not a readable"),
+        ("fake.flac", b"fLaC" + b"\x00" * 200, "not a readable"),
+    ],
+)
+def test_unreadable_input_is_a_clear_decode_error(tmp_path, name, payload, why):
+    path = tmp_path / name
+    path.write_bytes(payload)
+    result = _outcome(path)
+    assert isinstance(result, str) and why in result
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "m4a"])
+def test_truncated_files(tmp_path, fmt):
+    y = signals.click_track(120.0, 8.0).audio + signals.noise(8.0, amplitude=0.05)
+    path = signals.write_audio(tmp_path, "cut", y, SR, fmt)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    result = _outcome(path)
+    if isinstance(result, str):
+        assert "cut." in result
+    else:
+        assert 0 < result.duration < 8.0  # what was readable was analysed
+
+
+def test_wav_header_claiming_hours(tmp_path):
+    path = signals.write_audio(tmp_path, "liar", signals.noise(2.0), SR, "wav")
+    data = bytearray(path.read_bytes())
+    i = data.find(b"data")
+    data[i + 4 : i + 8] = struct.pack("<I", 0xFFFFFF00)  # ~27 hours of 16-bit mono
+    data[4:8] = struct.pack("<I", 0xFFFFFFF0)
+    path.write_bytes(bytes(data))
+    profile = featherbeat.analyze(path, max_duration=3600)
+    _check_profile(profile, 2.0)
+
+
+def test_nan_and_inf_samples(tmp_path):
+    y = signals.click_track(120.0, 6.0).audio
+    y[1000:5000] = np.nan
+    y[9000] = np.inf
+    y[9001] = -np.inf
+    sf.write(tmp_path / "nan.wav", y, SR, subtype="FLOAT")
+    _check_profile(featherbeat.analyze(tmp_path / "nan.wav"), 6.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("silence", lambda: signals.silence(5.0)),
+        ("dc", lambda: signals.silence(5.0) + 0.5),
+        ("clipped", lambda: np.clip(signals.click_track(120.0, 5.0).audio * 20, -1, 1)),
+        ("white", lambda: signals.noise(5.0, amplitude=0.9)),
+    ],
+)
+def test_degenerate_signals_give_profiles(tmp_path, name, make):
+    path = signals.write_audio(tmp_path, name, make(), SR, "wav")
+    profile = featherbeat.analyze(path)
+    _check_profile(profile, 5.0)
+    if name in ("silence", "dc"):  # nothing happens: no pulse
+        assert profile.tempo == 0.0 and profile.beats.shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "sr"), [(1 / 44100, 44100), (0.5, 44100), (3.0, 8000), (3.0, 192000)]
+)
+def test_tiny_files_and_extreme_rates(tmp_path, seconds, sr):
+    n = max(1, int(round(seconds * sr)))
+    y = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / sr)).astype(np.float32)
+    if n == 1:
+        y[0] = 0.3
+    path = signals.write_audio(tmp_path, f"t{n}", y, sr, "wav")
+    result = _outcome(path)
+    if isinstance(result, str):
+        assert n == 1  # only a 1-sample file may be refused as having no audio
+    else:
+        _check_profile(result, n / sr)
+
+
+def test_eight_channels(tmp_path):
+    y = signals.click_track(120.0, 6.0).audio
+    chans = np.stack([y * (k + 1) / 10 for k in range(8)], axis=1)
+    sf.write(tmp_path / "eight.flac", chans, SR)
+    profile = featherbeat.analyze(tmp_path / "eight.flac")
+    assert profile.source.channels == 8
+    _check_profile(profile, 6.0)

@@ -1,0 +1,100 @@
+"""`featherbeat analyze`: single and batch modes, formats, errors, exit codes, stderr hygiene."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import signals
+
+from featherbeat.cli import main
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    clicks = signals.click_track(100.0, 12.0, 4)
+    good = signals.write_audio(folder, "good", clicks.audio, SR, "mp3")
+    other = signals.write_audio(folder, "other", clicks.audio, SR, "wav")
+    bad = folder / "bad.mp3"
+    bad.write_text("this is a text file, not music\n" * 10)
+    return folder, good, other, bad
+
+
+def test_one_file_to_stdout_as_spotify_json(audio, capfd):
+    _, good, _, _ = audio
+    assert main(["analyze", str(good)]) == 0
+    out, err = capfd.readouterr()
+    doc = json.loads(out)
+    for key in ("meta", "track", "bars", "beats", "tatums", "sections", "segments", "featherbeat"):
+        assert key in doc
+    assert doc["track"]["tempo"] == pytest.approx(100.0, rel=0.04)
+    assert err == ""  # no progress bar when stderr is not a terminal, no libmpg123 chatter
+
+
+def test_one_file_to_output_file_and_folder(audio, tmp_path, capfd):
+    _, good, _, _ = audio
+    target = tmp_path / "x.beats"
+    assert main(["analyze", str(good), "-o", str(target), "--format", "beats"]) == 0
+    rows = np.loadtxt(target, ndmin=2)
+    assert rows.shape[1] == 2 and rows.shape[0] > 10
+    assert np.all(np.diff(rows[:, 0]) > 0) and set(rows[:, 1]) <= {1, 2, 3, 4, 5, 6, 7}
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+    assert main(["analyze", str(good), "-o", str(tmp_path), "-f", "jams", "-q"]) == 0
+    assert json.loads((tmp_path / "good.jams").read_text())["file_metadata"]["duration"] > 11
+    assert capfd.readouterr().out == ""
+
+
+def test_batch_goes_on_past_a_bad_file(audio, tmp_path, capfd):
+    _, good, other, bad = audio
+    outdir = tmp_path / "out"
+    code = main(["analyze", str(good), str(bad), str(other), "-o", str(outdir)])
+    assert code == 1
+    assert sorted(p.name for p in outdir.iterdir()) == ["good.json", "other.json"]
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.mp3" in err[0] and err[0].startswith("featherbeat: ")
+
+
+def test_batch_with_the_same_stem_keeps_both(audio, tmp_path):
+    folder, good, _, _ = audio
+    twin = signals.write_audio(folder, "good", signals.noise(2.0), SR, "flac")
+    assert main(["analyze", str(good), str(twin), "-o", str(tmp_path), "-f", "beats"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.flac.beats", "good.mp3.beats"]
+
+
+def test_usage_errors(audio, tmp_path, capfd):
+    _, good, other, _ = audio
+    assert main(["analyze", str(good), str(other)]) == 2
+    assert "-o FOLDER" in capfd.readouterr().err
+    file_target = tmp_path / "f.json"
+    file_target.write_text("{}")
+    assert main(["analyze", str(good), str(other), "-o", str(file_target)]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(good), "--format", "xml"])
+    assert exc.value.code == 2
+
+
+def test_missing_file_exit_code_and_one_line(tmp_path):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "analyze", str(tmp_path / "nope.flac")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == f"featherbeat: {tmp_path / 'nope.flac'}: no such file"
+
+
+def test_version():
+    proc = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("featherbeat ")
