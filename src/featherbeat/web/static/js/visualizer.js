@@ -40,10 +40,12 @@ export class Visualizer {
 
     // Petals: the 12 pitch classes of the segment sounding now, scaled by its loudness.
     const seg = this.model.segments;
-    if (m.segmentIndex >= 0 && m.segmentIndex < seg.count) {
-      const loud = Math.max(0, Math.min(1, (seg.loudness[m.segmentIndex] + 40) / 40));
+    // Before the first segment starts, show the first one rather than an empty disc.
+    const si = Math.max(0, m.segmentIndex);
+    if (si < seg.count) {
+      const loud = Math.max(0, Math.min(1, (seg.loudness[si] + 40) / 40));
       for (let k = 0; k < 12; k++) {
-        const p = seg.pitches[m.segmentIndex * 12 + k];
+        const p = seg.pitches[si * 12 + k];
         const ang = -Math.PI / 2 + (k / 12) * Math.PI * 2;
         const len = r + 6 + p * base * 1.3 * (0.4 + 0.6 * loud);
         ctx.strokeStyle = `hsla(${(hue + k * 30) % 360}, 80%, ${dark ? 65 : 45}%, ${0.35 + 0.65 * p})`;
