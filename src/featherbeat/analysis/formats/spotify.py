@@ -112,7 +112,7 @@ def track(profile: Profile) -> dict[str, Any]:
         "analysis_channels": 1,  # mixed to mono before analysis
         "end_of_fade_in": t(min(max(profile.end_of_fade_in, 0.0), dur)),
         "start_of_fade_out": t(min(max(fade_out, 0.0), dur)),
-        "loudness": num(profile.loudness),
+        "loudness": _db(profile.loudness),
         "tempo": num(r.tempo),
         "tempo_confidence": unit(r.tempo_confidence),
         "time_signature": _time_signature(r.time_signature),
@@ -131,6 +131,11 @@ def track(profile: Profile) -> dict[str, Any]:
         "rhythmstring": "",
         "rhythm_version": 0.0,
     }
+
+
+def _db(x: float) -> float:
+    """A level in dB within Spotify's documented -60..0 (a clipped input can read above 0)."""
+    return num(min(max(float(x), -60.0), 0.0))
 
 
 def _time_signature(ts: int) -> int:
@@ -225,7 +230,7 @@ def sections(profile: Profile) -> Iterator[dict]:
             "start": t(s.start),
             "duration": t(s.duration),
             "confidence": unit(s.confidence),
-            "loudness": num(s.loudness),
+            "loudness": _db(s.loudness),
             "tempo": num(s.tempo),
             "tempo_confidence": unit(s.tempo_confidence),
             "key": _key(s.key),
@@ -247,10 +252,10 @@ def segments(profile: Profile) -> Iterator[dict]:
             "start": t(seg.start[i]),
             "duration": t(seg.duration[i]),
             "confidence": unit(conf[i]),
-            "loudness_start": num(seg.loudness_start[i]),
-            "loudness_max": num(seg.loudness_max[i]),
+            "loudness_start": _db(seg.loudness_start[i]),
+            "loudness_max": _db(seg.loudness_max[i]),
             "loudness_max_time": t(seg.loudness_max_time[i]),
-            "loudness_end": num(seg.loudness_end[i]),
+            "loudness_end": _db(seg.loudness_end[i]),
             "pitches": nums(pitches[i]),
             "timbre": nums(seg.timbre[i]),
         }
@@ -304,12 +309,16 @@ def to_dict(profile: Profile) -> dict[str, Any]:
 
 
 def write(profile: Profile, fp: TextIO) -> None:
-    """Stream the JSON to ``fp``: at most ``_CHUNK`` events are held as text at a time."""
+    """Stream the JSON to ``fp``: at most ``_CHUNK`` events, or one curve, as text at a time."""
     fp.write("{")
     for n, (key, value) in enumerate(_parts(profile)):
         fp.write(("," if n else "") + dumps(key) + ":")
         if isinstance(value, dict):
-            fp.write(dumps(value))
+            # Member by member: the extras hold several decimated curves of ~0.5 MB each.
+            fp.write("{")
+            for m, (name, member) in enumerate(value.items()):
+                fp.write(("," if m else "") + dumps(name) + ":" + dumps(member))
+            fp.write("}")
         else:
             write_json_array(fp, value, _CHUNK)
     fp.write("}\n")
