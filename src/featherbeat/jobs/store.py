@@ -67,6 +67,7 @@ class Job:
     error_code: str | None = None
     error_message: str | None = None
     upload_key: str | None = None
+    media_type: str | None = None
     result_keys: dict[str, str] | None = None
     analysis_seconds: float | None = None
     peak_rss_mb: float | None = None
@@ -172,6 +173,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     error_code TEXT,
     error_message TEXT,
     upload_key TEXT,
+    media_type TEXT,
     result_keys TEXT,
     analysis_seconds REAL,
     peak_rss_mb REAL,

@@ -1,0 +1,83 @@
+"""The web service: ``create_app(config=None)`` builds the Flask app (tutorial-style factory).
+
+    gunicorn -c gunicorn.conf.py 'featherbeat.web:create_app()'
+
+``config`` is a ``Settings``, a mapping of environment-style names (``{"FEATHERBEAT_DATA_DIR":
+...}``, layered over the real environment) or None (the environment alone). Blueprints: the
+HTTP API (``featherbeat.web.api``), health and metrics (``featherbeat.web.ops``) and the page
+(``featherbeat.web.pages``, registered when that module exists). The app only enqueues: the
+analyses run in the consumer (``featherbeat worker``), so web processes stay small and fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from featherbeat.config import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# Flask is imported inside create_app(): gunicorn's master imports this package (its config
+# module lives here) and should not carry Flask's ~10 MB; only the workers build the app.
+
+
+def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in (config or {}).items()})
+    return Settings.from_env(env)
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    from flask import Flask, Response, request
+
+    from featherbeat.jobs.services import Services
+    from featherbeat.web import api, errors, ops
+    from featherbeat.web.uploads import UploadRequest
+
+    settings = _settings(config)
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config.update(
+        JSON_SORT_KEYS=False,
+        # Seconds between SSE keep-alive comments, and the longest a stream stays open before
+        # the client reconnects with Last-Event-ID (frees the thread; proxies like it too).
+        SSE_KEEPALIVE=float(os.environ.get("FEATHERBEAT_SSE_KEEPALIVE", "15")),
+        SSE_MAX_SECONDS=float(os.environ.get("FEATHERBEAT_SSE_MAX_SECONDS", "600")),
+    )
+    app.json.sort_keys = False
+    app.extensions["featherbeat"] = Services.from_settings(settings)
+    errors.register(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    try:
+        pages = importlib.import_module("featherbeat.web.pages")
+    except ModuleNotFoundError as exc:
+        if exc.name != "featherbeat.web.pages":
+            raise
+    else:
+        app.register_blueprint(pages.bp)
+
+    origins = settings.cors_origins
+
+    @app.after_request
+    def _cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and ("*" in origins or origin in origins):
+            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, Last-Event-ID"
+            )
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After, Location"
+            response.headers["Access-Control-Max-Age"] = "600"
+            if "*" not in origins:
+                response.headers.add("Vary", "Origin")
+        return response
+
+    return app

@@ -1,0 +1,36 @@
+"""gunicorn settings of the service (the repo's gunicorn.conf.py imports this module, and
+``featherbeat serve`` passes it as ``-c python:featherbeat.web.gunicorn_conf``).
+
+- gthread: a Server-Sent-Events stream holds one thread, never the whole worker, so status
+  requests still answer while many pages follow their jobs.
+- one worker by default: the app only reads/writes the job store and streams files, and
+  every extra worker costs ~35 MB of the 200 MB budget. Scale with threads first.
+- max_requests + jitter recycle the worker now and then (a slow leak never grows unbounded).
+- timeouts fit Render: it sends SIGTERM and waits 30 s, so graceful_timeout is 25 s; its
+  load balancer keeps idle connections ~60 s, so keepalive outlasts it (no reset races).
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+wsgi_app = "featherbeat.web:create_app()"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+threads = int(os.environ.get("FEATHERBEAT_THREADS", "16"))
+max_requests = 2000
+max_requests_jitter = 200
+timeout = 60  # gthread: how long the worker's main loop may be silent, not a request limit
+graceful_timeout = 25
+keepalive = 65
+preload_app = False  # the master stays a small process without Flask in it
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("FEATHERBEAT_LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+proc_name = "featherbeat-web"
+# gunicorn >= 25 opens a control socket at one fixed path per user; two services on one box
+# (tests, blue/green deploys) would fight over it, and we do not use it.
+control_socket_disable = True

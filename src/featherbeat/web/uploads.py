@@ -1,0 +1,198 @@
+"""Receiving an upload: streamed to disk in chunks, hashed and size-checked on the way.
+
+Never whole in memory: a raw body is copied from the socket in 64 KiB reads, a multipart
+body goes through werkzeug's streaming parser whose file part lands in our ``UploadSink``
+(``UploadRequest._get_file_stream``). The size limit is enforced while bytes arrive (and up
+front from ``Content-Length``), so a 10 GB upload costs 100 MB of disk at most before 413.
+
+A client that stalls mid-upload would hold a server thread for ever: under gunicorn the
+socket gets a read timeout (``FEATHERBEAT_UPLOAD_IDLE_TIMEOUT``) while the body is read, and a
+stall ends in 408.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from flask import Request, current_app
+from werkzeug.exceptions import ClientDisconnected
+
+from featherbeat.web.errors import ApiError
+
+CHUNK = 64 * 1024
+
+
+class UploadTooLargeError(Exception):  # not a ValueError: werkzeug's parser would swallow that
+    pass
+
+
+class UploadSink:
+    """A write-only temp file that hashes and counts what is written, and stops at a limit."""
+
+    def __init__(self, folder: Path, limit: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file: IO[bytes] = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept open on purpose)
+            dir=folder, prefix="upload-", delete=False
+        )
+        self.path = Path(self.file.name)
+        self.limit = limit
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise UploadTooLargeError
+        self.sha256.update(data)
+        return self.file.write(data)
+
+    def seek(self, *args: Any) -> int:
+        return self.file.seek(*args)
+
+    def read(self, *args: Any) -> bytes:
+        return self.file.read(*args)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class UploadRequest(Request):
+    """Flask request whose multipart file parts stream into ``UploadSink``s."""
+
+    max_form_parts = 8
+    sinks: list[UploadSink]
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        services = current_app.extensions["featherbeat"]
+        sink = UploadSink(
+            services.settings.data_dir / "incoming", services.settings.max_upload_bytes
+        )
+        self.__dict__.setdefault("sinks", []).append(sink)
+        return sink  # type: ignore[return-value]
+
+
+@dataclass
+class Received:
+    path: Path
+    filename: str
+    size: int
+    sha256: str
+
+
+def clean_filename(name: str | None) -> str:
+    """A display name only (never used as a path): last path component, printable, short."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip().lstrip(".")
+    return name[:200] or "upload"
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "too_large",
+        f"The upload is larger than the limit of {limit / 1048576:g} MB; "
+        "send a smaller or more compressed file.",
+    )
+
+
+def _set_read_timeout(request: Request, seconds: float | None) -> None:
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(seconds)
+
+
+def receive(request: UploadRequest, limit: int, idle_timeout: float) -> Received:
+    """Stream the request body to a temp file; the caller owns (and deletes) ``path``."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    _set_read_timeout(request, idle_timeout)
+    try:
+        if request.mimetype == "multipart/form-data":
+            return _receive_multipart(request, limit)
+        return _receive_raw(request, limit)
+    except UploadTooLargeError:
+        raise _too_large(limit) from None
+    except (TimeoutError, ClientDisconnected, OSError) as exc:
+        raise ApiError(
+            408 if isinstance(exc, TimeoutError) else 400,
+            "upload_stalled" if isinstance(exc, TimeoutError) else "upload_incomplete",
+            "The upload stopped before its end; check the connection and send the file again.",
+            {"Connection": "close"},
+        ) from None
+    finally:
+        for sink in request.__dict__.get("sinks", []):
+            sink.close()
+        _set_read_timeout(request, None)
+
+
+def _receive_multipart(request: UploadRequest, limit: int) -> Received:
+    files = request.files
+    sinks: list[UploadSink] = request.__dict__.get("sinks", [])
+    storage = files.get("file")
+    chosen = next((s for s in sinks if storage is not None and storage.stream is s), None)
+    for sink in sinks:
+        if sink is not chosen:
+            sink.discard()
+    if chosen is None:
+        fields = sorted(set(files) | set(request.form))
+        raise ApiError(
+            400,
+            "missing_file",
+            "Send the audio in a multipart field named 'file'"
+            + (f" (got {', '.join(repr(f) for f in fields)})" if fields else "")
+            + ", or as the raw request body with ?filename=.",
+        )
+    chosen.close()
+    if chosen.size == 0:
+        chosen.discard()
+        raise ApiError(400, "empty_upload", "The uploaded file is empty; choose an audio file.")
+    return Received(
+        chosen.path, clean_filename(storage.filename), chosen.size, chosen.sha256.hexdigest()
+    )
+
+
+def _receive_raw(request: UploadRequest, limit: int) -> Received:
+    services = current_app.extensions["featherbeat"]
+    sink = UploadSink(services.settings.data_dir / "incoming", limit)
+    try:
+        stream = request.stream
+        while chunk := stream.read(CHUNK):
+            sink.write(chunk)
+        if request.content_length is not None and sink.size < request.content_length:
+            raise ClientDisconnected()
+    except BaseException:
+        sink.discard()
+        raise
+    sink.close()
+    if sink.size == 0:
+        sink.discard()
+        raise ApiError(
+            400,
+            "empty_upload",
+            "The request has no body; send the audio as a multipart field 'file' "
+            "or as the raw body with ?filename=.",
+        )
+    name = request.args.get("filename") or request.headers.get("X-Filename")
+    return Received(sink.path, clean_filename(name), sink.size, sink.sha256.hexdigest())
+
+
+def discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
