@@ -1,14 +1,15 @@
 """Spotify-style segments: short sound events, each starting at an onset.
 
 1. Onsets are peaks of the onset-strength curve: a local maximum within ±``PEAK_SECONDS`` that
-   rises above the local mean (±``MEAN_SECONDS``) by ``DELTA`` × a robust scale of the curve,
+   rises above the local mean (±``MEAN_SECONDS``) by ``DELTA`` × a robust scale of the curve
+   (its 90th percentile, or ``SPARSE_FLOOR`` × its maximum when that is larger),
    at least ``MIN_GAP_SECONDS`` after the previous one. This yields ~3-5 segments per second in
    pop, as Spotify's analyzer does (3.4/s in its published examples).
 2. Gaps longer than ``MAX_SECONDS`` (sustained notes, silence) are split evenly, so that a
    segment's mean pitch and timbre still describe what sounds in it; such splits have
    confidence 0, like Spotify's leading-silence segment.
-3. Per segment, over the frames it spans: loudness at its start, its maximum and when, at its
-   end (= the next segment's start, as Spotify documents); the mean chroma normalised so the
+3. Per segment, over the frames it spans: loudness at its start (the level just before the
+   attack), its maximum and when, at its end (= the next segment's start, as Spotify documents); the mean chroma normalised so the
    strongest pitch class is 1; the mean timbre vector.
 
 Confidence of an onset: 1 - local mean / peak height, i.e. how much it stands out (0..1).
@@ -26,7 +27,8 @@ PEAK_SECONDS = 0.05
 MEAN_SECONDS = 0.25
 MIN_GAP_SECONDS = 0.1
 MAX_SECONDS = 2.0
-DELTA = 0.2  # × the curve's 90th percentile
+DELTA = 0.2  # × the curve's scale: its 90th percentile ...
+SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
 
 def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +36,9 @@ def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     odf = np.nan_to_num(np.asarray(odf, dtype=np.float64).reshape(-1), nan=0.0)
     if odf.size < 3 or rate <= 0:
         return np.zeros(0), np.zeros(0)
-    scale = float(np.percentile(odf, 90))
+    # Robust scale of the curve; the peak-based floor matters for sparse curves (a click track),
+    # whose 90th percentile is the noise floor.
+    scale = max(float(np.percentile(odf, 90)), SPARSE_FLOOR * float(odf.max()))
     if scale <= 0:
         return np.zeros(0), np.zeros(0)
     half = max(1, int(round(PEAK_SECONDS * rate)))
@@ -125,14 +129,17 @@ def find_segments(curves: Curves, rhythm: Rhythm) -> Segments:
     # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
     pitches = np.where(peak > 0, pitches / np.where(peak > 0, peak, 1.0), 1.0)
     ends = np.append(starts[1:], duration)
+    # Level at each boundary: the quieter of the frames either side, i.e. before the attack
+    # (an onset's own frame is often already loud). A segment ends at the next one's start.
+    edge = np.minimum(loud[np.maximum(a - 1, 0)], loud[a])
     return Segments(
         start=starts,  # float64: float32 times drift by ~0.2 ms after an hour
         duration=ends - starts,
         confidence=confs.astype(np.float32),
-        loudness_start=loud[a].astype(np.float32),
+        loudness_start=edge.astype(np.float32),
         loudness_max=seg_max.astype(np.float32),
         loudness_max_time=(max_frame - a) / rate,
-        loudness_end=loud[np.minimum(b, n - 1)].astype(np.float32),
+        loudness_end=np.append(edge[1:], loud[-1]).astype(np.float32),
         pitches=pitches.astype(np.float32),
         timbre=(np.add.reduceat(timbre, a, axis=0) / counts).astype(np.float32),
     )
