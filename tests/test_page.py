@@ -8,11 +8,18 @@ for a file that is not audio. A screenshot of the result view goes to test-artif
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,19 +72,73 @@ def drum_track(path: Path, sr: int = 22050) -> Path:
     return path
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """`featherbeat serve` (gunicorn + consumer) on a free 127.0.0.1 port; yields its URL."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "FEATHERBEAT_DATA_DIR": str(data_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "FEATHERBEAT_BROKER": "",
+        **env,
+    }
+    log = (data_dir / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "featherbeat.cli", "serve"],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopped as a whole below
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"featherbeat serve exited: {(data_dir / 'serve.log').read_text()}"
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as res:
+                    if res.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("featherbeat serve did not answer /healthz within 30 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real featherbeat service (web + consumer) on 127.0.0.1.
+    """Base URL of a real featherbeat service (web + consumer, embedded SQLite) on 127.0.0.1.
 
+    It keeps the uploaded audio so that the page can play it again after a reload.
     FEATHERBEAT_PAGE_TEST_URL points the tests at a service already running instead (e.g. a
     deployment being checked by hand)."""
     if os.environ.get("FEATHERBEAT_PAGE_TEST_URL"):
         yield os.environ["FEATHERBEAT_PAGE_TEST_URL"].rstrip("/")
         return
-    harness = pytest.importorskip("service_harness")
     data = tmp_path_factory.mktemp("page-service")
-    with harness.running_service(data, env={"FEATHERBEAT_KEEP_UPLOADS": "1"}) as svc:
-        yield svc.url
+    with running_service(data, {"FEATHERBEAT_KEEP_UPLOADS": "1"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

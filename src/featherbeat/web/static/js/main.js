@@ -142,10 +142,12 @@ async function handleFile(file) {
   $("file-duration").textContent = "…";
   const cfg = state.config;
   if (!looksLikeAudio(file)) {
+    $("file-duration").textContent = "–";
     showMessage(`${file.name} does not look like audio. Choose an MP3, WAV, FLAC, OGG, Opus or M4A file.`);
     return;
   }
   if (cfg && cfg.max_upload_bytes && file.size > cfg.max_upload_bytes) {
+    $("file-duration").textContent = "–";
     showMessage(
       `${file.name} is too big: ${formatBytes(file.size)}, and this server takes at most ${formatBytes(cfg.max_upload_bytes)}.`,
     );
@@ -190,7 +192,9 @@ function setProgress(fraction, text) {
 function renderJob(job) {
   if (job.status === "queued") {
     const pos = job.queue_position;
-    setProgress(0, pos ? `Waiting in the queue: position ${pos}` : STAGE_TEXT.queued);
+    // queue_position: 1 = next to run (docs/api.md).
+    const where = pos === 1 ? "next in line" : pos > 1 ? `${pos - 1} ahead of this one` : "";
+    setProgress(0, where ? `${STAGE_TEXT.queued}: ${where}` : STAGE_TEXT.queued);
   } else if (job.status === "running") {
     const retry = job.attempts > 1 ? " (second try, reduced analysis)" : "";
     setProgress(job.progress || 0, `${STAGE_TEXT[job.stage] || job.stage || "Working"}${retry}`);
