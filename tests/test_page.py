@@ -82,6 +82,7 @@ def free_port() -> int:
 def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
     """`featherbeat serve` (gunicorn + consumer) on a free 127.0.0.1 port; yields its URL."""
     port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {
         **os.environ,
         "FEATHERBEAT_DATA_DIR": str(data_dir),
@@ -439,3 +440,45 @@ def test_text_file_is_refused_with_a_clear_message(
     assert "notes.mp3" in msg.inner_text()
     assert page.url.rstrip("/") == server
     assert page.errors == []
+
+
+def test_token_size_limit_and_polling_without_event_stream(
+    browser: Any, track: Path, tmp_path: Path
+) -> None:
+    """A server that wants a token and takes at most 0.5 MB, seen by a browser whose
+    EventSource is unavailable (as behind a buffering proxy): the page must fall back to
+    polling GET /api/v1/analyses/{id}."""
+    env = {"FEATHERBEAT_API_TOKEN": "s3cret-token", "FEATHERBEAT_MAX_UPLOAD_MB": "0.5"}
+    with running_service(tmp_path / "svc", env) as url:
+        page = new_page(browser)
+        page.add_init_script("delete window.EventSource;")
+        open_page(page, url + "/")
+        assert page.locator("#token-box").is_visible()  # /api/v1/config says auth_required
+
+        # Too big for this server: said before any byte is sent.
+        page.set_input_files("#file", str(track))
+        msg = page.locator("#message")
+        msg.wait_for(state="visible")
+        assert "too big" in msg.inner_text() and track.name in msg.inner_text()
+
+        # Small enough, but no token yet: the server's 401 becomes a request for the token.
+        small = tmp_path / "short.flac"
+        data, sr = sf.read(track)
+        sf.write(small, data[: 6 * sr], sr)
+        page.set_input_files("#file", str(small))
+        page.wait_for_function(
+            "() => document.getElementById('message').textContent.includes('API token')"
+        )
+        assert page.evaluate("() => document.activeElement.id") == "token"
+
+        # Entering the token uploads the same file again; progress comes from polling.
+        page.fill("#token", "s3cret-token")
+        page.keyboard.press("Tab")  # commits the field (change event)
+        page.wait_for_selector("#result-view:not([hidden])", timeout=60_000)
+        assert page.locator("#progress-bar").get_attribute("aria-valuenow") == "100"
+        assert page.locator("#result-title").inner_text() == small.name
+        assert page.evaluate("() => localStorage.getItem('featherbeat.token')") == '"s3cret-token"'
+        job_id = page.url.rsplit("/", 1)[1]
+        job = page.request.get(f"{url}/api/v1/analyses/{job_id}").json()
+        assert job["status"] == "done" and job["size_bytes"] == small.stat().st_size
+        assert page.errors == []

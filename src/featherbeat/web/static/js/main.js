@@ -24,6 +24,7 @@ const STAGE_TEXT = {
 const state = {
   config: null,
   stopWatching: null,
+  waitingForToken: null, // a File refused with 401, uploaded again once a token is entered
   // The File just uploaded from this page, by job id: played from memory, no download.
   files: new Map(),
   result: null, // {job, model, view, visualizer, objectUrl}
@@ -115,9 +116,13 @@ function looksLikeAudio(file) {
 function explainUploadError(err, file) {
   switch (err.status) {
     case 401:
+      // Keep the file: entering the token uploads it without choosing it again.
+      state.waitingForToken = file;
       $("token-box").hidden = false;
       $("token").focus();
-      return `This server needs an API token: ${err.message}`;
+      return store.getToken()
+        ? `The API token was refused: ${err.message} Correct it above and the upload starts again.`
+        : "This server needs an API token. Enter it above and the upload starts.";
     case 413:
       return `${file.name} is too big for this server. ${err.message}`;
     case 415:
@@ -536,7 +541,12 @@ function wireUpload() {
 
   const token = $("token");
   token.value = store.getToken();
-  token.addEventListener("change", () => store.setToken(token.value));
+  token.addEventListener("change", () => {
+    store.setToken(token.value);
+    const file = state.waitingForToken;
+    state.waitingForToken = null;
+    if (file && token.value.trim() && document.body.dataset.view === "upload") handleFile(file);
+  });
 }
 
 function wireResult() {
