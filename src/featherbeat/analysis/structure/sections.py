@@ -9,12 +9,13 @@
    bars of 4/4). This equals Foote's checkerboard-kernel novelty on a squared-distance
    self-similarity matrix, computed from running sums in O(units) time and memory, so no
    self-similarity matrix is ever built (an hour is ~7000 beats).
-3. Boundaries: novelty peaks above the curve's mean, strongest first, at least
+3. Boundaries: novelty peaks above the curve's mean (top 1 % clipped), strongest first, at least
    ``MIN_SECTION_SECONDS`` apart, at most one per ``SECONDS_PER_SECTION`` of audio on average,
    then snapped to the nearest downbeat within a bar.
 4. Labels: average-linkage clustering of the sections' mean features; sections closer than
    ``LABEL_RATIO`` × the median distance between sections share a letter (A, B, C, ... in order
-   of first appearance). Memory O(sections²), a few hundred sections at most.
+   of first appearance). Memory O(sections²), a few hundred sections at most. Neighbours that
+   share a letter are merged: the novelty peak between them was a change within one part.
 5. Each section gets its own loudness (power mean), tempo (median beat period inside it),
    key/mode (key-profile correlation of its chroma) and time signature with confidences.
 """
@@ -40,6 +41,9 @@ MIN_SECTION_SECONDS = 6.0
 SECONDS_PER_SECTION = 15.0
 PEAK_RADIUS = 4  # units: a novelty peak is the maximum of its ±4 neighbours
 LABEL_RATIO = 0.6
+Z_CLIP = 3.0
+SNAPPED_MIN_RATIO = 0.75  # after snapping to downbeats, sections keep >= 0.75 x the minimum
+NOVELTY_SCALE_PERCENTILE = 99.0  # novelty at this percentile reads as confidence 1
 
 
 def unit_edges(rhythm: Rhythm, rate: float, n: int) -> np.ndarray:
@@ -66,8 +70,10 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
+    """z-scores clipped at ±``Z_CLIP``: a silent gap or a final fade (chroma and timbre of
+    near-silence are extreme) must not outweigh every change of part in the music."""
     std = x.std(axis=0)
-    return (x - x.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)
+    return np.clip((x - x.mean(axis=0)) / np.where(std > 1e-9, std, 1.0), -Z_CLIP, Z_CLIP)
 
 
 def novelty(features: np.ndarray, half_windows: tuple[int, ...] = HALF_WINDOWS) -> np.ndarray:
@@ -94,7 +100,10 @@ def pick_boundaries(nov: np.ndarray, times: np.ndarray, duration: float) -> np.n
         return np.zeros(0, dtype=np.int64)
     padded = np.pad(nov, PEAK_RADIUS, mode="constant")
     window = np.lib.stride_tricks.sliding_window_view(padded, 2 * PEAK_RADIUS + 1)
-    peaks = np.flatnonzero((nov >= window.max(axis=1)) & (nov > nov.mean()))
+    # Threshold: the mean of the curve with its top 1 % clipped, so one huge change (the
+    # music stopping) does not hide the ordinary changes of part.
+    ceiling = float(np.percentile(nov, NOVELTY_SCALE_PERCENTILE))
+    peaks = np.flatnonzero((nov >= window.max(axis=1)) & (nov > np.minimum(nov, ceiling).mean()))
     budget = max(0, int(duration / SECONDS_PER_SECTION))
     chosen: list[int] = []
     for p in peaks[np.argsort(-nov[peaks], kind="stable")]:
@@ -106,6 +115,16 @@ def pick_boundaries(nov: np.ndarray, times: np.ndarray, duration: float) -> np.n
         if all(abs(t - times[c]) >= MIN_SECTION_SECONDS for c in chosen):
             chosen.append(int(p))
     return np.array(sorted(chosen), dtype=np.int64)
+
+
+def _spaced(starts: np.ndarray, min_gap: float, duration: float) -> np.ndarray:
+    """Indices of sorted ``starts`` kept so no section is shorter than ``min_gap`` (snapping to
+    downbeats can move two boundaries up to a bar closer); the first start is always kept."""
+    kept = [0]
+    for i in range(1, starts.size):
+        if starts[i] - starts[kept[-1]] >= min_gap and duration - starts[i] >= min_gap:
+            kept.append(i)
+    return np.array(kept, dtype=np.int64)
 
 
 def snap_to_downbeats(starts: np.ndarray, rhythm: Rhythm) -> np.ndarray:
@@ -230,12 +249,23 @@ def find_sections(
     unit_times = edges[:-1] / rate
     chosen = pick_boundaries(nov, unit_times, duration)
     starts = snap_to_downbeats(unit_times[chosen], rhythm)
-    peak = float(nov.max()) if nov.size and nov.max() > 0 else 1.0
-    conf = np.concatenate([[1.0], nov[chosen] / peak])
+    scale = float(np.percentile(nov, NOVELTY_SCALE_PERCENTILE)) if nov.size else 0.0
+    conf = np.concatenate([[1.0], np.clip(nov[chosen] / (scale if scale > 0 else 1.0), 0.0, 1.0)])
     starts, first = np.unique(np.concatenate([[0.0], starts]), return_index=True)
     conf = conf[first]
-    ends = np.append(starts[1:], duration)
+    spaced = _spaced(starts, MIN_SECTION_SECONDS * SNAPPED_MIN_RATIO, duration)
+    starts, conf = starts[spaced], conf[spaced]
     frames = frame_of(starts, rate, n)
+    unit_of = np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, feats.shape[0] - 1)
+    unit_end = np.append(unit_of[1:], feats.shape[0])
+    means = np.stack(
+        [feats[u : max(v, u + 1)].mean(axis=0) for u, v in zip(unit_of, unit_end, strict=True)]
+    )
+    labels = cluster_labels(means)
+    # A boundary between two sections that sound alike is not a change of part: merge them.
+    keep = [i for i in range(len(labels)) if i == 0 or labels[i] != labels[i - 1]]
+    starts, conf, frames = starts[keep], conf[keep], frames[keep]
+    ends = np.append(starts[1:], duration)
     frame_ends = np.append(frames[1:], n)
     loud = np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64).reshape(-1), nan=FLOOR_DB)
     chroma = frame_rows(curves.chroma, n)
@@ -243,11 +273,6 @@ def find_sections(
         _section(loud, chroma, rhythm, (int(a), int(max(b, a + 1))), float(t0), float(t1), float(c))
         for a, b, t0, t1, c in zip(frames, frame_ends, starts, ends, conf, strict=True)
     ]
-    unit_of = np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, feats.shape[0] - 1)
-    unit_end = np.append(unit_of[1:], feats.shape[0])
-    means = np.stack(
-        [feats[u : max(v, u + 1)].mean(axis=0) for u, v in zip(unit_of, unit_end, strict=True)]
-    )
-    for section, label in zip(sections, cluster_labels(means), strict=True):
-        section.label = label
+    for section, i in zip(sections, keep, strict=True):
+        section.label = labels[i]
     return sections
