@@ -81,21 +81,17 @@ def require_token() -> None:
     if not token:
         return
     header = request.headers.get("Authorization", "")
-    challenge = {"WWW-Authenticate": 'Bearer realm="featherbeat"'}
-    if not header:
-        raise _reject(
-            401,
-            "unauthorized",
-            "This server needs an API token: send 'Authorization: Bearer <token>'.",
-            challenge,
-        )
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise _reject(
-            401, "unauthorized", "The API token is wrong; check it and try again.", challenge
-        )
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return
+    if request.method == "POST":  # the metric counts rejected uploads, not refused deletes
+        services().store.incr("rejected:unauthorized")
+    message = (
+        "The API token is wrong; check it and try again."
+        if header
+        else "This server needs an API token: send 'Authorization: Bearer <token>'."
+    )
+    raise ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="featherbeat"'})
 
 
 def get_job(job_id: str) -> Job:
