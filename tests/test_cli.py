@@ -98,3 +98,17 @@ def test_version():
         [sys.executable, "-m", "featherbeat.cli", "--version"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout.startswith("featherbeat ")
+
+
+@pytest.mark.eval
+def test_batch_on_real_recordings(eval_dir, tmp_path, capfd):
+    """Real OGG Vorbis music (librosa's example tracks) through the batch mode, end to end."""
+    names = ["librosa_brahms_hungarian_dance_5.ogg", "librosa_sweet_waltz.ogg"]
+    files = [str(eval_dir / "unannotated" / n) for n in names]
+    assert main(["analyze", *files, "-o", str(tmp_path), "-q"]) == 0
+    for name in names:
+        doc = json.loads((tmp_path / (name[:-4] + ".json")).read_text())
+        assert doc["track"]["duration"] > 20 and 40 < doc["track"]["tempo"] < 220
+        assert len(doc["beats"]) > 20 and len(doc["segments"]) > 50
+        assert doc["meta"]["status_code"] == 0, doc["meta"]["detailed_status"]
+    assert capfd.readouterr().err == ""

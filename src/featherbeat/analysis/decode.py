@@ -9,6 +9,11 @@ the rate; it keeps its filter state between chunks, so block edges leave no clic
 Only one input block and one output block are alive at a time, so memory does not depend on the
 length of the track.
 
+Measured here (VmHWM of a fresh interpreter, CPU seconds; numpy alone: 25.2 MB, 0.044 s):
++ soundfile 3.5 MB / 0.008 s; + soxr 0.3 MB / 0.001 s; + PyAV 17.7 MB / 0.04 s (hence lazy).
+Decoding a 3-minute 44.1 kHz stereo MP3 to 22 050 Hz mono adds ~3 MB and costs ~0.13 CPU-s
+(libmpg123 0.12, soxr HQ 0.01); PyAV would decode it in 0.12 s but costs 18 MB more.
+
     >>> with open_audio("song.mp3") as stream:          # doctest: +SKIP
     ...     for block in stream:                         # float32, mono, 22 050 Hz
     ...         print(len(block), stream.fraction)
