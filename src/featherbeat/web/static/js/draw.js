@@ -185,9 +185,15 @@ function drawCurve(ctx, c, t0, pxPerSec, width, toY, colour) {
     const b = Math.max(a + 1, Math.ceil((t0 + (px + 1) / pxPerSec) * c.rate));
     if (a >= n) break;
     if (b <= 0) continue;
-    let v = -Infinity;
-    for (let i = Math.max(0, a); i < Math.min(n, b); i++) v = Math.max(v, c.values[i]);
-    const y = toY(v);
+    // The mean over the column: frame-level curves are spiky, and a max per pixel would
+    // draw that jitter as a solid band when zoomed out.
+    let sum = 0;
+    let count = 0;
+    for (let i = Math.max(0, a); i < Math.min(n, b); i++) {
+      sum += c.values[i];
+      count += 1;
+    }
+    const y = toY(sum / Math.max(1, count));
     if (started) ctx.lineTo(px, y);
     else ctx.moveTo(px, y);
     started = true;

@@ -4,8 +4,28 @@
 const f32 = (xs) => Float32Array.from(xs || [], Number);
 const f64 = (xs) => Float64Array.from(xs || [], Number);
 
+/** Centred moving average over `width` samples (prefix sums: O(n) for any width). */
+export function smooth(values, width) {
+  const n = values.length;
+  const half = Math.max(0, Math.floor(width / 2));
+  if (half === 0 || n === 0) return values;
+  const prefix = new Float64Array(n + 1);
+  for (let i = 0; i < n; i++) prefix[i + 1] = prefix[i] + values[i];
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const a = Math.max(0, i - half);
+    const b = Math.min(n, i + half + 1);
+    out[i] = (prefix[b] - prefix[a]) / (b - a);
+  }
+  return out;
+}
+
+// Frame-level loudness and energy flicker from frame to frame; a quarter-second average
+// shows the shape a listener hears (the raw values stay in the downloads).
 function curve(c) {
-  return c && Number(c.rate) > 0 ? { rate: Number(c.rate), values: f32(c.values) } : null;
+  if (!c || !(Number(c.rate) > 0)) return null;
+  const rate = Number(c.rate);
+  return { rate, values: smooth(f32(c.values), Math.round(rate * 0.25)) };
 }
 
 /** Index of the last element <= t in a sorted array (-1 when t is before the first). */
