@@ -407,6 +407,13 @@ def test_upload_progress_drawing_playback_downloads_reload(
     page.wait_for_selector("#result-view:not([hidden])", timeout=15_000)
     assert page.locator("#summary").inner_text() == summary_before
     assert canvas_hash(page, "track-canvas") == before
+    # The File is gone with the reload: the page now plays the server's copy (links.audio).
+    src = page.evaluate("() => document.getElementById('audio').src")
+    assert src == f"{server}/api/v1/analyses/{job_id}/audio"
+    page.wait_for_function("() => !document.getElementById('play').disabled", timeout=15_000)
+    page.click("#play")
+    page.wait_for_function("() => document.getElementById('audio').currentTime > 0.3")
+    page.click("#play")
 
     # The upload view lists it among this browser's recent analyses.
     page.click(".brand")
@@ -481,4 +488,22 @@ def test_token_size_limit_and_polling_without_event_stream(
         job_id = page.url.rsplit("/", 1)[1]
         job = page.request.get(f"{url}/api/v1/analyses/{job_id}").json()
         assert job["status"] == "done" and job["size_bytes"] == small.stat().st_size
+
+        # This server does not keep uploads: after a reload the page says how to get sound.
+        page.reload()
+        page.wait_for_selector("#result-view:not([hidden])", timeout=15_000)
+        note = page.locator("#audio-note")
+        note.wait_for(state="visible")
+        assert "no longer keeps the audio" in note.inner_text()
+        assert page.locator("#play").is_disabled()
+        page.set_input_files("#local-file", str(small))  # ... and playing your own copy works
+        page.wait_for_function("() => !document.getElementById('play').disabled")
+        page.click("#play")
+        page.wait_for_function("() => document.getElementById('audio').currentTime > 0.3")
+        page.click("#play")
+
+        # An id the server does not know: a message, and back to the upload view.
+        open_page(page, url + "/a/no-such-job")
+        assert page.locator("#upload-view").is_visible()
+        assert "no analysis no-such-job" in page.locator("#message").inner_text()
         assert page.errors == []
