@@ -107,3 +107,18 @@ def test_a_failing_stage_is_recorded_not_raised():
     assert _run_stage(profile, "sections", "structure.no_such_module", "find") is None
     assert profile.missing["sections"].startswith("not available")
     assert profile.status_code == 1 and "key: failed" in profile.detailed_status
+
+
+def test_analysis_runs_with_one_blas_thread_and_restores_it(clicks_path):
+    from featherbeat.analysis.pipeline import _one_blas_thread, _openblas
+
+    blas = _openblas()
+    if blas is None:
+        pytest.skip("numpy is not linked to OpenBLAS here")
+    setter, getter = blas
+    setter(2)
+    with _one_blas_thread():
+        assert getter() == 1
+    assert getter() == 2
+    featherbeat.analyze(clicks_path[0])
+    assert getter() == 2
