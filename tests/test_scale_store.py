@@ -116,6 +116,16 @@ def test_long_queued_job_is_stale_then_refreshed(redis_server: RedisServer) -> N
     assert st.stale(time.time() - 10) == []  # enqueued_at refreshed: not again at once
 
 
+def test_stale_requeue_checks_the_queue_atomically(redis_server: RedisServer) -> None:  # noqa: F811
+    queue = "huey.redis.test"
+    st = store_of(redis_server, queue_key=queue)
+    st.create(new_job("waitingjob", created=time.time() - 100))
+    st.r.zadd(queue, {b"\x00pickled(...'waitingjob'...)": 0})  # its message is still there
+    assert not st.requeue("waitingjob", stale_before=time.time() - 10)
+    st.r.delete(queue)  # popped by a worker that died before claiming it
+    assert st.requeue("waitingjob", stale_before=time.time() - 10)
+
+
 def test_wait_change_wakes_on_change(redis_server: RedisServer) -> None:  # noqa: F811
     st = store_of(redis_server)
     st.create(new_job("j"))

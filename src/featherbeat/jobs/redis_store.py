@@ -113,7 +113,7 @@ bump()
 return 1
 """
 
-# ARGV: P, id, owner(json) or '', stale_before or '', now
+# ARGV: P, id, owner(json) or '', stale_before or '', now, huey queue key or ''
 _REQUEUE = """
 local st = field('status')
 local ok = false
@@ -127,6 +127,13 @@ else
   elseif st == '"queued"' then
     local enq = num('enqueued_at')
     ok = (not enq) or enq < before
+    -- Waiting its turn behind a long queue is not lost: look for its message, atomically
+    -- with the re-queue (the job id appears verbatim in huey's pickled message).
+    if ok and ARGV[6] ~= '' then
+      for _, msg in ipairs(redis.call('ZRANGE', ARGV[6], 0, -1)) do
+        if string.find(msg, id, 1, true) then return 0 end
+      end
+    end
   end
 end
 if not ok then return 0 end
@@ -157,11 +164,17 @@ def _decode(raw: dict[bytes, bytes]) -> Job:
 
 
 class RedisJobStore(JobStore):
-    """``JobStore`` on one Redis server (see the module docstring for the layout)."""
+    """``JobStore`` on one Redis server (see the module docstring for the layout).
 
-    def __init__(self, client: Any, prefix: str = "featherbeat:") -> None:
+    ``queue_key``: the sorted set of huey's ``PriorityRedisStorage``. With it, ``requeue`` of a
+    long-queued job by staleness checks in the same script that its message is really gone,
+    so a reaper racing a long queue never sends a job a second message.
+    """
+
+    def __init__(self, client: Any, prefix: str = "featherbeat:", queue_key: str = "") -> None:
         self.r = client
         self.prefix = prefix
+        self.queue_key = queue_key
         scripts = {
             "create": _CREATE,
             "claim": _CLAIM,
@@ -244,7 +257,7 @@ class RedisJobStore(JobStore):
             raise ValueError("requeue() needs an owner or a stale_before time")
         own = json.dumps(owner) if owner is not None else ""
         before = "" if stale_before is None else stale_before
-        return bool(self._run("requeue", job_id, own, before, time.time()))
+        return bool(self._run("requeue", job_id, own, before, time.time(), self.queue_key))
 
     def stale(self, stale_before: float) -> list[Job]:
         running = self.r.zrangebyscore(self._key("status", "running"), "-inf", f"({stale_before}")

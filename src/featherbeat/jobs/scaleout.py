@@ -97,7 +97,7 @@ def build(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
     )
     return Services(
         settings=settings,
-        store=RedisJobStore(client, prefix),
+        store=RedisJobStore(client, prefix, queue_key=huey.storage.queue_key),
         blobs=make_blob_store(settings, client, prefix, env),
         queue=JobQueue(settings, huey=huey),
     )
