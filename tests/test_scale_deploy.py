@@ -30,8 +30,14 @@ FAST = {  # seconds, so a dead worker's job is recovered within the test's time
 
 @pytest.fixture
 def deployment(tmp_path: Path, redis_server: RedisServer):  # noqa: F811
+    """Three workers and two web processes on one fresh redis-server."""
     dep = Deployment(tmp_path, redis_server, **FAST)
     try:
+        for i in range(3):
+            dep.start_worker(i)
+        dep.start_web(0)
+        dep.start_web(1)
+        dep.wait_workers_ready()
         yield dep
     finally:
         dep.close()
@@ -84,11 +90,6 @@ def check_analysis(url: str, job_id: str, seconds: float) -> None:
 
 def test_hundred_tracks_through_two_webs_and_three_workers(deployment: Deployment) -> None:
     dep = deployment
-    for i in range(3):
-        dep.start_worker(i)
-    dep.start_web(0)
-    dep.start_web(1)
-    dep.wait_workers_ready()
     lengths = [1.0 + (i % 5) * 0.5 for i in range(100)]  # 1 to 3 s
     tracks = [(f"t{i:03d}.wav", wav_bytes(i, s)) for i, s in enumerate(lengths)]
 
@@ -118,11 +119,6 @@ def test_hundred_tracks_through_two_webs_and_three_workers(deployment: Deploymen
 
 def test_faults_lose_nothing_and_finish_nothing_twice(deployment: Deployment) -> None:
     dep = deployment
-    for i in range(3):
-        dep.start_worker(i)
-    dep.start_web(0)
-    dep.start_web(1)
-    dep.wait_workers_ready()
     accepted: list[str] = []
 
     def send(web: int, first: int, count: int, seconds: float = 2.0) -> None:
@@ -161,11 +157,11 @@ def test_faults_lose_nothing_and_finish_nothing_twice(deployment: Deployment) ->
     assert Counter(j["status"] for j in jobs.values()) == {"done": len(accepted)}, [
         (j["id"], j["error"]) for j in jobs.values() if j["error"]
     ]
-    _, metrics_job, _ = http("GET", f"{dep.url(1)}/api/v1/analyses/{long_id}")
-    assert metrics_job["status"] == "done"
+    assert jobs[long_id]["attempts"] >= 2  # started again after the kill
     finished = Counter(e["job"] for _, e in dep.worker_events("job.finished"))
     assert set(finished) == set(accepted) and set(finished.values()) == {1}  # none twice
-    assert not [e for w, e in dep.worker_events("job.finished") if w == victim]
+    by_victim = [e["job"] for w, e in dep.worker_events("job.finished") if w == victim]
+    assert long_id not in by_victim
     recovered = [e["job"] for _, e in dep.worker_events("job.recovered")]
     assert long_id in recovered, recovered  # found by a surviving worker's reaper
     # Nothing queued or running is left behind in Redis either.
