@@ -507,3 +507,49 @@ def test_token_size_limit_and_polling_without_event_stream(
         assert page.locator("#upload-view").is_visible()
         assert "no analysis no-such-job" in page.locator("#message").inner_text()
         assert page.errors == []
+
+
+def test_page_modules_pure_functions(server: str, browser: Any) -> None:
+    """The page's pure helpers, run as the browser loads them (ES modules from /assets/)."""
+    page = new_page(browser)
+    open_page(page, server + "/")
+    got = page.evaluate(
+        """async () => {
+      const m = await import("/assets/js/model.js");
+      const f = await import("/assets/js/format.js");
+      // Spotify's own JSON has no "featherbeat" key: downbeats then come from bars.
+      const spotify = {
+        track: { duration: 10, tempo: 120, time_signature: 4 },
+        beats: [0.5, 1, 1.5, 2, 2.5].map((s) => ({ start: s, duration: 0.5, confidence: 1 })),
+        bars: [{ start: 0.5, duration: 2, confidence: 1 }, { start: 2.5, duration: 2, confidence: 1 }],
+        sections: [{ start: 0, duration: 2 }, { start: 2, duration: 8 }],
+        segments: [{ start: 0, duration: 10, loudness_max: -10, pitches: [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.5] }],
+      };
+      const model = m.buildModel(spotify);
+      const at = m.momentAt(model, 1.6);
+      return {
+        last: [m.lastAtOrBefore([1, 2, 3], 0.5), m.lastAtOrBefore([1, 2, 3], 2), m.lastAtOrBefore([1, 2, 3], 9)],
+        smooth: Array.from(m.smooth(Float32Array.from([0, 0, 3, 0, 0]), 3)),
+        sameHue: m.labelHue("A", 0) === m.labelHue("A'", 5),
+        otherHue: m.labelHue("A", 0) !== m.labelHue("B", 1),
+        isDownbeat: Array.from(model.isDownbeat),
+        labels: model.sections.map((s) => s.label),
+        pitch11: model.segments.pitches[11],
+        at: { beat: at.beatIndex, bar: at.barNumber, section: at.section.label, since: at.sinceBeat },
+        times: [f.formatTime(3723), f.formatTime(59.9), f.formatTime(NaN)],
+        bytes: [f.formatBytes(999), f.formatBytes(1500000), f.formatBytes(104857600)],
+        keys: [f.keyName(6, 1), f.keyName(9, 0), f.keyName(-1, -1)],
+      };
+    }"""
+    )
+    assert got["last"] == [-1, 1, 2]
+    assert got["smooth"] == [0, 1, 1, 1, 0]
+    assert got["sameHue"] and got["otherHue"]
+    assert got["isDownbeat"] == [1, 0, 0, 0, 1]
+    assert got["labels"] == ["A", "B"]  # letters stand in when section_labels are absent
+    assert got["pitch11"] == 0.5
+    assert got["at"] == {"beat": 2, "bar": 1, "section": "A", "since": pytest.approx(0.1)}
+    assert got["times"] == ["1:02:03", "0:59", "–"]
+    assert got["bytes"] == ["999 B", "1.5 MB", "105 MB"]
+    assert got["keys"] == ["F# major", "A minor", "unknown"]
+    assert page.errors == []
