@@ -168,6 +168,7 @@ class Deployment:
             FEATHERBEAT_BROKER=server.url,
             OPENBLAS_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
+            FEATHERBEAT_LOG_LEVEL="warning",
         )
         self.env.update(env)
         self.webs: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
@@ -186,13 +187,9 @@ class Deployment:
 
     def start_web(self, index: int, port: int | None = None, timeout: float = 30.0) -> int:
         port = port or free_port()
-        args = [
-            sys.executable, "-m", "gunicorn",
-            "--worker-class", "gthread", "--threads", "16", "--workers", "1",
-            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--timeout", "60",
-            "featherbeat.web:create_app()",
-        ]  # fmt: skip
-        proc = self._spawn(f"web{index}", args)
+        # The service's own gunicorn settings (gthread), as `featherbeat serve` starts it.
+        args = [sys.executable, "-m", "gunicorn", "-c", "python:featherbeat.web.gunicorn_conf"]
+        proc = self._spawn(f"web{index}", args, HOST="127.0.0.1", PORT=str(port))
         self.webs[index] = (port, proc)
         self.wait_http(port, proc, timeout)
         return port

@@ -1,0 +1,107 @@
+"""``featherbeat analyze --via URL`` against a real embedded-mode service (gunicorn + consumer).
+
+The CLI runs as a real process; its stderr is a pseudo-terminal in one test, so the overall
+progress bar is checked the way a person sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from redis_harness import wav_bytes
+from service_harness import Service, service  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.service, pytest.mark.timeout(120)]
+
+
+def featherbeat(*args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", *args],
+        capture_output=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def write_tracks(folder: Path, count: int) -> list[Path]:
+    paths = []
+    for i in range(count):
+        path = folder / f"song{i}.wav"
+        path.write_bytes(wav_bytes(200 + i, 1.5 + i * 0.5))
+        paths.append(path)
+    return paths
+
+
+def test_batch_into_folder_with_a_bad_file(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    tracks = write_tracks(tmp_path, 3)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio\n")
+    out = tmp_path / "out"
+    done = featherbeat(
+        "analyze", "--via", service.base_url, *map(str, tracks), str(bad), "-o", str(out)
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "notes.wav" in lines[0] and "not_audio" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["song0.json", "song1.json", "song2.json"]
+    for i in range(3):
+        doc = json.loads((out / f"song{i}.json").read_text())
+        assert abs(doc["track"]["duration"] - (1.5 + i * 0.5)) < 0.1
+        assert "featherbeat" in doc
+
+
+def test_one_file_to_stdout_same_as_the_service_result(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    (track,) = write_tracks(tmp_path, 1)
+    done = featherbeat("analyze", "--via", service.base_url, "--format", "beats", str(track))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""  # not a terminal: no progress bar
+    # The same bytes again: the service answers from its cache, the output is identical.
+    again = featherbeat("analyze", "--via", service.base_url + "/", "-f", "beats", str(track))
+    assert again.returncode == 0 and again.stdout == done.stdout
+    status, job = service.upload(track)
+    assert status == 200 and job["status"] == "done"
+    _, _, body = service.request("GET", f"{job['links']['analysis']}?format=beats")
+    assert done.stdout == body
+
+
+def test_progress_bar_on_a_terminal(service: Service, tmp_path: Path) -> None:  # noqa: F811
+    tracks = write_tracks(tmp_path, 2)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "featherbeat.cli", "analyze", "--via", service.base_url]
+            + [*map(str, tracks), "-o", str(tmp_path / "out")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=slave,
+        )
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closes when the process ends
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert proc.wait(60) == 0
+    finally:
+        os.close(master)
+    text = seen.decode(errors="replace")
+    assert "\r[" in text and "2/2 done" in text and "100.0%" in text
+
+
+def test_unusable_url_is_a_usage_error(tmp_path: Path) -> None:
+    (track,) = write_tracks(tmp_path, 1)
+    done = featherbeat("analyze", "--via", "ftp://example.invalid", str(track))
+    assert done.returncode == 2
+    assert b"http(s) URL" in done.stderr and len(done.stderr.splitlines()) == 1
