@@ -42,13 +42,26 @@ def frame_of(times: np.ndarray, rate: float, n: int) -> np.ndarray:
 
 
 def frame_rows(values: np.ndarray, n: int) -> np.ndarray:
-    """(n, 12) float64 copy of a per-frame matrix (chroma, timbre), zero-padded or cut to ``n``.
+    """(n, 12) per-frame matrix (chroma, timbre): cut or zero-padded to ``n`` frames, NaN-free.
 
     The core computes every curve in one pass, but a stage may be missing or a curve one frame
-    shorter; aligning here keeps every span reduction in range.
+    shorter; aligning here keeps every span reduction in range. A clean float32 input is
+    returned as it is (a view): an hour of chroma is 7 MB, and a float64 copy would double it.
     """
-    v = np.asarray(values, dtype=np.float64)
-    v = np.nan_to_num(v.reshape(-1, 12)) if v.size else np.zeros((0, 12))
-    if v.shape[0] >= n:
+    v = np.asarray(values)
+    v = v.reshape(-1, 12) if v.size else np.zeros((0, 12), dtype=np.float32)
+    if v.shape[0] >= n and v.dtype.kind == "f" and bool(np.isfinite(v[:n]).all()):
         return v[:n]
-    return np.vstack([v, np.zeros((n - v.shape[0], 12))])
+    v = np.nan_to_num(v[:n].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if v.shape[0] < n:
+        v = np.vstack([v, np.zeros((n - v.shape[0], 12), dtype=np.float32)])
+    return v
+
+
+def block_means(values: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``values`` rows over contiguous blocks [starts[k], starts[k+1]) (the last ends at
+    ``n``); ``starts`` strictly increasing from 0. Accumulates in float64 without a float64 copy
+    of the input (np.add.reduceat casts as it goes)."""
+    sums = np.add.reduceat(values, starts, axis=0, dtype=np.float64)
+    counts = np.diff(np.append(starts, n)).reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    return sums / counts

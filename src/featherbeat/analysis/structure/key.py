@@ -44,7 +44,11 @@ _TEMPLATES = _templates()
 def key_scores(chroma: np.ndarray) -> np.ndarray:
     """(2, 12) Pearson correlations of the summed chroma with every mode x tonic template."""
     c = _validated(chroma)
-    v = np.clip(np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None).sum(axis=0)
+    # Sum in float64 without a float64 copy of the input (an hour of chroma is 7 MB float32).
+    v = c.sum(axis=0, dtype=np.float64)
+    if not np.all(np.isfinite(v)):  # rare: NaN/Inf frames; only then pay for a cleaned copy
+        v = np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=0, dtype=np.float64)
+    v = np.clip(v, 0.0, None)
     spread = v.max() - v.min()
     if v.max() <= 0 or spread <= FLAT_RATIO * v.max():
         return np.zeros((2, 12))
@@ -53,7 +57,9 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
 
 
 def _validated(chroma: np.ndarray) -> np.ndarray:
-    c = np.asarray(chroma, dtype=np.float64)
+    c = np.asarray(chroma)
+    if c.dtype.kind not in "fiu":
+        raise ValueError(f"chroma must be numeric, got dtype {c.dtype}")
     if c.ndim == 1 and c.shape[0] == 12:
         c = c[None, :]
     if c.ndim != 2 or c.shape[1] != 12:

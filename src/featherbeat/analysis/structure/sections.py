@@ -27,6 +27,7 @@ import numpy as np
 from featherbeat.analysis.profile import Curves, Rhythm, Section, Segments, Tonality
 from featherbeat.analysis.structure._frames import (
     FLOOR_DB,
+    block_means,
     db_to_power,
     frame_of,
     frame_rows,
@@ -60,9 +61,9 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
     """(units, 25) z-scored, group-weighted features: chroma(12), timbre(12), loudness(1)."""
     n = int(edges[-1])
     a, b = edges[:-1], edges[1:]
-    chroma = span_means(frame_rows(curves.chroma, n), a, b)
+    chroma = block_means(frame_rows(curves.chroma, n), a, n)
     chroma /= np.maximum(chroma.sum(axis=1, keepdims=True), 1e-12)
-    timbre = span_means(frame_rows(curves.timbre, n), a, b)
+    timbre = block_means(frame_rows(curves.timbre, n), a, n)
     loud = span_means(np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64)[:n]), a, b)
     groups = [_zscore(chroma), _zscore(timbre), _zscore(loud[:, None])]
     # Each group counts alike whatever its number of dimensions.

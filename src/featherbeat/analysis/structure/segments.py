@@ -21,7 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves, Rhythm, Segments
-from featherbeat.analysis.structure._frames import FLOOR_DB, frame_of, frame_rows, moving_mean
+from featherbeat.analysis.structure._frames import (
+    FLOOR_DB,
+    block_means,
+    frame_of,
+    frame_rows,
+    moving_mean,
+)
 
 PEAK_SECONDS = 0.05
 MEAN_SECONDS = 0.25
@@ -123,8 +129,7 @@ def find_segments(curves: Curves, rhythm: Rhythm) -> Segments:
     max_frame = np.minimum.reduceat(at_max, a)
     chroma = frame_rows(curves.chroma, n)
     timbre = frame_rows(curves.timbre, n)
-    counts = (b - a)[:, None]
-    pitches = np.add.reduceat(chroma, a, axis=0) / counts
+    pitches = block_means(chroma, a, n)
     peak = pitches.max(axis=1, keepdims=True)
     # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
     pitches = np.where(peak > 0, pitches / np.where(peak > 0, peak, 1.0), 1.0)
@@ -141,5 +146,5 @@ def find_segments(curves: Curves, rhythm: Rhythm) -> Segments:
         loudness_max_time=(max_frame - a) / rate,
         loudness_end=np.append(edge[1:], loud[-1]).astype(np.float32),
         pitches=pitches.astype(np.float32),
-        timbre=(np.add.reduceat(timbre, a, axis=0) / counts).astype(np.float32),
+        timbre=block_means(timbre, a, n).astype(np.float32),
     )
