@@ -125,3 +125,16 @@ def test_eight_channels(tmp_path):
     profile = featherbeat.analyze(tmp_path / "eight.flac")
     assert profile.source.channels == 8
     _check_profile(profile, 6.0)
+
+
+def test_header_with_absurd_rate_or_channels(tmp_path):
+    # 1 Hz would make the resampler emit 22 050 samples per input sample.
+    sf.write(tmp_path / "slow.wav", np.zeros(1000, dtype=np.float32), 1)
+    with pytest.raises(DecodeError, match="unsupported sample rate 1 Hz"):
+        featherbeat.analyze(tmp_path / "slow.wav")
+    # 512 channels at 192 kHz: reads stay a few MB, the mix is still right.
+    many = np.full((4000, 512), 0.25, dtype=np.float32)
+    sf.write(tmp_path / "many.wav", many, 192000, subtype="FLOAT")
+    profile = featherbeat.analyze(tmp_path / "many.wav")
+    assert profile.source.channels == 512
+    assert profile.duration == pytest.approx(4000 / 192000, abs=0.002)

@@ -38,6 +38,7 @@ BLOCK_SIZE = 32768
 negligible, small enough that one block of spectra stays well under a megabyte."""
 
 _READ_SECONDS = 1.0  # input read granularity, in seconds of input audio
+MIN_RATE, MAX_RATE = 1000, 768000  # sample rates accepted from a header
 
 # First bytes of the containers libsndfile reads. Anything else goes straight to PyAV: feeding
 # libsndfile a non-audio file makes its MP3 probe print resync notes on stderr.
@@ -158,7 +159,7 @@ class AudioStream:
         if f.frames > 0:
             self.duration_hint = f.frames / self.sample_rate
         self.decoder = f"libsndfile {f.format} {self.channels}ch {self.sample_rate} Hz"
-        self._check_header_length()
+        self._check_header()
 
     def _open_av(self) -> None:
         import av  # lazily: only for what libsndfile cannot read
@@ -183,6 +184,17 @@ class AudioStream:
         self.decoder = (
             f"ffmpeg {container.format.name}/{codec} {self.channels}ch {self.sample_rate} Hz"
         )
+        self._check_header()
+
+    def _check_header(self) -> None:
+        # A header claiming 1 Hz would make the resampler produce 22 050 samples per input
+        # sample: an hours-long "analysis" of a few bytes. Real audio lives well inside these.
+        if not MIN_RATE <= self.sample_rate <= MAX_RATE:
+            self.close()
+            raise DecodeError(
+                f"{self.name or 'input'}: unsupported sample rate {self.sample_rate} Hz "
+                f"(expected {MIN_RATE}..{MAX_RATE})"
+            )
         self._check_header_length()
 
     def _check_header_length(self) -> None:
@@ -205,7 +217,9 @@ class AudioStream:
 
     def _sndfile_chunks(self) -> Iterator[np.ndarray]:
         f = self._reader
-        step = max(1024, int(self.sample_rate * _READ_SECONDS))
+        # About a second per read, but never more than ~4 MB of float32 however many channels
+        # the header claims.
+        step = max(256, min(int(self.sample_rate * _READ_SECONDS), (1 << 20) // self.channels))
         buf = np.empty((step, self.channels), dtype=np.float32)
         weights = np.full(self.channels, 1.0 / self.channels, dtype=np.float32)
         done = 0
