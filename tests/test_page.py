@@ -78,53 +78,68 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _start_service(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `featherbeat serve` on a free port and wait until *it* answers.
+
+    Another test may grab the same free port between our probe and gunicorn's bind, so the
+    port only counts as ours once gunicorn logs that it listens there; a supervisor that
+    exits early (lost the race) is retried on another port."""
+    log_path = data_dir / "serve.log"
+    for _attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        full_env = {
+            **os.environ,
+            "FEATHERBEAT_DATA_DIR": str(data_dir),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "FEATHERBEAT_BROKER": "",
+            "FEATHERBEAT_LOG_LEVEL": "info",  # gunicorn's "Listening at" line is read below
+            **env,
+        }
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "featherbeat.cli", "serve"],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if f"Listening at: {url}" in log_path.read_text(errors="replace"):
+                try:
+                    with urllib.request.urlopen(f"{url}/healthz", timeout=1) as res:
+                        if res.status == 200:
+                            return proc, url
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        _stop_service(proc)
+    raise RuntimeError(f"featherbeat serve did not start: {log_path.read_text(errors='replace')}")
+
+
+def _stop_service(proc: subprocess.Popen[bytes]) -> None:
+    # The whole process group (supervisor, gunicorn, consumer), and only it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @contextlib.contextmanager
 def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """`featherbeat serve` (gunicorn + consumer) on a free 127.0.0.1 port; yields its URL."""
-    port = free_port()
+    """`featherbeat serve` (gunicorn + consumer, SQLite) on a free 127.0.0.1 port; yields its URL."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    full_env = {
-        **os.environ,
-        "FEATHERBEAT_DATA_DIR": str(data_dir),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "FEATHERBEAT_BROKER": "",
-        **env,
-    }
-    log = (data_dir / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "featherbeat.cli", "serve"],
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopped as a whole below
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = _start_service(data_dir, env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"featherbeat serve exited: {(data_dir / 'serve.log').read_text()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1) as res:
-                    if res.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("featherbeat serve did not answer /healthz within 30 s")
-            time.sleep(0.2)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop_service(proc)
 
 
 @pytest.fixture(scope="module")
