@@ -206,3 +206,26 @@ def test_local_tempo_and_subdivision_helpers():
     odf[10::30] = 0.6
     odf[20::30] = 0.6
     assert tatums.subdivision(odf, np.arange(0, 1000, 30).astype(float)) == 3
+
+
+def test_checkpointed_viterbi_is_exact(monkeypatch):
+    rng = np.random.default_rng(3)
+    w = np.log(rng.random(6000) * 0.3 + 0.05)
+    w[np.cumsum(rng.integers(38, 46, 150))[:140]] = np.log(3.0)
+    periods = beats.period_states(42.0)
+    whole = beats.viterbi_beats(w, periods)
+    monkeypatch.setattr(beats, "SEGMENT_FRAMES", 300)  # ~20 segments, each recomputed
+    np.testing.assert_array_equal(beats.viterbi_beats(w, periods), whole)
+
+
+def test_medley_gets_each_part_its_own_tempo():
+    a = signals.click_track(85.0, 40.0)
+    b = signals.click_track(125.0, 40.0)  # 47 % faster: outside one part's +-25 % range
+    y = np.concatenate([a.audio, b.audio])
+    r = track(_curves(y, with_chroma=False))
+    est = r.beats.astype(float)
+    assert _f(a.beats, est[est < 40.0]) > 0.9
+    assert _f(b.beats, est[est >= 40.0] - 40.0) > 0.9
+    bpm = r.tempo_curve_bpm
+    assert np.median(bpm[r.tempo_curve_times < 35]) == pytest.approx(85.0, rel=0.03)
+    assert np.median(bpm[r.tempo_curve_times > 45]) == pytest.approx(125.0, rel=0.03)

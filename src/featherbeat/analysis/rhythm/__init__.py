@@ -46,6 +46,16 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
     return 60.0 / np.median(win, axis=1)
 
 
+def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
+    """Beat frames: the HMM restricted, window by window, to +-25 % around the local tempo path.
+
+    For one steady piece the path is constant and this is the plain global-tempo tracker; for a
+    medley or an hour-long mix each part gets its own tempo range.
+    """
+    centres, local_bpm = _tempo.local_tempo_path(odf, rate)
+    return _beats.track_local(_beats.beat_log_odds(odf), centres, 60.0 * rate / local_bpm)
+
+
 def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
     rate = float(curves.onset_rate)
@@ -59,8 +69,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     if bpm <= 0 or clarity < MIN_PULSE_SIGNIFICANCE:
         return _no_pulse()
 
-    periods = _beats.period_states(60.0 * rate / bpm)
-    frames = _beats.viterbi_beats(_beats.beat_log_odds(odf), periods)
+    frames = _track_beats(odf, rate)
     if frames.size < 2:
         return _no_pulse()
     pos_frames = _beats.refine(frames, odf)

@@ -44,52 +44,91 @@ def beat_log_odds(odf: np.ndarray) -> np.ndarray:
     return OBSERVATION_WEIGHT * np.log(smooth(odf, 3) + 0.1)
 
 
-def viterbi_beats(w: np.ndarray, periods: np.ndarray, lam: float = TRANSITION_LAMBDA) -> np.ndarray:
-    """Most likely beat frames given per-frame beat log-odds ``w`` and allowed ``periods``."""
+SEGMENT_FRAMES = 8192  # back-pointers are held for one segment (~95 s) at a time
+
+
+def viterbi_beats(
+    w: np.ndarray,
+    periods: np.ndarray,
+    lam: float = TRANSITION_LAMBDA,
+    *,
+    allowed: np.ndarray | None = None,
+    centres: np.ndarray | None = None,
+) -> np.ndarray:
+    """Most likely beat frames given per-frame beat log-odds ``w`` and the ``periods`` (states).
+
+    ``allowed`` (windows x states, bool) with the windows' ``centres`` (frames) restricts the
+    periods a beat may have near each window: the local tempo range of a medley or a mix.
+
+    Exact Viterbi in bounded memory by checkpointing: the forward pass keeps only the score
+    ring buffer, copied at the start of every segment of SEGMENT_FRAMES; the backtrace
+    recomputes one segment's back-pointers at a time from its checkpoint. Twice the forward
+    work, but memory no longer grows with frames x states (an hour-long mix spanning 60..180
+    BPM would otherwise hold ~33 MB of back-pointers).
+    """
     n = w.size
     periods = np.asarray(periods, dtype=np.int64)
     n_states = periods.size
     if n == 0 or n_states == 0:
         return np.zeros(0, dtype=np.int64)
     p_min, p_max = int(periods.min()), int(periods.max())
-    # Neighbour table: state j may come from states j-K..j+K.
+    # Neighbour table: state j may come from states j-K..j+K; laid out (K, S) so that the
+    # reductions over K run over contiguous (block x state) planes.
     offs = np.arange(-NEIGHBOURS, NEIGHBOURS + 1)
-    nb = np.arange(n_states)[:, None] + offs[None, :]
-    valid = (nb >= 0) & (nb < n_states)
-    nb = np.clip(nb, 0, n_states - 1)
-    ratio = periods[:, None] / periods[nb]
-    log_a = np.where(valid, -lam * np.abs(ratio - 1.0), -np.inf)  # (state, neighbour)
+    nb = np.clip(np.arange(n_states)[None, :] + offs[:, None], 0, n_states - 1)
+    valid = (np.arange(n_states)[None, :] + offs[:, None] >= 0) & (
+        np.arange(n_states)[None, :] + offs[:, None] < n_states
+    )
+    log_a = np.where(valid, -lam * np.abs(periods[None, :] / periods[nb] - 1.0), -np.inf)
     ring = p_max + p_min + 1
     score = np.full((ring, n_states), -np.inf)
-    back = np.full((n, n_states), -1, dtype=np.int8 if n_states < 128 else np.int16)
-    best_end = -np.inf
-    end = (-1, -1)
-    for t0 in range(0, n, p_min):
-        t = np.arange(t0, min(t0 + p_min, n))
-        prev_t = t[:, None] - periods[None, :]  # (B, S)
-        cand = score[(prev_t % ring)[:, :, None], nb[None, :, :]] + log_a[None]  # (B, S, K)
-        arg = np.argmax(cand, axis=2)
-        best_prev = np.take_along_axis(cand, arg[:, :, None], axis=2)[:, :, 0]
-        start = prev_t < 0  # first beat: may come at any phase
-        new = np.where(start, 0.0, best_prev) + w[t][:, None]
-        back[t] = np.where(
-            start | ~np.isfinite(best_prev), -1, nb[np.arange(n_states)[None, :], arg]
-        )
-        score[t % ring] = new
-        # A final beat must fall within one period of the end.
-        tail = t[:, None] >= n - periods[None, :]
-        if tail.any():
-            cand_end = np.where(tail, new, -np.inf)
-            k = int(np.argmax(cand_end))
-            if cand_end.flat[k] > best_end:
-                best_end = float(cand_end.flat[k])
-                end = (int(t[k // n_states]), k % n_states)
-    frames = []
-    t, j = end
+    nearest = None
+    if allowed is not None and centres is not None and centres.size:
+        # Window nearest to each frame (midpoints between centres as the boundaries).
+        nearest = np.searchsorted((centres[1:] + centres[:-1]) / 2.0, np.arange(n))
+    states = np.arange(n_states)[None, :]
+    bp_type = np.int8 if n_states < 128 else np.int16
+    seg_len = max(1, SEGMENT_FRAMES // p_min) * p_min  # whole blocks per segment
+    end = [-np.inf, -1, -1]  # best final score, frame, state
+
+    def forward(lo: int, hi: int, back: np.ndarray | None) -> None:
+        for t0 in range(lo, hi, p_min):
+            t = np.arange(t0, min(t0 + p_min, hi))
+            prev_t = t[:, None] - periods[None, :]  # (B, S)
+            cand = score[(prev_t % ring)[None, :, :], nb[:, None, :]] + log_a[:, None, :]
+            best_prev = cand.max(axis=0)
+            start = prev_t < 0  # first beat: may come at any phase
+            new = np.where(start, 0.0, best_prev) + w[t][:, None]
+            if nearest is not None:
+                new = np.where(allowed[nearest[t]], new, -np.inf)
+            score[t % ring] = new
+            if back is not None:
+                src = nb[cand.argmax(axis=0), states]
+                back[t - lo] = np.where(start | ~np.isfinite(best_prev), -1, src)
+            else:  # forward pass: a final beat must fall within one period of the end
+                tail = np.where(t[:, None] >= n - periods[None, :], new, -np.inf)
+                k = int(np.argmax(tail))
+                if tail.flat[k] > end[0]:
+                    end[:] = [float(tail.flat[k]), int(t[k // n_states]), k % n_states]
+
+    checkpoints = []
+    for lo in range(0, n, seg_len):
+        checkpoints.append(score.copy())
+        forward(lo, min(n, lo + seg_len), None)
+
+    frames: list[int] = []
+    t, j = int(end[1]), int(end[2])
+    seg, back = -1, np.zeros((0, n_states), dtype=bp_type)
     while t >= 0 and j >= 0:
+        if t // seg_len != seg:
+            seg = t // seg_len
+            score[:] = checkpoints[seg]
+            lo = seg * seg_len
+            back = np.full((min(n, lo + seg_len) - lo, n_states), -1, dtype=bp_type)
+            forward(lo, lo + back.shape[0], back)
         frames.append(t)
-        j_prev = int(back[t, j])
-        t = t - int(periods[j])
+        j_prev = int(back[t - seg * seg_len, j])
+        t -= int(periods[j])
         j = j_prev
     return np.array(frames[::-1], dtype=np.int64)
 
@@ -108,3 +147,15 @@ def refine(frames: np.ndarray, odf: np.ndarray) -> np.ndarray:
     )
     out = np.where((frames >= 1) & (frames <= n - 2), i + np.clip(shift, -0.5, 0.5), out)
     return out
+
+
+def track_local(w: np.ndarray, centres: np.ndarray, local_period: np.ndarray) -> np.ndarray:
+    """Beat frames with the periods near each window restricted to +-TEMPO_SPREAD of its local
+    period (``centres``: window centre frames, ``local_period``: frames per beat there)."""
+    lo = np.maximum(2, np.floor(local_period / TEMPO_SPREAD)).astype(np.int64)
+    hi = np.ceil(local_period * TEMPO_SPREAD).astype(np.int64)
+    periods = np.arange(int(lo.min()), int(hi.max()) + 1)
+    allowed = (periods[None, :] >= lo[:, None]) & (periods[None, :] <= hi[:, None])
+    if allowed.all():
+        return viterbi_beats(w, periods)
+    return viterbi_beats(w, periods, allowed=allowed, centres=centres)

@@ -29,6 +29,35 @@ def bpm_grid(n: int = 600) -> np.ndarray:
     return np.geomspace(BPM_MIN, BPM_MAX, n)
 
 
+def _window_starts(n: int, win: int, hop: int) -> np.ndarray:
+    return np.array([0]) if n <= win else np.arange(0, n - win + 1, hop)
+
+
+def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s: float = HOP_S):
+    """Yield batches of (window starts, normalised bias-corrected ACFs, valid mask).
+
+    Each window's autocorrelation is divided by its lag-0 value and corrected for the shrinking
+    overlap (lag L overlaps only win - L frames). Batches of 64 windows bound the memory.
+    """
+    win = int(round(window_s * rate))
+    hop = max(1, int(round(hop_s * rate)))
+    n = odf.size
+    win = min(win, n)
+    starts = _window_starts(n, win, hop)
+    nfft = 1 << int(np.ceil(np.log2(2 * win)))
+    bias = win / np.maximum(win - np.arange(win), win / 4)
+    for i in range(0, starts.size, 64):
+        st = starts[i : i + 64]
+        seg = odf[st[:, None] + np.arange(win)[None, :]]
+        seg = seg - seg.mean(axis=1, keepdims=True)
+        spec = np.fft.rfft(seg, nfft, axis=1)
+        r = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :win]
+        r0 = r[:, :1]
+        ok = r0[:, 0] > 1e-12
+        r = np.where(ok[:, None], r / np.where(r0 > 1e-12, r0, 1.0), 0.0) * bias
+        yield st, r, ok
+
+
 def windowed_acf(
     odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s: float = HOP_S
 ) -> np.ndarray:
@@ -37,34 +66,13 @@ def windowed_acf(
     Averaging normalised local autocorrelations gives each passage one vote, so a loud chorus
     does not outvote a quiet verse, and memory stays at one window per batch.
     """
-    win = int(round(window_s * rate))
-    hop = max(1, int(round(hop_s * rate)))
-    n = odf.size
-    if n < 8:
-        return np.zeros(max(win, 1))
-    if n <= win:
-        starts = np.array([0])
-        win = n
-    else:
-        starts = np.arange(0, n - win + 1, hop)
-    nfft = 1 << int(np.ceil(np.log2(2 * win)))
-    acc = np.zeros(win)
-    used = 0
-    for i in range(0, starts.size, 64):
-        seg = odf[starts[i : i + 64, None] + np.arange(win)[None, :]]
-        seg = seg - seg.mean(axis=1, keepdims=True)
-        spec = np.fft.rfft(seg, nfft, axis=1)
-        r = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :win]
-        r0 = r[:, :1]
-        ok = r0[:, 0] > 1e-12
-        acc += (r[ok] / r0[ok]).sum(axis=0)
+    if odf.size < 8:
+        return np.zeros(max(int(round(window_s * rate)), 1))
+    acc, used = None, 0
+    for _, r, ok in window_acfs(odf, rate, window_s, hop_s):
+        acc = r[ok].sum(axis=0) if acc is None else acc + r[ok].sum(axis=0)
         used += int(ok.sum())
-    if used == 0:
-        return acc
-    acf = acc / used
-    # Bias correction: lag L overlaps only win-L frames.
-    acf *= win / np.maximum(win - np.arange(win), win / 4)
-    return acf
+    return acc / used if used else acc
 
 
 def comb_salience(acf: np.ndarray, rate: float, bpms: np.ndarray) -> np.ndarray:
@@ -113,3 +121,41 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     # Confidence: how far the winner stands above the typical candidate.
     conf = float(np.clip((score[best] - np.median(score)) / (score[best] + 1e-9), 0.0, 1.0))
     return bpm, conf, clarity
+
+
+LOCAL_GRID = 160  # tempo candidates of the local path (~1.1 % apart)
+LOCAL_CHANGE_COST = 8.0  # nats per octave of tempo change between windows (6 s apart)
+
+
+def local_tempo_path(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(window centre frames, BPM per window): the most likely tempo path through the windows.
+
+    Each window's comb salience times the tempo prior is its evidence; changing tempo costs
+    LOCAL_CHANGE_COST nats per octave, so within one piece the path holds its tempo (and its
+    octave) and it moves only when the music does (a medley, a DJ mix, a concatenation).
+    Viterbi over windows x candidates: tiny (an hour is 600 windows x 160 candidates).
+    """
+    bpms = bpm_grid(LOCAL_GRID)
+    sm = smooth(odf, SMOOTH_FRAMES)
+    centres, emis = [], []
+    win = min(int(round(WINDOW_S * rate)), odf.size)
+    prior = log_prior(bpms)
+    for st, r, ok in window_acfs(sm, rate):
+        for j in range(st.size):
+            sal = comb_salience(r[j], rate, bpms) if ok[j] else np.zeros(bpms.size)
+            emis.append(np.log(np.maximum(sal, 1e-3)) + prior)
+            centres.append(st[j] + win // 2)
+    e = np.array(emis)
+    lb = np.log2(bpms)
+    trans = -LOCAL_CHANGE_COST * np.abs(lb[:, None] - lb[None, :])  # (from, to)
+    score = e[0].copy()
+    back = np.zeros(e.shape, dtype=np.int16)
+    for w in range(1, e.shape[0]):
+        cand = score[:, None] + trans
+        back[w] = np.argmax(cand, axis=0)
+        score = cand[back[w], np.arange(bpms.size)] + e[w]
+    path = np.zeros(e.shape[0], dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for w in range(e.shape[0] - 1, 0, -1):
+        path[w - 1] = back[w, path[w]]
+    return np.array(centres, dtype=np.int64), bpms[path]
