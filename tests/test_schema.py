@@ -104,3 +104,19 @@ def test_schema_rejects_what_it_should(ours) -> None:
     data = _json(synthetic_profile(20.0))
     del data["featherbeat"]["waveform"]
     assert not ours.is_valid(data)
+
+
+@pytest.mark.eval
+def test_real_music_matches_both_schemas(eval_dir: Path, ours, theirs) -> None:
+    """A few of the 30 s clips in ../shared/eval/dev (skipped when absent)."""
+    clips = sorted((eval_dir / "dev").glob("*.flac"))[::20]
+    assert clips
+    for clip in clips:
+        profile = featherbeat.analyze(clip)
+        data = _json(profile)
+        ours.validate(data)
+        theirs.validate(data)
+        # Spotify-like scales (see ../shared/spotify/README.md).
+        assert 1 <= len(data["sections"]) <= 4  # 30 s: about one section per 15 s
+        assert 2.0 <= len(data["segments"]) / profile.duration <= 7.0
+        assert -40 <= data["track"]["loudness"] <= 0

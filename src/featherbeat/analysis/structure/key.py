@@ -25,6 +25,9 @@ MINOR_PROFILE = np.array(
     [0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330]
 )
 MARGIN_SCALE = 0.05  # a correlation margin of ~0.15 gives a confidence near the correlation
+# Digital silence leaves FFT round-off (~1e-13) in the chroma; a -60 dBFS tone gives ~0.5 per
+# frame (magnitude sums of a 2048-point FFT). Below this mean per-frame peak there is no key.
+SILENT_LEVEL = 1e-4
 FLAT_RATIO = 1e-3  # a chroma whose spread is below this fraction of its peak has no pitch
 
 
@@ -50,7 +53,8 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
         v = np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=0, dtype=np.float64)
     v = np.clip(v, 0.0, None)
     spread = v.max() - v.min()
-    if v.max() <= 0 or spread <= FLAT_RATIO * v.max():
+    silent = v.max() <= SILENT_LEVEL * max(c.shape[0], 1)
+    if silent or spread <= FLAT_RATIO * v.max():
         return np.zeros((2, 12))
     z = (v - v.mean()) / v.std()
     return _TEMPLATES @ z / 12.0
