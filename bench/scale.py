@@ -72,6 +72,17 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` plus its waited-for children (the analysis processes)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[11..14] are utime, stime, cutime, cstime (stat fields 14-17) in clock ticks.
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> dict:
     from featherbeat.config import Settings
     from featherbeat.jobs.blobs import upload_key
@@ -109,6 +120,8 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
                 raise TimeoutError("workers did not start")
             time.sleep(0.1)
         services = Services.from_settings(Settings.from_env(env))
+        load_before = os.getloadavg()[0]
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         ids = []
         t0 = time.time()
         for path in tracks:
@@ -137,6 +150,7 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
             time.sleep(0.1)
         elapsed = max(j.finished_at for j in jobs) - t0
         failed = [j.id for j in jobs if j.status != "done"]
+        cpu_per_track = (sum(cpu_seconds(p.pid) for p in procs) - cpu_before) / len(ids)
         consumer_mb = [vm_hwm_mb(p.pid) for p in procs]
         child_mb = max(j.peak_rss_mb or 0.0 for j in jobs)
         analysis_s = float(np.median([j.analysis_seconds or 0.0 for j in jobs]))
@@ -155,6 +169,9 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
             "child_peak_mb": round(child_mb, 1),
             "median_analysis_s": round(analysis_s, 2),
             "jobs_per_worker": sorted(per_worker.values()),
+            "cpu_s_per_track": round(cpu_per_track, 2),
+            "load_before": round(load_before, 1),
+            "load_after": round(os.getloadavg()[0], 1),
         }
     finally:
         for p in procs:
@@ -170,15 +187,15 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
 def table(results: list[dict], args: argparse.Namespace) -> str:
     base = results[0]["tracks_per_minute"] / results[0]["workers"]
     lines = [
-        "| workers | tracks | wall s | tracks/min | speed-up | jobs per worker | consumer peak RSS MB (each) | analysis child peak RSS MB | median analysis s |",
-        "|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| workers | tracks | wall s | tracks/min | speed-up | jobs per worker | CPU s per track | consumer peak RSS MB (each) | analysis child peak RSS MB | median analysis s | load avg before/after |",
+        "|---:|---:|---:|---:|---:|---|---:|---|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['workers']} | {r['tracks']} | {r['seconds']} | {r['tracks_per_minute']} "
-            f"| {r['tracks_per_minute'] / base:.2f}x | {r['jobs_per_worker']} "
+            f"| {r['tracks_per_minute'] / base:.2f}x | {r['jobs_per_worker']} | {r['cpu_s_per_track']} "
             f"| {', '.join(map(str, r['consumer_peak_mb']))} | {r['child_peak_mb']} "
-            f"| {r['median_analysis_s']} |"
+            f"| {r['median_analysis_s']} | {r['load_before']} / {r['load_after']} |"
         )
     return "\n".join(lines)
 
