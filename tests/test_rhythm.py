@@ -229,3 +229,19 @@ def test_medley_gets_each_part_its_own_tempo():
     bpm = r.tempo_curve_bpm
     assert np.median(bpm[r.tempo_curve_times < 35]) == pytest.approx(85.0, rel=0.03)
     assert np.median(bpm[r.tempo_curve_times > 45]) == pytest.approx(125.0, rel=0.03)
+
+
+def test_bar_lines_realign_after_a_short_bar():
+    y1, t1, p1 = groove(110.0, 4, bars=16)
+    half_bar = 2 * 60.0 / 110.0
+    y2, t2, p2 = groove(110.0, 4, bars=16, offset=0.0)
+    # 16 bars, then a 2-beat bar (the first two beats of a bar), then 16 more bars.
+    end1 = t1[-1] + 60.0 / 110.0
+    y = np.concatenate([y1[: int(round(end1 * SR))], y2[: int(round(half_bar * SR))], y2])
+    start2 = (t1[-1] + 60.0 / 110.0) + half_bar
+    truth_down = np.concatenate([t1[p1 == 1], [t1[-1] + 60.0 / 110.0], start2 + t2[p2 == 1]])
+    r = track(_curves(y))
+    late = r.downbeats[r.downbeats > start2 + 8.0].astype(float)
+    assert _f(truth_down[truth_down > start2 + 8.0], late) > 0.9
+    early = r.downbeats[r.downbeats < start2 - 2.0].astype(float)
+    assert _f(truth_down[truth_down < start2 - 2.0], early) > 0.9

@@ -15,6 +15,7 @@ import numpy as np
 
 METERS = (3, 4, 5, 6, 7)
 METER_PRIOR = {3: 0.0, 4: 0.25, 5: -0.6, 6: -0.4, 7: -0.6}  # added to the contrast (z units)
+PHASE_JUMP_COST = 8.0  # nats for a bar that is cut short or stretched (accent units ~1 per beat)
 
 
 def beat_sync_mean(
@@ -120,5 +121,38 @@ def downbeats(acc: np.ndarray) -> tuple[int, float, np.ndarray]:
     meter, (s, phase) = ranked[0]
     runner = ranked[1][1][0] if len(ranked) > 1 else 0.0
     conf = float(np.clip(s - runner, 0.0, 1.0))
-    pos = ((np.arange(n) - phase) % meter + 1).astype(np.int16)
-    return meter, conf, pos
+    return meter, conf, phase_path(acc, meter, phase)
+
+
+def phase_path(
+    acc: np.ndarray, meter: int, phase: int, jump_cost: float = PHASE_JUMP_COST
+) -> np.ndarray:
+    """1-based bar position of every beat: Viterbi over (position in bar), for one meter.
+
+    The position advances by one each beat; jumping anywhere else (a bar of 2 beats in a 4/4
+    song, a beat the tracker missed or added) costs ``jump_cost``, and a downbeat earns the
+    beat's accent. Over a 30-second clip a jump rarely pays, so this equals the global phase
+    ``phase``, which is where the path starts; over a whole song or an hour-long mix it lets
+    the bar lines re-align where the music (or the beat tracker) shifted them.
+    """
+    n = acc.size
+    states = np.arange(meter)
+    score = np.where(states == (-phase) % meter, 0.0, -jump_cost)  # position 0 = downbeat
+    score = score + np.where(states == 0, acc[0], 0.0) if n else score
+    back = np.zeros((n, meter), dtype=np.int8)
+    follow = (states - 1) % meter  # the state that advances into each state
+    for i in range(1, n):
+        stay = score[follow]
+        best_other = int(np.argmax(score))
+        jump = score[best_other] - jump_cost
+        take_jump = jump > stay
+        back[i] = np.where(take_jump, best_other, follow)
+        score = np.where(take_jump, jump, stay)
+        score[0] += acc[i]
+    pos = np.zeros(n, dtype=np.int16)
+    if n:
+        j = int(np.argmax(score))
+        for i in range(n - 1, -1, -1):
+            pos[i] = j + 1
+            j = int(back[i, j])
+    return pos
