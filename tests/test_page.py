@@ -430,6 +430,15 @@ def test_upload_progress_drawing_playback_downloads_reload(
     page.wait_for_function("() => document.getElementById('audio').currentTime > 0.3")
     page.click("#play")
 
+    # A phone-sized screen: nothing sticks out sideways and the drawing is redrawn to fit.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(
+        "() => JSON.parse(document.getElementById('track-canvas').dataset.view).width < 390"
+    )
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert page.locator("#play").is_visible() and page.locator("#dl-jams").is_visible()
+    page.set_viewport_size({"width": 1200, "height": 1100})
+
     # The upload view lists it among this browser's recent analyses.
     page.click(".brand")
     page.wait_for_selector("#upload-view:not([hidden])")
@@ -443,6 +452,13 @@ def test_text_file_is_refused_with_a_clear_message(
 ) -> None:
     page = new_page(browser, color_scheme="dark")
     open_page(page, server + "/")
+    # Dark scheme: a dark page with light text.
+    bg, fg = page.evaluate(
+        """() => [getComputedStyle(document.documentElement).backgroundColor,
+                  getComputedStyle(document.body).color]"""
+    )
+    luminance = lambda css: sum(map(int, re.findall(r"\d+", css)[:3])) / 3  # noqa: E731
+    assert luminance(bg) < 60 < 180 < luminance(fg), (bg, fg)
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list: eggs, milk\n" * 40)
     page.set_input_files("#file", str(notes))
