@@ -37,10 +37,17 @@ def unit(x: float) -> float:
     return num(min(max(float(x) if math.isfinite(float(x)) else 0.0, 0.0), 1.0))
 
 
-def nums(values: Iterable[float], decimals: int = VALUE_DECIMALS) -> list[float]:
-    """A list of rounded, finite floats (vectorised: curves can be tens of thousands long)."""
+def nums(values: Iterable[float], decimals: int = VALUE_DECIMALS) -> list:
+    """Rounded, finite floats as (nested) lists (vectorised: curves can be tens of thousands
+    long; a (n, 12) matrix gives n lists of 12)."""
     a = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     return (np.round(a, decimals) + 0.0).tolist()
+
+
+def units(values: Iterable[float]) -> list:
+    """Confidences (any shape) clipped into 0..1 and rounded; NaN becomes 0."""
+    a = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    return nums(np.clip(a, 0.0, 1.0))
 
 
 def per_event(values: np.ndarray, n: int, default: float = 0.5) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from featherbeat import __version__
 from featherbeat.analysis.formats._util import (
+    TIME_DECIMALS,
     dumps,
     intervals,
     key_name,
@@ -27,6 +28,7 @@ from featherbeat.analysis.formats._util import (
     per_event,
     t,
     unit,
+    units,
     write_json_array,
 )
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Profile, Section
@@ -138,6 +140,10 @@ def _db(x: float) -> float:
     return num(min(max(float(x), -60.0), 0.0))
 
 
+def _dbs(x: np.ndarray) -> list[float]:
+    return nums(np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-60.0), -60.0, 0.0))
+
+
 def _time_signature(ts: int) -> int:
     return int(min(max(int(ts), 3), 7))
 
@@ -153,8 +159,10 @@ def _mode(mode: int) -> int:
 def _interval_objects(
     starts: np.ndarray, durations: np.ndarray, conf: np.ndarray
 ) -> Iterator[dict]:
-    for s, d, c in zip(starts.tolist(), durations.tolist(), conf.tolist(), strict=True):
-        yield {"start": t(s), "duration": t(d), "confidence": unit(c)}
+    # Rounded column by column (vectorised): an hour has ~30 000 beats and tatums.
+    columns = (nums(starts, TIME_DECIMALS), nums(durations, TIME_DECIMALS), units(conf))
+    for s, d, c in zip(*columns, strict=True):
+        yield {"start": s, "duration": d, "confidence": c}
 
 
 def beats(profile: Profile) -> Iterator[dict]:
@@ -245,20 +253,21 @@ def sections(profile: Profile) -> Iterator[dict]:
 def segments(profile: Profile) -> Iterator[dict]:
     seg = profile.segments
     n = len(seg)
-    conf = per_event(seg.confidence, n, default=0.0)
-    pitches = np.clip(np.nan_to_num(np.asarray(seg.pitches, dtype=np.float64)), 0.0, 1.0)
-    for i in range(n):
-        yield {
-            "start": t(seg.start[i]),
-            "duration": t(seg.duration[i]),
-            "confidence": unit(conf[i]),
-            "loudness_start": _db(seg.loudness_start[i]),
-            "loudness_max": _db(seg.loudness_max[i]),
-            "loudness_max_time": t(seg.loudness_max_time[i]),
-            "loudness_end": _db(seg.loudness_end[i]),
-            "pitches": nums(pitches[i]),
-            "timbre": nums(seg.timbre[i]),
-        }
+    # Every column rounded at once, then one dict per segment: ~5x faster than per value.
+    columns = {
+        "start": nums(seg.start[:n], TIME_DECIMALS),
+        "duration": nums(seg.duration[:n], TIME_DECIMALS),
+        "confidence": units(per_event(seg.confidence, n, default=0.0)),
+        "loudness_start": _dbs(seg.loudness_start[:n]),
+        "loudness_max": _dbs(seg.loudness_max[:n]),
+        "loudness_max_time": nums(seg.loudness_max_time[:n], TIME_DECIMALS),
+        "loudness_end": _dbs(seg.loudness_end[:n]),
+        "pitches": units(np.asarray(seg.pitches).reshape(-1, 12)[:n]),
+        "timbre": nums(np.asarray(seg.timbre).reshape(-1, 12)[:n]),
+    }
+    names = list(columns)
+    for row in zip(*columns.values(), strict=True):
+        yield dict(zip(names, row, strict=True))
 
 
 def extras(profile: Profile) -> dict[str, Any]:
