@@ -97,6 +97,17 @@ def test_stale_job_recovered_once_and_old_owner_fenced(redis_server: RedisServer
     assert st.counts()["failed"] == 1 and st.find_by_sha256("s") is None
 
 
+def test_stopping_worker_hands_its_job_back(redis_server: RedisServer) -> None:  # noqa: F811
+    st = store_of(redis_server)
+    st.create(new_job("j", created=50.0))
+    st.create(new_job("k", created=60.0))
+    st.claim("j", "w", time.time() - 30)
+    assert not st.requeue("j", owner="someone-else")
+    assert st.requeue("j", owner="w")
+    job = st.get("j")
+    assert job.status == "queued" and job.owner is None and st.queue_position(job) == 1
+
+
 def test_live_heartbeat_is_not_stale(redis_server: RedisServer) -> None:  # noqa: F811
     st = store_of(redis_server)
     st.create(new_job("j"))
