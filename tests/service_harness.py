@@ -181,6 +181,23 @@ class Service:
         self._stop(self.worker, sig)
 
     def stop_web(self, sig: int = signal.SIGTERM) -> None:
+        if sig == signal.SIGKILL and self.web is not None:
+            # A crash of the whole web side (as a host or container dies): the master's
+            # workers would otherwise linger, orphaned, on the shared listening socket.
+            # Master first: killed the other way round, it would fork a fresh worker.
+            workers = self.children(self.web.pid)
+            self._stop(self.web, sig)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            # Wait until they are really gone: a dying worker still holding the listening
+            # socket would take (and reset) connections meant for the next gunicorn.
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() for pid in workers):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            return
         self._stop(self.web, sig)
 
     def stop(self) -> None:
@@ -215,7 +232,10 @@ class Service:
     def logs(self) -> str:
         out = []
         for path in sorted(self.log_dir.glob("*.log")):
-            out.append(f"--- {path.name} ---\n{path.read_text(errors='replace')[-4000:]}")
+            lines = path.read_text(errors="replace").splitlines()
+            if path.name == "web.log":  # access lines of polling loops say little
+                lines = [line for line in lines if '" 200 ' not in line]
+            out.append(f"--- {path.name} ---\n" + "\n".join(lines[-60:]))
         return "\n".join(out)
 
     # HTTP
@@ -283,6 +303,10 @@ class Service:
         deadline = time.monotonic() + timeout
         job = self.job(job_id)
         while not predicate(job):
+            if self.worker is not None and self.worker.poll() is not None:
+                raise AssertionError(
+                    f"the consumer exited ({self.worker.returncode})\n{self.logs()}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} stuck at {job}\n{self.logs()}")
             time.sleep(0.05)

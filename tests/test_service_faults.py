@@ -1,0 +1,218 @@
+"""No accepted job is ever lost: kill -9 of the consumer or of an analysis child, restarts with
+jobs queued, a burst of concurrent uploads, the watchdog's limits, and ``featherbeat serve``.
+
+A real gunicorn + consumer (tests/service_harness.py) with heartbeats every 0.3 s and jobs
+presumed dead after 2 s of silence, so each recovery takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from service_harness import Service, free_port, running_service
+from signals import click_track, write_audio
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="module")
+def long_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five minutes of clicks as FLAC: small to upload, seconds to analyse."""
+    clicks = click_track(124.0, 300.0)
+    return write_audio(tmp_path_factory.mktemp("long"), "long", clicks.audio, clicks.sr, "flac")
+
+
+def short_tracks(folder: Path, n: int, seconds: float = 4.0) -> list[Path]:
+    """``n`` different short tracks (different bytes: no dedupe between them)."""
+    out = []
+    for i in range(n):
+        clicks = click_track(90.0 + 3 * i, seconds, offset=0.2 + 0.01 * i)
+        out.append(write_audio(folder, f"short{i}", clicks.audio, clicks.sr, "wav"))
+    return out
+
+
+def wait_child(svc: Service, timeout: float = 30.0) -> int:
+    """The pid of the analysis child as soon as the consumer has started one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = svc.analysis_children()
+        if kids:
+            return kids[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no analysis child appeared\n{svc.logs()}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "State:\tZ" not in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_kill9_consumer_mid_job_then_restart_finishes(tmp_path: Path, long_track: Path) -> None:
+    with running_service(tmp_path) as svc:
+        status, job = svc.upload(long_track)
+        assert status == 202
+        child = wait_child(svc)
+        svc.worker.send_signal(signal.SIGKILL)
+        svc.worker.wait()
+        # The child dies with its consumer (PR_SET_PDEATHSIG): no unsupervised analysis.
+        deadline = time.monotonic() + 5
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child)
+        assert svc.job(job["id"])["status"] == "running"  # the record still says so...
+        svc.start_worker()  # ...until the new consumer finds its heartbeat stale
+        final = svc.wait_done(job["id"], timeout=120)
+        assert final["status"] == "done", (final, svc.logs())
+        assert final["attempts"] >= 2
+        assert "job.recovered" in svc.logs()
+
+
+def test_kill9_analysis_child_retries_reduced_and_finishes(
+    tmp_path: Path, long_track: Path
+) -> None:
+    with running_service(tmp_path) as svc:
+        status, job = svc.upload(long_track)
+        os.kill(wait_child(svc), signal.SIGKILL)
+        final = svc.wait_done(job["id"], timeout=120)
+        assert final["status"] == "done", (final, svc.logs())
+        assert final["attempts"] == 2
+        doc = svc.request("GET", final["links"]["analysis"])
+        assert doc[0] == 200 and b'"reduced": true' in doc[2].replace(
+            b'"reduced":true', b'"reduced": true'
+        )
+        assert "analysis_killed" in svc.logs()
+
+
+def test_sigterm_consumer_hands_job_back_at_once(tmp_path: Path, long_track: Path) -> None:
+    with running_service(tmp_path, {"FEATHERBEAT_STALE_SECONDS": "600"}) as svc:
+        status, job = svc.upload(long_track)
+        wait_child(svc)
+        svc.stop_worker(signal.SIGTERM)
+        # Released, not left for the (here: 10-minute) stale timeout.
+        assert svc.job(job["id"])["status"] == "queued"
+        svc.start_worker()
+        final = svc.wait_done(job["id"], timeout=120)
+        assert final["status"] == "done", (final, svc.logs())
+        assert "job.released" in svc.logs()
+
+
+def test_whole_service_restarted_with_jobs_queued(tmp_path: Path) -> None:
+    tracks = short_tracks(tmp_path, 4)
+    svc = Service(tmp_path / "svc")
+    svc.start_web()  # no consumer: everything stays queued
+    try:
+        ids = [svc.upload(t)[1]["id"] for t in tracks]
+        assert [svc.job(i)["queue_position"] for i in ids] == [1, 2, 3, 4]
+        svc.stop_web(signal.SIGKILL)
+        svc.start()
+        finals = [svc.wait_done(i, timeout=60) for i in ids]
+        assert [f["status"] for f in finals] == ["done"] * 4, svc.logs()
+        # FIFO: each started no earlier than the one uploaded before it.
+        starts = [f["started_at"] for f in finals]
+        assert starts == sorted(starts)
+    finally:
+        svc.stop()
+
+
+def test_twenty_concurrent_uploads_all_finish_or_503(tmp_path: Path) -> None:
+    tracks = short_tracks(tmp_path, 20, seconds=3.0)
+    env = {"FEATHERBEAT_QUEUE_LIMIT": "12", "FEATHERBEAT_CONCURRENCY": "2"}
+    with running_service(tmp_path / "svc", env) as svc:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            answers = list(pool.map(lambda t: svc.upload(t, raw=True), tracks))
+        accepted = [job for status, job in answers if status == 202]
+        refused = [job for status, job in answers if status == 503]
+        assert len(accepted) + len(refused) == 20, answers
+        assert accepted
+        for job in refused:
+            assert job["error"]["code"] == "queue_full"
+        finals = [svc.wait_done(job["id"], timeout=120) for job in accepted]
+        assert all(f["status"] == "done" for f in finals), [
+            f for f in finals if f["status"] != "done"
+        ]
+        assert len({f["id"] for f in finals}) == len(accepted)
+
+
+def test_memory_ceiling_fails_with_reason_after_reduced_retry(tmp_path: Path) -> None:
+    clicks = click_track(100, 20.0)
+    wav = write_audio(tmp_path, "mem", clicks.audio, clicks.sr, "wav")
+    # 16 MB is below what any Python with numpy needs: both attempts must hit the ceiling.
+    with running_service(tmp_path / "svc", {"FEATHERBEAT_CHILD_MAX_RSS_MB": "16"}) as svc:
+        final = svc.wait_done(svc.upload(wav)[1]["id"], timeout=60)
+        assert final["status"] == "failed"
+        assert final["attempts"] == 2
+        assert final["error"]["code"] == "memory_limit"
+        assert "16 MB" in final["error"]["message"] and "reduced" in final["error"]["message"]
+        status, body = svc.json("GET", final["links"]["analysis"])
+        assert status == 409 and body["error"]["code"] == "job_failed"
+
+
+def test_time_limit(tmp_path: Path, long_track: Path) -> None:
+    with running_service(tmp_path, {"FEATHERBEAT_CHILD_TIMEOUT": "1"}) as svc:
+        final = svc.wait_done(svc.upload(long_track)[1]["id"], timeout=60)
+        assert final["status"] == "failed" and final["error"]["code"] == "time_limit"
+        assert final["attempts"] == 2
+
+
+def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "FEATHERBEAT_DATA_DIR": str(tmp_path / "data"),
+        "FEATHERBEAT_LOG_LEVEL": "warning",
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "featherbeat.cli", "serve"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        probe = Service(tmp_path / "probe")
+        probe.port = port
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if probe.request("GET", "/healthz", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        kids = Service.children(proc.pid)
+        assert len(kids) == 2, kids  # gunicorn master and the consumer
+        clicks = click_track(120, 4.0)
+        status, job = probe.upload(write_audio(tmp_path, "s", clicks.audio, clicks.sr, "wav"))
+        assert probe.wait_done(job["id"])["status"] == "done"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not any(alive(k) for k in kids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_serve_rejects_bad_settings_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "FEATHERBEAT_MAX_UPLOAD_MB": "lots", "FEATHERBEAT_DATA_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "FEATHERBEAT_MAX_UPLOAD_MB" in out.stderr
