@@ -166,7 +166,8 @@ _CONTAINERS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "opus": "OGG", "mp3":
 def write_audio(folder: Path, name: str, y: np.ndarray, sr: int = SR, fmt: str = "wav") -> Path:
     """Write ``y`` (mono (n,) or (n, channels)) to ``folder/name.fmt``; returns the path.
 
-    Opus only takes 8/12/16/24/48 kHz: other rates are resampled to 48 kHz for it.
+    Opus only takes 8/12/16/24/48 kHz: other rates are resampled to 48 kHz for it. An empty
+    signal gives a header-only file.
     """
     path = Path(folder) / f"{name}.{fmt}"
     data = np.asarray(y, dtype=np.float32)
@@ -177,7 +178,14 @@ def write_audio(folder: Path, name: str, y: np.ndarray, sr: int = SR, fmt: str =
 
     if fmt == "opus" and sr not in (8000, 12000, 16000, 24000, 48000):
         data, sr = to_rate(data, sr, 48000), 48000
-    sf.write(path, data, sr, format=_CONTAINERS[fmt], subtype=_SUBTYPES[fmt])
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    # In blocks: one huge write into OGG Vorbis segfaults inside libsndfile 1.2.2 (seen with
+    # 3 minutes of 44.1 kHz stereo), and blocks keep the writer's memory flat.
+    with sf.SoundFile(
+        path, "w", sr, channels, format=_CONTAINERS[fmt], subtype=_SUBTYPES[fmt]
+    ) as out:
+        for i in range(0, data.shape[0], 65536):
+            out.write(data[i : i + 65536])
     return path
 
 

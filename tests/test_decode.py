@@ -42,7 +42,7 @@ def test_every_format_decodes_to_mono_22050(tmp_path, fmt):
     assert stream.fraction == 1.0
     info = stream.source_info()
     assert info.num_samples == out.shape[0] and info.duration == pytest.approx(out.shape[0] / SR)
-    expected = "ffmpeg" if fmt == "m4a" else "libsndfile"
+    expected = "ffmpeg" if fmt in ("m4a", "opus") else "libsndfile"
     assert info.decoder.startswith(expected)
 
 

@@ -52,6 +52,10 @@ def _looks_like_mpeg_audio(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
 
 
+def _is_ogg_opus(head: bytes) -> bool:
+    return head.startswith(b"OggS") and b"OpusHead" in head[:64]
+
+
 def _sniff_sndfile(head: bytes) -> bool:
     return head.startswith(_SNDFILE_MAGIC) or _looks_like_mpeg_audio(head)
 
@@ -94,23 +98,27 @@ class AudioStream:
     # -- opening ---------------------------------------------------------------------------
     def _open(self) -> None:
         head = self._head()
-        sndfile_error: Exception | None = None
-        if _sniff_sndfile(head):
+        if _is_ogg_opus(head):
+            # libsndfile decodes Opus ~2.5x slower than FFmpeg (0.67 vs 0.26 CPU-s for 3 min of
+            # 48 kHz stereo); the 18 MB of PyAV are worth it here.
+            order = ("av", "sndfile")
+        elif _sniff_sndfile(head):
+            order = ("sndfile", "av")
+        else:
+            order = ("av",)
+        first_error: Exception | None = None
+        for kind in order:
             try:
-                self._open_sndfile()
+                self._open_av() if kind == "av" else self._open_sndfile()
                 return
             except DecodeError:
                 raise
-            except Exception as exc:  # libsndfile's errors are RuntimeError/TypeError subclasses
-                sndfile_error = exc
+            except Exception as exc:  # libsndfile: RuntimeError/TypeError; PyAV: av.error.*
+                first_error = first_error or exc
                 self._rewind()
-        try:
-            self._open_av()
-        except DecodeError:
-            raise
-        except Exception as exc:
-            why = _short(exc) if sndfile_error is None else _short(sndfile_error)
-            raise DecodeError(f"{self.name or 'input'}: not a readable audio file ({why})") from exc
+        raise DecodeError(
+            f"{self.name or 'input'}: not a readable audio file ({_short(first_error)})"
+        ) from first_error
 
     def _head(self) -> bytes:
         src = self._source
@@ -125,7 +133,7 @@ class AudioStream:
                 raise DecodeError(f"{path}: empty file (0 bytes)")
             try:
                 with open(path, "rb") as fh:
-                    return fh.read(16)
+                    return fh.read(64)
             except OSError as exc:
                 raise DecodeError(f"{path}: cannot read ({exc.strerror})") from exc
         if not hasattr(src, "read"):
@@ -136,7 +144,7 @@ class AudioStream:
         src.seek(0, io.SEEK_END)
         self._size = src.tell() - start
         src.seek(start)
-        head = src.read(16)
+        head = src.read(64)
         src.seek(start)
         self._start = start
         if not head:
