@@ -8,6 +8,7 @@ for a file that is not audio. A screenshot of the result view goes to test-artif
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -461,7 +462,16 @@ def test_text_file_is_refused_with_a_clear_message(
     assert luminance(bg) < 60 < 180 < luminance(fg), (bg, fg)
     notes = tmp_path / "notes.txt"
     notes.write_text("shopping list: eggs, milk\n" * 40)
-    page.set_input_files("#file", str(notes))
+    # Dropped on the box, as a person would drag it from their file manager.
+    transfer = page.evaluate_handle(
+        """(text) => { const dt = new DataTransfer();
+          dt.items.add(new File([text], "notes.txt", { type: "text/plain" })); return dt; }""",
+        notes.read_text(),
+    )
+    page.dispatch_event("#drop", "dragover", {"dataTransfer": transfer})
+    assert "over" in page.locator("#drop").get_attribute("class")
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    assert page.locator("#file-name").inner_text() == "notes.txt"
     msg = page.locator("#message")
     msg.wait_for(state="visible")
     assert "does not look like audio" in msg.inner_text()
@@ -503,7 +513,13 @@ def test_token_size_limit_and_polling_without_event_stream(
         small = tmp_path / "short.flac"
         data, sr = sf.read(track)
         sf.write(small, data[: 6 * sr], sr)
-        page.set_input_files("#file", str(small))
+        transfer = page.evaluate_handle(  # dropped, not picked: the drag-and-drop path
+            """([b64, name]) => { const dt = new DataTransfer();
+              const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+              dt.items.add(new File([bytes], name, { type: "audio/flac" })); return dt; }""",
+            [base64.b64encode(small.read_bytes()).decode(), small.name],
+        )
+        page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
         page.wait_for_function(
             "() => document.getElementById('message').textContent.includes('API token')"
         )

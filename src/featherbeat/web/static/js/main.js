@@ -166,6 +166,7 @@ async function handleFile(file) {
     );
     return;
   }
+  stopResult(); // a file dropped over a result replaces it
   showView("progress");
   $("progress-name").textContent = file.name;
   setProgress(0, "Uploading");
@@ -530,14 +531,16 @@ function wireUpload() {
       drop.classList.add("over");
     });
   }
-  for (const ev of ["dragleave", "drop"]) drop.addEventListener(ev, () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => {
-    e.preventDefault();
-    handleFile(e.dataTransfer.files[0]);
-  });
-  // A file dropped anywhere else must not make the browser navigate away from the page.
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  // A file dropped anywhere on the page (the box, or over a result) starts a new analysis;
+  // without this the browser would navigate away to show the file.
   window.addEventListener("dragover", (e) => e.preventDefault());
-  window.addEventListener("drop", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = e.dataTransfer && e.dataTransfer.files[0];
+    if (file && document.body.dataset.view !== "progress") handleFile(file);
+  });
 
   const token = $("token");
   token.value = store.getToken();
