@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import threading
@@ -10,7 +11,7 @@ import time
 import pytest
 from redis_harness import RedisServer, redis_server  # noqa: F401 (fixture)
 
-from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs
+from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs, StorageFullError
 from featherbeat.jobs.redis_store import RedisJobStore
 from featherbeat.jobs.store import Job
 
@@ -180,3 +181,15 @@ def test_blobs_stream_cap_and_expiry(redis_server: RedisServer) -> None:  # noqa
         blobs.put("../etc/passwd", io.BytesIO(b""))
     blobs.delete("uploads/x")
     assert blobs.get("uploads/x", io.BytesIO()) is False and blobs.iter("uploads/x") is None
+
+
+def test_full_redis_is_a_storage_full_error(redis_server: RedisServer) -> None:  # noqa: F811
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) + (1 << 20)))
+    blobs = RedisBlobs(client)
+    with pytest.raises(StorageFullError) as caught:
+        blobs.put("uploads/big", io.BytesIO(os.urandom(4 << 20)))
+    assert caught.value.errno == errno.ENOSPC and "FEATHERBEAT_BLOB_URL" in str(caught.value)
+    client.config_set("maxmemory", "0")
+    assert not client.keys("*partial*")  # the half-written blob was removed

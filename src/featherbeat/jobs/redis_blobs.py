@@ -13,6 +13,7 @@ imported only when that URL is set.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import urllib.parse
@@ -24,6 +25,10 @@ from featherbeat.jobs.blobs import CHUNK, BlobStore, check_key
 
 class BlobTooLargeError(ValueError):
     """The blob is bigger than the store's cap."""
+
+
+class StorageFullError(OSError):
+    """The store has no room left (errno ENOSPC, like a full local disk)."""
 
 
 class RedisBlobs(BlobStore):
@@ -81,8 +86,16 @@ class RedisBlobs(BlobStore):
             else:
                 pipe.persist(self._key(key))
             pipe.execute()
-        except BaseException:
+        except BaseException as exc:
             self.r.delete(partial)
+            from redis.exceptions import OutOfMemoryError  # imported here: S3 needs no redis
+
+            if isinstance(exc, OutOfMemoryError):  # "maxmemory reached" under noeviction
+                raise StorageFullError(
+                    errno.ENOSPC,
+                    "Redis is full (maxmemory reached, noeviction): analyse or delete queued "
+                    "uploads, raise maxmemory, or keep blobs in S3 (FEATHERBEAT_BLOB_URL)",
+                ) from exc
             raise
         return total
 
