@@ -245,3 +245,27 @@ def test_bar_lines_realign_after_a_short_bar():
     assert _f(truth_down[truth_down > start2 + 8.0], late) > 0.9
     early = r.downbeats[r.downbeats < start2 - 2.0].astype(float)
     assert _f(truth_down[truth_down < start2 - 2.0], early) > 0.9
+
+
+def test_no_beats_in_silent_intro_gap_and_outro():
+    a = signals.click_track(100.0, 20.0)
+    gap = signals.silence(15.0)
+    y = np.concatenate([gap, a.audio, gap, a.audio, gap])
+    onset, low, rate = onset_strength(y)
+    from featherbeat.analysis.features.frame import FrameFeatures
+
+    ff = FrameFeatures(SR)
+    ff.push(y)
+    f = ff.finish()
+    r = track(
+        Curves(
+            onset=onset, onset_low=low, onset_rate=rate, energy=f.energy, frame_rate=f.frame_rate
+        )
+    )
+    truth = np.concatenate([15.0 + a.beats, 50.0 + a.beats])
+    assert _f(truth, r.beats.astype(float)) > 0.95
+    for lo, hi in ((0.0, 15.0), (35.3, 50.0), (70.3, 85.0)):
+        assert not np.any((r.beats > lo) & (r.beats < hi)), (lo, hi)
+    # Without the energy curve the onset activity still clears the long gap.
+    r2 = track(Curves(onset=onset, onset_low=low, onset_rate=rate))
+    assert not np.any((r2.beats > 37.0) & (r2.beats < 48.0))

@@ -19,7 +19,7 @@ from featherbeat.analysis.rhythm import beats as _beats
 from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
-from featherbeat.analysis.rhythm.novelty import condition
+from featherbeat.analysis.rhythm.novelty import condition, moving_average
 
 # Below this significance of the autocorrelation at the beat period (in standard errors of an
 # uncorrelated curve) there is no pulse to speak of: white, pink and brown noise measured
@@ -46,6 +46,33 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
     return 60.0 / np.median(win, axis=1)
 
 
+SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is silence
+
+
+def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
+    """Per onset frame: is something playing? The HMM keeps its pulse through silences (it
+    must place a beat every period), so beats in a silent intro, outro or gap are removed.
+
+    From the RMS energy curve when there is one (sustained notes count as playing), within
+    +-0.25 s; else from the onset curve's 2-second activity.
+    """
+    energy = np.asarray(curves.energy, dtype=np.float64)
+    if energy.size and curves.frame_rate > 0:
+        ref = float(np.percentile(energy, 95))
+        loud = energy > ref * 10.0 ** (SILENCE_DB / 20.0)
+        # Dilate by +-0.25 s so a beat right at a note's start is kept.
+        k = max(1, int(round(0.25 * curves.frame_rate)))
+        loud = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1), mode="same") > 0
+        idx = np.clip(
+            np.round(np.arange(onset.size) / rate * curves.frame_rate).astype(np.int64),
+            0,
+            loud.size - 1,
+        )
+        return loud[idx]
+    act = moving_average(onset, int(round(2.0 * rate)))
+    return act > 0.01 * float(np.percentile(act, 95))
+
+
 def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
     """Beat frames: the HMM restricted, window by window, to +-25 % around the local tempo path.
 
@@ -70,6 +97,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
         return _no_pulse()
 
     frames = _track_beats(odf, rate)
+    frames = frames[_active(curves, onset, rate)[frames]]
     if frames.size < 2:
         return _no_pulse()
     pos_frames = _beats.refine(frames, odf)
