@@ -196,3 +196,14 @@ def test_track_loudness_of_a_rendered_sine(tmp_path) -> None:
     profile = featherbeat.analyze(path)
     # RMS of a 0.5 sine is 0.354: -9.0 dBFS.
     assert profile.loudness == pytest.approx(-9.0, abs=1.0)
+
+
+def test_wrong_bar_phase_does_not_drag_boundaries() -> None:
+    """Downbeats 2 beats (1 s) away from the changes: boundaries stay on the change."""
+    curves, rhythm = synthetic_curves(128.0, tempo=120.0, parts=ABAB)
+    rhythm.beat_position = ((np.arange(rhythm.beats.size) + 3) % 4 + 1).astype(np.int16)
+    assert rhythm.downbeats[15] == pytest.approx(31.0)
+    found = sections.find_sections(curves, rhythm, Segments(), Tonality())
+    starts = np.array([s.start for s in found])
+    for change in (32.0, 64.0, 96.0):
+        assert np.min(np.abs(starts - change)) <= 0.5

@@ -11,7 +11,8 @@
    self-similarity matrix is ever built (an hour is ~7000 beats).
 3. Boundaries: novelty peaks above the curve's mean (top 1 % clipped), strongest first, at least
    ``MIN_SECTION_SECONDS`` apart, at most one per ``SECONDS_PER_SECTION`` of audio on average,
-   then snapped to the nearest downbeat within a bar.
+   then snapped to the nearest downbeat within half a bar when that downbeat is itself nearly
+   as novel (a wrong bar phase from the rhythm stage must not drag boundaries off the change).
 4. Labels: average-linkage clustering of the sections' mean features; sections closer than
    ``LABEL_RATIO`` × the median distance between sections share a letter (A, B, C, ... in order
    of first appearance). Memory O(sections²), a few hundred sections at most. Neighbours that
@@ -43,6 +44,7 @@ SECONDS_PER_SECTION = 15.0
 PEAK_RADIUS = 4  # units: a novelty peak is the maximum of its ±4 neighbours
 LABEL_RATIO = 0.6
 Z_CLIP = 3.0
+SNAP_RATIO = 0.7  # a downbeat takes the boundary if its novelty is >= 0.7 x the peak's
 SNAPPED_MIN_RATIO = 0.75  # after snapping to downbeats, sections keep >= 0.75 x the minimum
 NOVELTY_SCALE_PERCENTILE = 99.0  # novelty at this percentile reads as confidence 1
 
@@ -128,21 +130,32 @@ def _spaced(starts: np.ndarray, min_gap: float, duration: float) -> np.ndarray:
     return np.array(kept, dtype=np.int64)
 
 
-def snap_to_downbeats(starts: np.ndarray, rhythm: Rhythm) -> np.ndarray:
-    """Move each start to the nearest downbeat within one bar; keep it where there is none."""
+def snap_to_downbeats(
+    chosen: np.ndarray, nov: np.ndarray, unit_times: np.ndarray, rhythm: Rhythm
+) -> np.ndarray:
+    """Start times of the ``chosen`` units, each moved to the nearest downbeat within half a
+    bar when the novelty there is at least ``SNAP_RATIO`` × the peak's.
+
+    Why the novelty check: with right downbeats the change is at (or a beat from) a downbeat,
+    so its novelty is nearly the peak's; with a wrong bar phase the downbeat sits mid-phrase,
+    its novelty is much lower, and moving the boundary there would only make it worse.
+    """
+    starts = unit_times[chosen]
     beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
     pos = np.asarray(rhythm.beat_position).reshape(-1)
-    if starts.size == 0 or pos.size != beats.size:
+    if starts.size == 0 or pos.size != beats.size or unit_times.size < 2:
         return starts
     downbeats = beats[pos == 1]
     if downbeats.size < 2:
         return starts
     bar = float(np.median(np.diff(downbeats)))
     j = np.clip(np.searchsorted(downbeats, starts), 1, downbeats.size - 1)
-    nearest = np.where(
-        starts - downbeats[j - 1] <= downbeats[j] - starts, downbeats[j - 1], downbeats[j]
-    )
-    return np.where(np.abs(nearest - starts) <= bar, nearest, starts)
+    before, after = downbeats[j - 1], downbeats[j]
+    nearest = np.where(starts - before <= after - starts, before, after)
+    k = np.clip(np.searchsorted(unit_times, nearest), 1, unit_times.size - 1)
+    unit = np.where(nearest - unit_times[k - 1] <= unit_times[k] - nearest, k - 1, k)
+    ok = (np.abs(nearest - starts) <= bar / 2) & (nov[unit] >= SNAP_RATIO * nov[chosen])
+    return np.where(ok, nearest, starts)
 
 
 def cluster_labels(means: np.ndarray) -> list[str]:
@@ -249,7 +262,7 @@ def find_sections(
     nov = novelty(feats)
     unit_times = edges[:-1] / rate
     chosen = pick_boundaries(nov, unit_times, duration)
-    starts = snap_to_downbeats(unit_times[chosen], rhythm)
+    starts = snap_to_downbeats(chosen, nov, unit_times, rhythm)
     scale = float(np.percentile(nov, NOVELTY_SCALE_PERCENTILE)) if nov.size else 0.0
     conf = np.concatenate([[1.0], np.clip(nov[chosen] / (scale if scale > 0 else 1.0), 0.0, 1.0)])
     starts, first = np.unique(np.concatenate([[0.0], starts]), return_index=True)
