@@ -112,3 +112,34 @@ def test_batch_on_real_recordings(eval_dir, tmp_path, capfd):
         assert len(doc["beats"]) > 20 and len(doc["segments"]) > 50
         assert doc["meta"]["status_code"] == 0, doc["meta"]["detailed_status"]
     assert capfd.readouterr().err == ""
+
+
+def _run_on_a_pty(cmd: list[str]) -> tuple[int, str]:
+    """Run ``cmd`` with stderr on a pseudo-terminal; return (exit code, what stderr showed)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.run(cmd, stderr=slave, stdout=subprocess.PIPE, timeout=60)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the pty is drained and closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode()
+
+
+def test_progress_bar_only_on_a_terminal_and_not_when_quiet(audio, tmp_path):
+    _, good, _, _ = audio
+    out = tmp_path / "o.json"
+    cmd = [sys.executable, "-m", "featherbeat.cli", "analyze", str(good), "-o", str(out)]
+    code, shown = _run_on_a_pty(cmd)
+    assert code == 0 and json.loads(out.read_text())["beats"]
+    assert "decoding" in shown and "100%" in shown and "#" * 30 in shown
+    code, shown = _run_on_a_pty([*cmd, "--quiet"])
+    assert code == 0 and shown == ""
