@@ -207,3 +207,13 @@ def test_wrong_bar_phase_does_not_drag_boundaries() -> None:
     starts = np.array([s.start for s in found])
     for change in (32.0, 64.0, 96.0):
         assert np.min(np.abs(starts - change)) <= 0.5
+
+
+def test_units_fill_beatless_stretches() -> None:
+    """A beatless intro and tail are cut into beat-long units, not one giant unit each."""
+    beats = np.arange(20.0, 40.0, 0.5)
+    edges = sections.unit_edges(Rhythm(beats=beats), FRAME_RATE, int(60 * FRAME_RATE))
+    lengths = np.diff(edges) / FRAME_RATE
+    assert edges[0] == 0 and edges[-1] == int(60 * FRAME_RATE)
+    assert lengths.max() < 1.0 + 1e-9
+    assert len(edges) - 1 == pytest.approx(120, abs=2)

@@ -50,13 +50,21 @@ NOVELTY_SCALE_PERCENTILE = 99.0  # novelty at this percentile reads as confidenc
 
 
 def unit_edges(rhythm: Rhythm, rate: float, n: int) -> np.ndarray:
-    """Frame indices [0, ..., n] bounding the analysis units (beats, or a 0.5 s grid)."""
+    """Frame indices [0, ..., n] bounding the analysis units: the beats, with gaps of more than
+    two beat periods (a beatless intro, a break, the tail) filled at the median beat period,
+    so every unit spans about one beat; a 0.5 s grid when the track has no usable beats."""
     beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
+    duration = n / rate
+    beats = beats[(beats > 0) & (beats < duration)]
     if beats.size >= 8:
-        inner = frame_of(beats, rate, n)
+        period = float(np.median(np.diff(beats)))
+        points = np.concatenate([[0.0], beats, [duration]])
+        gaps = np.flatnonzero(np.diff(points) > 2 * period)
+        fill = [np.arange(points[g] + period, points[g + 1] - period / 2, period) for g in gaps]
+        times = np.sort(np.concatenate([beats, *fill]))
     else:
-        inner = np.arange(0, n, max(1, int(round(GRID_SECONDS * rate))))
-    return np.unique(np.concatenate([[0], inner, [n]]))
+        times = np.arange(0.0, duration, GRID_SECONDS)
+    return np.unique(np.concatenate([[0], frame_of(times, rate, n), [n]]))
 
 
 def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
