@@ -2,25 +2,19 @@
 
 One generated drum-like track is uploaded through the file picker; the tests then read what
 a person would see: the progress bar, the summary, the drawing (canvas pixels compared with
-the analysis JSON the API serves), playback, downloads, a reload of /a/{id}, and the error
-for a file that is not audio. A screenshot of the result view goes to test-artifacts/.
+the analysis JSON the API serves), playback, keys, zoom, downloads, a reload of /a/{id}, a
+phone-sized screen, and the errors (not audio, too big, token, unknown id). The service is
+the shared harness (tests/service_harness.py: gunicorn + consumer as `featherbeat serve`
+runs them). A screenshot of the result view goes to test-artifacts/page-result.png.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from service_harness import Service, running_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.timeout(180)]
 
@@ -73,89 +68,19 @@ def drum_track(path: Path, sr: int = 22050) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_service(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `featherbeat serve` on a free port and wait until *it* answers.
-
-    Another test may grab the same free port between our probe and gunicorn's bind, so the
-    port only counts as ours once gunicorn logs that it listens there; a supervisor that
-    exits early (lost the race) is retried on another port."""
-    log_path = data_dir / "serve.log"
-    for _attempt in range(3):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        full_env = {
-            **os.environ,
-            "FEATHERBEAT_DATA_DIR": str(data_dir),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "FEATHERBEAT_BROKER": "",
-            "FEATHERBEAT_LOG_LEVEL": "info",  # gunicorn's "Listening at" line is read below
-            **env,
-        }
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "featherbeat.cli", "serve"],
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as a whole
-            )
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and time.monotonic() < deadline:
-            if f"Listening at: {url}" in log_path.read_text(errors="replace"):
-                try:
-                    with urllib.request.urlopen(f"{url}/healthz", timeout=1) as res:
-                        if res.status == 200:
-                            return proc, url
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        _stop_service(proc)
-    raise RuntimeError(f"featherbeat serve did not start: {log_path.read_text(errors='replace')}")
-
-
-def _stop_service(proc: subprocess.Popen[bytes]) -> None:
-    # The whole process group (supervisor, gunicorn, consumer), and only it.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-@contextlib.contextmanager
-def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[str]:
-    """`featherbeat serve` (gunicorn + consumer, SQLite) on a free 127.0.0.1 port; yields its URL."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    proc, url = _start_service(data_dir, env)
-    try:
-        yield url
-    finally:
-        _stop_service(proc)
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real featherbeat service (gunicorn + consumer, embedded SQLite) on 127.0.0.1 that
+    keeps the uploaded audio, so the page can play it again after a reload."""
+    with running_service(
+        tmp_path_factory.mktemp("page-service"), env={"FEATHERBEAT_KEEP_UPLOADS": "1"}
+    ) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real featherbeat service (web + consumer, embedded SQLite) on 127.0.0.1.
-
-    It keeps the uploaded audio so that the page can play it again after a reload.
-    FEATHERBEAT_PAGE_TEST_URL points the tests at a service already running instead (e.g. a
-    deployment being checked by hand)."""
-    if os.environ.get("FEATHERBEAT_PAGE_TEST_URL"):
-        yield os.environ["FEATHERBEAT_PAGE_TEST_URL"].rstrip("/")
-        return
-    data = tmp_path_factory.mktemp("page-service")
-    with running_service(data, {"FEATHERBEAT_KEEP_UPLOADS": "1"}) as url:
-        yield url
+def server(service: Service) -> str:
+    return service.base_url
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +198,7 @@ def audio_time(page: Any) -> float:
 
 
 def test_upload_progress_drawing_playback_downloads_reload(
-    server: str, browser: Any, track: Path
+    service: Service, server: str, browser: Any, track: Path
 ) -> None:
     page = new_page(browser)
     # Record every value the progress bar shows, from the first one on.
@@ -296,7 +221,7 @@ def test_upload_progress_drawing_playback_downloads_reload(
     assert m, page.url
     job_id = m.group(1)
 
-    job = page.request.get(f"{server}/api/v1/analyses/{job_id}").json()
+    job = service.job(job_id)  # read through the harness: checked against the OpenAPI document
     assert job["status"] == "done" and job["filename"] == track.name
     analysis = page.request.get(f"{server}/api/v1/analyses/{job_id}/analysis?format=spotify").json()
     fb = analysis["featherbeat"]
@@ -497,7 +422,8 @@ def test_token_size_limit_and_polling_without_event_stream(
     EventSource is unavailable (as behind a buffering proxy): the page must fall back to
     polling GET /api/v1/analyses/{id}."""
     env = {"FEATHERBEAT_API_TOKEN": "s3cret-token", "FEATHERBEAT_MAX_UPLOAD_MB": "0.5"}
-    with running_service(tmp_path / "svc", env) as url:
+    with running_service(tmp_path / "svc", env) as svc:
+        url = svc.base_url
         page = new_page(browser)
         page.add_init_script("delete window.EventSource;")
         open_page(page, url + "/")
@@ -533,7 +459,7 @@ def test_token_size_limit_and_polling_without_event_stream(
         assert page.locator("#result-title").inner_text() == small.name
         assert page.evaluate("() => localStorage.getItem('featherbeat.token')") == '"s3cret-token"'
         job_id = page.url.rsplit("/", 1)[1]
-        job = page.request.get(f"{url}/api/v1/analyses/{job_id}").json()
+        job = svc.job(job_id)
         assert job["status"] == "done" and job["size_bytes"] == small.stat().st_size
 
         # This server does not keep uploads: after a reload the page says how to get sound.
