@@ -94,7 +94,10 @@ def test_spotify_never_writes_nan() -> None:
     p.curves.onset[10] = np.inf
     p.rhythm.tempo_confidence = float("nan")
     p.segments.timbre[0, 3] = np.nan
+    p.rhythm.tempo_curve_bpm = p.rhythm.tempo_curve_bpm[:-3]  # arrays of unequal length
     data = _strict_json(_written(p, "spotify"))
+    curve = data["featherbeat"]["tempo_curve"]
+    assert len(curve["times"]) == len(curve["bpm"]) == p.rhythm.tempo_curve_bpm.size
     assert data["track"]["tempo_confidence"] == 0.0
     assert data["segments"][0]["timbre"][3] == 0.0
 

@@ -270,6 +270,13 @@ def segments(profile: Profile) -> Iterator[dict]:
         yield dict(zip(names, row, strict=True))
 
 
+def _tempo_curve(times: np.ndarray, bpm: np.ndarray) -> dict[str, list[float]]:
+    """Paired samples only: a curve whose arrays disagree in length is cut to the shorter."""
+    times, bpm = np.asarray(times).reshape(-1), np.asarray(bpm).reshape(-1)
+    m = min(times.size, bpm.size)
+    return {"times": nums(times[:m], TIME_DECIMALS), "bpm": nums(np.clip(bpm[:m], 0.0, None))}
+
+
 def extras(profile: Profile) -> dict[str, Any]:
     """The ``"featherbeat"`` object: what Spotify's format has no place for."""
     r, c, p = profile.rhythm, profile.curves, profile.peaks
@@ -283,7 +290,7 @@ def extras(profile: Profile) -> dict[str, Any]:
         "version": __version__,
         "downbeats": nums(beat_times[pos == 1], 5),
         "beat_positions": [int(x) for x in pos.tolist()],
-        "tempo_curve": {"times": nums(r.tempo_curve_times, 5), "bpm": nums(r.tempo_curve_bpm)},
+        "tempo_curve": _tempo_curve(r.tempo_curve_times, r.tempo_curve_bpm),
         "onset": _curve(c.onset, c.onset_rate, _max),
         "loudness": _curve(c.loudness, c.frame_rate, _mean_power_db),
         "energy": _curve(c.energy, c.frame_rate, _mean, 5),
