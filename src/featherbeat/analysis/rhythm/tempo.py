@@ -37,7 +37,7 @@ def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s:
     """Yield batches of (window starts, normalised bias-corrected ACFs, valid mask).
 
     Each window's autocorrelation is divided by its lag-0 value and corrected for the shrinking
-    overlap (lag L overlaps only win - L frames). Batches of 64 windows bound the memory.
+    overlap (lag L overlaps only win - L frames). Batches of 16 windows bound the memory.
     """
     win = int(round(window_s * rate))
     hop = max(1, int(round(hop_s * rate)))
@@ -46,8 +46,8 @@ def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s:
     starts = _window_starts(n, win, hop)
     nfft = 1 << int(np.ceil(np.log2(2 * win)))
     bias = win / np.maximum(win - np.arange(win), win / 4)
-    for i in range(0, starts.size, 64):
-        st = starts[i : i + 64]
+    for i in range(0, starts.size, 16):
+        st = starts[i : i + 16]
         seg = odf[st[:, None] + np.arange(win)[None, :]]
         seg = seg - seg.mean(axis=1, keepdims=True)
         spec = np.fft.rfft(seg, nfft, axis=1)
