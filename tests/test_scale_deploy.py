@@ -114,7 +114,7 @@ def test_hundred_tracks_through_two_webs_and_three_workers(deployment: Deploymen
     per_worker = Counter(w for w, _ in dep.worker_events("job.finished"))
     assert len(per_worker) == 3, per_worker  # the three workers really shared the load
     skipped = dep.worker_events("job.skipped")  # duplicate messages, harmless: claim drops them
-    assert len(skipped) <= 2, skipped  # (only the tiny pop-to-claim window may make one)
+    assert len(skipped) <= 10, skipped  # (only the pop-to-claim window of a reaper pass)
 
 
 def test_faults_lose_nothing_and_finish_nothing_twice(deployment: Deployment) -> None:
@@ -128,7 +128,7 @@ def test_faults_lose_nothing_and_finish_nothing_twice(deployment: Deployment) ->
             accepted.append(body["id"])
 
     # A long track first, so one worker is surely in the middle of it when killed.
-    send(0, 0, 1, seconds=240.0)
+    send(0, 0, 1, seconds=480.0)
     long_id = accepted[0]
     send(1, 1, 20)
     deadline = time.monotonic() + 60
