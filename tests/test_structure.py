@@ -173,6 +173,16 @@ def test_fades_on_ramps() -> None:
     assert fade_in <= fade_out <= duration
 
 
+def test_quiet_intro_and_outro_are_not_fades() -> None:
+    quiet, loud = np.full(int(40 * FRAME_RATE), -32.0), np.full(int(60 * FRAME_RATE), -10.0)
+    lead = np.full(int(2 * FRAME_RATE), -60.0)  # 2 s of silence before the intro
+    db = np.concatenate([lead, quiet, loud, quiet])
+    duration = db.size / FRAME_RATE
+    fade_in, fade_out = fades.find_fades(_level_curves(db), duration)
+    assert fade_in == pytest.approx(2.0, abs=0.4)  # the silence only, not the 40 s intro
+    assert fade_out == pytest.approx(duration, abs=0.1)
+
+
 def test_no_fades_and_silence() -> None:
     db = np.full(3000, -12.0)
     duration = 3000 / FRAME_RATE
