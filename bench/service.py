@@ -91,7 +91,9 @@ def tree(pid: int) -> list[int]:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             for tid in os.listdir(f"/proc/{p}/task"):
                 with contextlib.suppress(FileNotFoundError):
-                    todo += [int(c) for c in Path(f"/proc/{p}/task/{tid}/children").read_text().split()]
+                    todo += [
+                        int(c) for c in Path(f"/proc/{p}/task/{tid}/children").read_text().split()
+                    ]
     return out
 
 
@@ -149,8 +151,14 @@ class Client:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 600) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -162,11 +170,17 @@ class Client:
 
     def upload(self, path: Path) -> tuple[int, Any]:
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                f"filename=\"{path.name}\"\r\nContent-Type: audio/mpeg\r\n\r\n").encode()
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{path.name}"\r\nContent-Type: audio/mpeg\r\n\r\n'
+        ).encode()
         body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-        return self.request("POST", "/api/v1/analyses", body,
-                            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        return self.request(
+            "POST",
+            "/api/v1/analyses",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/api/v1/analyses/{job_id}")[1]
@@ -194,14 +208,26 @@ def ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def start_service(data: Path, port: int, wrapper: list[str] | None = None,
-                  log: Path | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "FEATHERBEAT_DATA_DIR": str(data),
-           "FEATHERBEAT_QUEUE_LIMIT": "100", "FEATHERBEAT_MAX_UPLOAD_MB": "200",
-           "FEATHERBEAT_LOG_LEVEL": "warning"}
+def start_service(
+    data: Path, port: int, wrapper: list[str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "FEATHERBEAT_DATA_DIR": str(data),
+        "FEATHERBEAT_QUEUE_LIMIT": "100",
+        "FEATHERBEAT_MAX_UPLOAD_MB": "200",
+        "FEATHERBEAT_LOG_LEVEL": "warning",
+    }
     out = (log or data.with_suffix(".log")).open("ab")
-    return subprocess.Popen([*(wrapper or []), str(FEATHERBEAT), "serve"], env=env,
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [*(wrapper or []), str(FEATHERBEAT), "serve"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def serve_pid(proc: subprocess.Popen[bytes]) -> int:
@@ -293,8 +319,12 @@ def _job_record(data: Path, job_id: str) -> dict[str, Any]:
     from featherbeat.jobs.store import SqliteJobStore
 
     job = SqliteJobStore(data / "jobs.db").get(job_id)
-    return {"analysis_seconds": job.analysis_seconds, "peak_rss_mb": job.peak_rss_mb,
-            "attempts": job.attempts, "reduced": job.reduced}
+    return {
+        "analysis_seconds": job.analysis_seconds,
+        "peak_rss_mb": job.peak_rss_mb,
+        "attempts": job.attempts,
+        "reduced": job.reduced,
+    }
 
 
 def evict(paths: list[Path]) -> None:
@@ -308,8 +338,12 @@ def run_emulated(three: Path, long: Path) -> dict[str, Any]:
         port = free_port()
         log = Path(tmp) / "service.log"
         t0 = time.monotonic()
-        proc = start_service(Path(tmp) / "data", port,
-                             [str(TOOLS / "emulate-host"), "-m", "512M", "-c", "10000", "--"], log)
+        proc = start_service(
+            Path(tmp) / "data",
+            port,
+            [str(TOOLS / "emulate-host"), "-m", "512M", "-c", "10000", "--"],
+            log,
+        )
         client = Client(port)
         try:
             client.healthy(300)
@@ -328,20 +362,37 @@ def run_emulated(three: Path, long: Path) -> dict[str, Any]:
             res["peak"] = sampler.stop()
         finally:
             stop_service(proc)
-        res["emulate_host"] = next((line for line in log.read_text().splitlines()
-                                    if line.startswith("[emulate-host]")), "")
+        res["emulate_host"] = next(
+            (line for line in log.read_text().splitlines() if line.startswith("[emulate-host]")), ""
+        )
     return res
 
 
 def run_librosa(python: str, three: Path) -> dict[str, Any]:
-    script = ("import sys, librosa\ny, sr = librosa.load(sys.argv[1], sr=22050)\n"
-              "print(librosa.beat.beat_track(y=y, sr=sr)[0])\n")
+    script = (
+        "import sys, librosa\ny, sr = librosa.load(sys.argv[1], sr=22050)\n"
+        "print(librosa.beat.beat_track(y=y, sr=sr)[0])\n"
+    )
     evict([Path(python).parent.parent, three])
     t0 = time.monotonic()
     try:
-        out = subprocess.run([str(TOOLS / "emulate-host"), "-m", "512M", "-c", "10000", "--",
-                              python, "-c", script, str(three)],
-                             capture_output=True, text=True, timeout=900)
+        out = subprocess.run(
+            [
+                str(TOOLS / "emulate-host"),
+                "-m",
+                "512M",
+                "-c",
+                "10000",
+                "--",
+                python,
+                "-c",
+                script,
+                str(three),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         status = f"rc={out.returncode}"
         line = next((x for x in out.stderr.splitlines() if x.startswith("[emulate-host]")), "")
     except subprocess.TimeoutExpired:
@@ -357,8 +408,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def report(host: dict[str, Any], emu: dict[str, Any] | None, lib: dict[str, Any] | None,
-           args: argparse.Namespace) -> str:
+def report(
+    host: dict[str, Any],
+    emu: dict[str, Any] | None,
+    lib: dict[str, Any] | None,
+    args: argparse.Namespace,
+) -> str:
     lm = args.long_minutes
     idle, busy = host["idle"], host["busy"]
     ok = lambda good: "yes" if good else "**NO**"  # noqa: E731
@@ -399,10 +454,15 @@ def report(host: dict[str, Any], emu: dict[str, Any] | None, lib: dict[str, Any]
             f"{ok('oom_kill=0' in emu['emulate_host'])} |",
         ]
     if lib:
-        rows.append(f"| emulated host: librosa load + beat_track, same 3-min MP3 (no service) | "
-                    f"{lib['wall']:.1f} s ({lib['status']}) `{lib['emulate_host']}` | | |")
+        rows.append(
+            f"| emulated host: librosa load + beat_track, same 3-min MP3 (no service) | "
+            f"{lib['wall']:.1f} s ({lib['status']}) `{lib['emulate_host']}` | | |"
+        )
     cmd = " ".join(["bench/service.py", *sys.argv[1:]])
-    return "\n".join(rows) + f"\n\nCommand: `.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores)\n"
+    return (
+        "\n".join(rows)
+        + f"\n\nCommand: `.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores)\n"
+    )
 
 
 def main() -> int:
@@ -415,7 +475,9 @@ def main() -> int:
     args = ap.parse_args()
     three, long, shorts = inputs(args.long_minutes, args.queued)
     host = run_host(three, long, shorts, args.queued)
-    print(json.dumps({k: v for k, v in host.items() if k != "status_ms"}, indent=1), file=sys.stderr)
+    print(
+        json.dumps({k: v for k, v in host.items() if k != "status_ms"}, indent=1), file=sys.stderr
+    )
     emu = None if args.skip_emulate else run_emulated(three, long)
     if emu:
         print(json.dumps(emu, indent=1), file=sys.stderr)

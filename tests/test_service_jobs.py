@@ -1,0 +1,134 @@
+"""The job layer without HTTP: conditional claims and finishes, the reaper, blobs, the sniffer.
+
+Fast (no gunicorn): real SQLite files, real huey queue, real files in tmp_path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from signals import click_track, write_audio
+
+from featherbeat.config import ConfigError, Settings
+from featherbeat.jobs.blobs import LocalBlobStore, check_key
+from featherbeat.jobs.reaper import reap
+from featherbeat.jobs.services import Services
+from featherbeat.jobs.store import Job
+from featherbeat.web.sniff import NotAudioError, sniff
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    return Services.from_settings(
+        Settings(data_dir=tmp_path, heartbeat_seconds=0.1, stale_seconds=0.5)
+    )
+
+
+def new_job(services: Services, job_id: str, age: float = 0.0) -> Job:
+    now = time.time() - age
+    job = Job(
+        id=job_id, filename="a.wav", size_bytes=1, sha256=job_id, created_at=now, enqueued_at=now
+    )
+    services.store.create(job)
+    return job
+
+
+def test_only_one_of_many_claimers_wins(services: Services) -> None:
+    new_job(services, "j1")
+    wins: list[str] = []
+
+    def claim(owner: str) -> None:
+        if services.store.claim("j1", owner, stale_before=time.time() - 60):
+            wins.append(owner)
+
+    threads = [threading.Thread(target=claim, args=(f"o{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    owner = wins[0]
+    assert not services.store.update("j1", "someone-else", progress=0.5)
+    assert services.store.update("j1", owner, progress=0.5)
+    assert services.store.finish("j1", owner, "done")
+    assert not services.store.finish("j1", owner, "done"), "a job finishes once"
+    assert services.store.get("j1").status == "done"
+
+
+def test_reaper_recovers_dead_worker_and_lost_message_but_not_live_ones(services: Services) -> None:
+    new_job(services, "dead")
+    assert services.store.claim("dead", "gone", stale_before=0)
+    new_job(services, "alive")
+    assert services.store.claim("alive", "here", stale_before=0)
+    new_job(services, "lost", age=5)  # queued long ago, no message in the queue
+    new_job(services, "waiting", age=5)
+    services.queue.enqueue("waiting")
+    time.sleep(0.6)
+    services.store.update("alive", "here", heartbeat_at=time.time())
+    recovered = reap(services)
+    assert sorted(recovered) == ["dead", "lost"]
+    assert services.store.get("dead").status == "queued"
+    assert services.store.get("alive").status == "running"
+    assert services.queue.pending_ids() == {"dead", "lost", "waiting"}
+    # The presumed-dead owner can no longer report or finish.
+    assert not services.store.update("dead", "gone", progress=0.9)
+    assert not services.store.finish("dead", "gone", "done")
+    assert reap(services) == [], "a second sweep finds nothing new"
+
+
+def test_queue_position_is_fifo(services: Services) -> None:
+    for i in range(3):
+        new_job(services, f"q{i}", age=3 - i)
+    assert [services.store.queue_position(services.store.get(f"q{i}")) for i in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_local_blobs_refuse_escaping_keys(tmp_path: Path) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "x"
+    src.write_bytes(b"abc")
+    blobs.put_file("results/j/spotify", src)
+    assert blobs.size("results/j/spotify") == 3 and not src.exists()
+    assert b"".join(blobs.iter("results/j/spotify")) == b"abc"
+    for bad in ("../x", "results/../../x", "/etc/passwd", "a//b", ""):
+        with pytest.raises(ValueError):
+            check_key(bad)
+    blobs.delete("results/j/spotify")
+    assert blobs.size("results/j/spotify") is None and blobs.iter("results/j/spotify") is None
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "opus", "mp3", "m4a"])
+def test_sniff_reads_container_and_duration(tmp_path: Path, fmt: str) -> None:
+    clicks = click_track(120, 7.0)
+    got = sniff(write_audio(tmp_path, "c", clicks.audio, clicks.sr, fmt))
+    assert got.duration is not None and abs(got.duration - 7.0) < 0.2, got
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"just some text\n" * 50, b"\xff\xfb" + b"\x00" * 500, b"RIFF\x00\x00\x00\x00WAVE"],
+)
+def test_sniff_rejects_non_audio(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "x.mp3"
+    path.write_bytes(data)
+    with pytest.raises(NotAudioError):
+        sniff(path)
+
+
+def test_settings_from_env_validate() -> None:
+    s = Settings.from_env({"FEATHERBEAT_MAX_UPLOAD_MB": "2", "FEATHERBEAT_CORS_ORIGINS": "a, b"})
+    assert s.max_upload_bytes == 2 * 1024 * 1024 and s.cors_origins == ("a", "b")
+    for bad in (
+        {"FEATHERBEAT_CONCURRENCY": "0"},
+        {"FEATHERBEAT_KEEP_UPLOADS": "maybe"},
+        {"FEATHERBEAT_BROKER": "amqp://x"},
+        {"FEATHERBEAT_STALE_SECONDS": "1"},
+    ):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
