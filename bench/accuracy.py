@@ -9,7 +9,9 @@ Metrics (per genre and overall, means over files): beat F-measure, CMLt, AMLt
 (mir_eval.beat.evaluate, beats before 5 s ignored), downbeat F-measure (same, on the rows with
 position 1), tempo Acc1 (within 4 % of the reference) and Acc2 (also x2, x1/2, x3, x1/3). The
 reference tempo is 60 / median inter-beat interval of the annotation. Peers run as
-subprocesses of their own venvs (bench/peers/*.py); their results are cached under
+subprocesses of their own venvs (bench/peers/*.py; set-up in docs/benchmarks/accuracy.md,
+e.g. `python3 -m venv /tmp/peer-librosa && /tmp/peer-librosa/bin/pip install librosa soundfile`);
+their results are cached under
 /tmp/featherbeat-bench-cache because they take minutes and do not change.
 """
 
@@ -37,6 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "eval" / "dev"
 CACHE = Path("/tmp/featherbeat-bench-cache")
 METRICS = ("F", "CMLt", "AMLt", "DbF", "Acc1", "Acc2")
+BARS = (
+    "Team bars: F >= 0.85, CMLt >= 0.72, AMLt >= 0.90, DbF >= 0.60, Acc1 >= 0.80, Acc2 >= 0.95. "
+    "DbF = downbeat F-measure (mir_eval.beat.f_measure on the position-1 beats, first 5 s "
+    "ignored); the CPU figure counts the whole in-process analysis (all stages, imports excluded)."
+)
 
 
 def load_reference(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -233,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         body = (
             f"# Rhythm accuracy on ../shared/eval/dev\n\nCommand: `{cmd}`  \n"
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n\n{foot}\n"
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.\n\n{text}\n\n{foot}\n\n"
+            f"{BARS}\n"
         )
         old = args.write.read_text() if args.write.exists() else ""
         marker = "\n## What was tried"
