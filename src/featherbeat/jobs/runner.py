@@ -416,12 +416,17 @@ def _read_tail(stream: IO[bytes], tail: deque[str]) -> None:
 
 
 def cleanup_tmp(settings: Settings, older_than: float = 6 * 3600) -> None:
-    """Drop temp folders a killed consumer left behind (old enough that no live job owns them)."""
-    root = settings.data_dir / "tmp"
-    if not root.is_dir():
-        return
+    """Drop temp files a killed consumer or web process left behind (old enough that no live
+    job or upload owns them): ``tmp/`` of the runner, ``incoming/`` of the upload handler."""
     limit = time.time() - older_than
-    for entry in root.iterdir():
-        with contextlib.suppress(OSError):
-            if entry.stat().st_mtime < limit:
-                shutil.rmtree(entry, ignore_errors=True)
+    for folder in (settings.data_dir / "tmp", settings.data_dir / "incoming"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime >= limit:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
