@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_consumer(settings: Any) -> int:
     from featherbeat.jobs.log import log_event
-    from featherbeat.jobs.reaper import Reaper, purge_expired, reap, release
+    from featherbeat.jobs.reaper import Reaper, purge_expired, reap_at_startup, release
     from featherbeat.jobs.runner import ActiveChildren, Runner, cleanup_tmp
     from featherbeat.jobs.services import Services
 
@@ -58,7 +58,7 @@ def run_consumer(settings: Any) -> int:
     active = ActiveChildren()
     runner = Runner(settings, services.store, services.blobs, active)
     cleanup_tmp(settings)
-    recovered = reap(services)
+    recovered = reap_at_startup(services)
     purge_expired(services)
     reaper = Reaper(services)
     reaper.start()

@@ -17,6 +17,8 @@ Also purges finished jobs past the retention (records, results and uploads).
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 
@@ -51,6 +53,44 @@ def reap(services: Services) -> list[str]:
                 else round(time.time() - job.heartbeat_at, 1),
             )
     return recovered
+
+
+def _dead_here(owner: str | None) -> bool:
+    """The owner ran on this machine and its process is gone (or is us: a previous life)."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def reap_at_startup(services: Services) -> list[str]:
+    """At consumer start-up: jobs of a consumer on this machine that is no longer alive are
+    recovered at once instead of after the stale timeout (a restart resumes them immediately);
+    then the usual sweep."""
+    now = time.time()
+    recovered = []
+    for job in services.store.stale(now):
+        dead = job.status == "running" and _dead_here(job.owner)
+        if dead and services.store.requeue(job.id, owner=job.owner):
+            services.queue.enqueue(job.id, priority=RECOVERED_PRIORITY)
+            recovered.append(job.id)
+            log_event(
+                "job.recovered",
+                job=job.id,
+                was="running",
+                owner=job.owner,
+                reason="owner process gone",
+            )
+    return recovered + reap(services)
 
 
 def release(services: Services, owned: list[tuple[str, str]]) -> None:
