@@ -18,6 +18,9 @@ from featherbeat.analysis.formats import jams as jams_format
 from featherbeat.analysis.formats import spotify
 from featherbeat.analysis.profile import Profile, Rhythm
 
+# jams.load(strict=True) calls jsonschema in a way newer jsonschema deprecates (not our code).
+JAMS_WARNING = "ignore:Passing a schema to Validator.iter_errors:DeprecationWarning"
+
 SPOTIFY_KEYS = ["meta", "track", "bars", "beats", "tatums", "sections", "segments"]
 
 
@@ -174,6 +177,7 @@ def test_beats_without_positions_and_empty() -> None:
     assert _written(Profile(), "beats") == ""
 
 
+@pytest.mark.filterwarnings(JAMS_WARNING)
 def test_jams_round_trip(profile: Profile, tmp_path: Path) -> None:
     jams = pytest.importorskip("jams")
     path = tmp_path / "t.jams"
@@ -194,6 +198,7 @@ def test_jams_round_trip(profile: Profile, tmp_path: Path) -> None:
     assert labels == [s.label for s in profile.sections]
 
 
+@pytest.mark.filterwarnings(JAMS_WARNING)
 def test_jams_of_silence_loads(tmp_path: Path) -> None:
     jams = pytest.importorskip("jams")
     path = tmp_path / "silence.jams"
@@ -210,6 +215,7 @@ def analysed_clicks(tmp_path_factory: pytest.TempPathFactory) -> Profile:
     return featherbeat.analyze(path)
 
 
+@pytest.mark.filterwarnings(JAMS_WARNING)
 @pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_every_format_of_a_real_analysis_parses(
     analysed_clicks: Profile, fmt: str, tmp_path: Path
