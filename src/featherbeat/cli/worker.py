@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
             if args.concurrency < 1:
                 raise ConfigError("--concurrency must be at least 1")
             settings = settings.with_(concurrency=args.concurrency)
+        return run_consumer(settings)
     except ConfigError as exc:
         print(f"featherbeat worker: {exc}", file=sys.stderr)
         return 2
-    return run_consumer(settings)
 
 
 def run_consumer(settings: Any) -> int:
