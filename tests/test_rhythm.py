@@ -269,3 +269,19 @@ def test_no_beats_in_silent_intro_gap_and_outro():
     # Without the energy curve the onset activity still clears the long gap.
     r2 = track(Curves(onset=onset, onset_low=low, onset_rate=rate))
     assert not np.any((r2.beats > 37.0) & (r2.beats < 48.0))
+
+
+def test_damaged_curves_are_cleaned_at_the_boundary():
+    clicks = signals.click_track(120.0, 20.0)
+    c = _curves(clicks.audio)
+    c.onset = c.onset.copy()
+    c.onset[::50] = np.nan
+    c.onset[7::50] = np.inf
+    c.chroma = c.chroma.copy()
+    c.chroma[::10] = np.nan
+    c.energy = np.zeros(3, dtype=np.float32)  # too short to say where the silence is: ignored
+    r = track(c)
+    _check_fields(r)
+    assert r.tempo == pytest.approx(120.0, rel=0.02)
+    assert _f(clicks.beats, r.beats.astype(float)) > 0.95
+    assert np.all(np.isfinite(r.beat_confidence)) and np.all(np.isfinite(r.tempo_curve_bpm))

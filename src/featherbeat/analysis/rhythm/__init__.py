@@ -49,6 +49,12 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
 SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is silence
 
 
+def _finite(x: np.ndarray) -> np.ndarray:
+    """float64, NaN -> 0 and +-Inf -> 0: a damaged frame must not poison a whole curve."""
+    y = np.asarray(x, dtype=np.float64)
+    return np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0) if not np.all(np.isfinite(y)) else y
+
+
 def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
     """Per onset frame: is something playing? The HMM keeps its pulse through silences (it
     must place a beat every period), so beats in a silent intro, outro or gap are removed.
@@ -56,9 +62,10 @@ def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
     From the RMS energy curve when there is one (sustained notes count as playing), within
     +-0.25 s; else from the onset curve's 2-second activity.
     """
-    energy = np.asarray(curves.energy, dtype=np.float64)
-    if energy.size and curves.frame_rate > 0:
-        ref = float(np.percentile(energy, 95))
+    energy = _finite(curves.energy)
+    covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * onset.size / rate
+    ref = float(np.percentile(energy, 95)) if energy.size else 0.0
+    if covers and ref > 0.0:
         loud = energy > ref * 10.0 ** (SILENCE_DB / 20.0)
         # Dilate by +-0.25 s so a beat right at a note's start is kept.
         k = max(1, int(round(0.25 * curves.frame_rate)))
@@ -86,8 +93,9 @@ def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
 def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
     rate = float(curves.onset_rate)
-    onset = np.asarray(curves.onset, dtype=np.float64)
-    if rate <= 0 or onset.size < int(2 * rate):
+    # Validate at the boundary: onset strength is >= 0 and finite by contract; enforce it.
+    onset = np.maximum(_finite(curves.onset), 0.0)
+    if not np.isfinite(rate) or rate <= 0 or onset.size < int(2 * rate):
         return _no_pulse()
     odf = condition(onset, rate)
     if not np.any(odf):
@@ -112,12 +120,12 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     feats: list[np.ndarray] = []
     weights: list[float] = []
     if curves.onset_low.size == onset.size:
-        low = np.asarray(curves.onset_low, dtype=np.float64)
+        low = np.maximum(_finite(curves.onset_low), 0.0)
         for curve, weight in ((low, 0.5), (np.maximum(onset - low, 0.0), -0.5)):
             feats.append(_meter.beat_sync_mean(condition(curve, rate), rate, times, -0.05, 0.05))
             weights.append(weight)
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
-        feats.append(_meter.chroma_change(np.asarray(curves.chroma), curves.frame_rate, times))
+        feats.append(_meter.chroma_change(_finite(curves.chroma), curves.frame_rate, times))
         weights.append(1.0)
     if not feats:
         feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]
