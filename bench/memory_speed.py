@@ -149,6 +149,26 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines + ([""] + ratios if ratios else []))
 
 
+START, END = "<!-- memory_speed:begin -->", "<!-- memory_speed:end -->"
+
+
+def write_doc(text: str, command: str) -> None:
+    """Replace the measured part of the doc (between the markers), keep the prose around it."""
+    block = (
+        f"{START}\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine "
+        f"({os.cpu_count()} cores; the analysis itself is single-threaded) with:\n\n"
+        f"    {command}\n\n{text}\n{END}"
+    )
+    old = DOC.read_text() if DOC.exists() else f"# Memory and speed\n\n{START}\n{END}\n"
+    if START not in old or END not in old:
+        old = old.rstrip() + f"\n\n{START}\n{END}\n"
+    head, rest = old.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(head + block + tail)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[3, 30, 60])
@@ -196,18 +216,10 @@ def main() -> int:
     text = table(runs)
     print(text)
     if args.write_doc:
-        command = "python bench/memory_speed.py " + " ".join(sys.argv[1:])
-        DOC.parent.mkdir(parents=True, exist_ok=True)
-        DOC.write_text(
-            "# Memory and speed\n\n"
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on this machine "
-            f"({os.cpu_count()} cores; the analysis itself is single-threaded) with:\n\n"
-            f"    {command.replace(' --write-doc', '')}\n\n"
-            "How: see the docstring of bench/memory_speed.py (VmHWM of the analysing process,\n"
-            "user+sys CPU of the whole `featherbeat analyze` process including imports).\n\n"
-            + text
-            + "\n"
+        command = "python bench/memory_speed.py " + " ".join(
+            a for a in sys.argv[1:] if a != "--write-doc"
         )
+        write_doc(text, command.strip())
     return 0
 
 
