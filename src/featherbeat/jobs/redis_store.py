@@ -262,12 +262,18 @@ class RedisJobStore(JobStore):
     def stale(self, stale_before: float) -> list[Job]:
         running = self.r.zrangebyscore(self._key("status", "running"), "-inf", f"({stale_before}")
         jobs = self._jobs(running)
-        queued = [
-            j
-            for j in self._jobs(self.r.zrange(self._key("status", "queued"), 0, -1))
-            if j.enqueued_at is None or j.enqueued_at < stale_before
+        # Every worker's reaper runs this often: read one field of each queued job, and whole
+        # records only of the few that waited too long.
+        waiting = self.r.zrange(self._key("status", "queued"), 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in waiting:
+            pipe.hget(self._key("job", job_id.decode()), "enqueued_at")
+        old = [
+            job_id
+            for job_id, enq in zip(waiting, pipe.execute(), strict=True)
+            if enq is not None and (json.loads(enq) is None or json.loads(enq) < stale_before)
         ]
-        return sorted(jobs + queued, key=lambda j: j.created_at)
+        return sorted(jobs + self._jobs(old), key=lambda j: j.created_at)
 
     # -- listings ---------------------------------------------------------------------------
 
