@@ -39,6 +39,7 @@ from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.profile import (
     ANALYSIS_SAMPLE_RATE,
     Curves,
+    Peaks,
     Profile,
     Rhythm,
     Segments,
@@ -46,6 +47,8 @@ from featherbeat.analysis.profile import (
 )
 
 Progress = Callable[[float, str], None]
+
+_MAX_PRESIZE_S = 4 * 3600.0
 
 # Share of the progress bar per phase: decoding and features dominate the time.
 _DECODE_SHARE = 0.75
@@ -102,7 +105,9 @@ def _release_memory() -> None:
         _MALLOC_TRIM(0)
 
 
-def _guarded(profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+def _guarded(
+    profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, trim: bool = True, **kw: Any
+) -> Any:
     """Call ``fn``; any exception is recorded in ``profile.missing[stage]`` and gives None.
 
     Why so broad: a bug or a memory error in, say, sections must not cost the user the beats
@@ -115,7 +120,8 @@ def _guarded(profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, *
         profile.missing[stage] = f"failed ({type(exc).__name__}{': ' + text if text else ''})"
         return None
     finally:
-        _release_memory()
+        if trim:
+            _release_memory()
 
 
 def _openblas() -> tuple[Any, Any] | None:
@@ -191,31 +197,43 @@ def _analyze(
 
     # ---- one streaming pass: decode, features, onset, peaks --------------------------------
     stream = open_audio(source, max_duration=max_duration)  # DecodeError propagates: bad input
-    expected = int((stream.duration_hint or 0.0) * ANALYSIS_SAMPLE_RATE)
+    # Pre-size the curves from the header, but never trust it beyond a few hours: a lying
+    # header must not reserve gigabytes of address space.
+    hint = min(stream.duration_hint or 0.0, max_duration or _MAX_PRESIZE_S, _MAX_PRESIZE_S)
+    expected = int(hint * ANALYSIS_SAMPLE_RATE)
     features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
     peaks = WaveformPeaks(capacity=expected // 441 + 2)
     onset = _make_onset(profile)
+    consumers: dict[str, Callable[[Any], Any]] = {"features": features.push, "peaks": peaks.push}
+    if onset is not None:
+        consumers["onset"] = onset.push
     report(0.0, "decoding")
     with stream:
         for block in stream:
-            features.push(block)
-            peaks.push(block)
-            if onset is not None:
-                onset.push(block)
+            for name, push in list(consumers.items()):
+                # A consumer that breaks is dropped and recorded; decoding and the others go on.
+                _guarded(profile, name, push, block, trim=False)
+                if name in profile.missing:
+                    del consumers[name]
             report(_DECODE_SHARE * stream.fraction, "decoding")
     profile.source = stream.source_info()
     if stream.truncated:
         profile.missing["decode"] = f"input ends in {stream.truncated}; analysed the readable part"
 
-    curves: Curves = features.finish()
-    profile.peaks = peaks.finish()
-    if onset is not None:
+    curves = Curves(frame_rate=features.frame_rate)
+    if "features" in consumers:
+        result = _guarded(profile, "features", features.finish)
+        curves = result if isinstance(result, Curves) else curves
+    if "peaks" in consumers:
+        result = _guarded(profile, "peaks", peaks.finish)
+        profile.peaks = result if isinstance(result, Peaks) else profile.peaks
+    if "onset" in consumers:
         result = _guarded(profile, "onset", onset.finish)
-        if result is not None:
+        if isinstance(result, tuple):
             curves.onset, curves.onset_rate = result
             curves.onset_low = getattr(onset, "low", curves.onset_low)
     profile.curves = curves
-    del features, peaks, onset, stream  # their work buffers are no longer needed
+    del features, peaks, onset, stream, consumers  # their work buffers are no longer needed
     _release_memory()
 
     # ---- rhythm -------------------------------------------------------------------------------
