@@ -225,6 +225,11 @@ def test_upload_progress_drawing_playback_downloads_reload(
     assert job["status"] == "done" and job["filename"] == track.name
     analysis = page.request.get(f"{server}/api/v1/analyses/{job_id}/analysis?format=spotify").json()
     fb = analysis["featherbeat"]
+    # The page is only as good as what it draws: a 120 BPM drum track must have its beats.
+    assert len(analysis["beats"]) >= 40 and analysis["track"]["tempo"] > 0, (
+        "the analysis found no pulse in a 120 BPM drum track: a regression in the analysis, "
+        f"not in the page: {analysis['track']} {fb['missing']}"
+    )
 
     # The summary says what the analysis says.
     summary = page.locator("#summary").inner_text()

@@ -95,7 +95,13 @@ export function upload(file, onProgress) {
     // A server that refuses a large body early (413) may reset the connection before the
     // browser reads the answer; say what most likely happened.
     xhr.onerror = () =>
-      reject(new ApiError(0, "network", "The upload was cut off. The file may be too big, or the server unreachable."));
+      reject(
+        new ApiError(
+          0,
+          "network",
+          "The upload was cut off. The file may be too big, or the server unreachable.",
+        ),
+      );
     const form = new FormData();
     form.append("file", file, file.name);
     xhr.send(form);

@@ -100,7 +100,8 @@ function drawBeats(ctx, model, x, t0, t1, pxPerSec, theme) {
   }
   // Downbeats: full height, strong colour, and a faint line down through the waveform.
   ctx.fillStyle = theme.grid;
-  for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)), LANES.waveform[0], 1, LANES.waveform[1] - LANES.waveform[0]);
+  for (const ms of downSet)
+    ctx.fillRect(Math.round(x(ms / 1000)), LANES.waveform[0], 1, LANES.waveform[1] - LANES.waveform[0]);
   ctx.fillStyle = theme.downbeat;
   for (const ms of downSet) ctx.fillRect(Math.round(x(ms / 1000)) - 1, y0, 2, y1 - y0);
   // Other beats only while they are at least 3 px apart; closer ticks would be a grey smear.
@@ -207,7 +208,15 @@ function drawCurves(ctx, model, t0, pxPerSec, width, theme) {
   ctx.fillStyle = theme.grid;
   ctx.fillRect(0, y1 - 0.5, width, 1);
   // Loudness in dBFS: -60 (floor) at the bottom, 0 at the top.
-  drawCurve(ctx, model.loudness, t0, pxPerSec, width, (db) => y1 - ((Math.max(-60, Math.min(0, db)) + 60) / 60) * h, theme.loud);
+  drawCurve(
+    ctx,
+    model.loudness,
+    t0,
+    pxPerSec,
+    width,
+    (db) => y1 - ((Math.max(-60, Math.min(0, db)) + 60) / 60) * h,
+    theme.loud,
+  );
   // Energy is linear RMS; scale to the track's own peak so quiet masters still show shape.
   if (model.energy) {
     let peak = 1e-9;
@@ -244,7 +253,8 @@ function drawAxis(ctx, t0, t1, pxPerSec, width, theme) {
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
     const px = (t - t0) * pxPerSec;
     ctx.fillRect(px, y0, 1, 4);
-    if (px < width - 30) ctx.fillText(step < 1 ? `${t.toFixed(1)}s` : formatTime(t), px + 3, (y0 + y1) / 2 + 2);
+    if (px < width - 30)
+      ctx.fillText(step < 1 ? `${t.toFixed(1)}s` : formatTime(t), px + 3, (y0 + y1) / 2 + 2);
   }
 }
 

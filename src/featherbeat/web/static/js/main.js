@@ -159,7 +159,8 @@ async function handleFile(file) {
     return;
   }
   const duration = await readDuration(file);
-  $("file-duration").textContent = duration === null ? "unknown (the server will tell)" : formatTime(duration);
+  $("file-duration").textContent =
+    duration === null ? "unknown (the server will tell)" : formatTime(duration);
   if (duration !== null && cfg && cfg.max_duration_seconds && duration > cfg.max_duration_seconds) {
     showMessage(
       `${file.name} is too long: ${formatTime(duration)}, and this server analyses at most ${formatTime(cfg.max_duration_seconds)}.`,
@@ -179,7 +180,12 @@ async function handleFile(file) {
     return;
   }
   state.files.set(job.id, file);
-  store.remember({ id: job.id, filename: job.filename || file.name, created_at: job.created_at, status: job.status });
+  store.remember({
+    id: job.id,
+    filename: job.filename || file.name,
+    created_at: job.created_at,
+    status: job.status,
+  });
   go(`/a/${encodeURIComponent(job.id)}`);
   follow(job);
 }
@@ -296,7 +302,8 @@ function renderSummary(model) {
   ];
   $("summary").replaceChildren(...items);
   const notes = [];
-  if (fb.reduced) notes.push("Reduced analysis (rhythm and loudness only): the track was too heavy for a full one.");
+  if (fb.reduced)
+    notes.push("Reduced analysis (rhythm and loudness only): the track was too heavy for a full one.");
   for (const [stage, why] of Object.entries(fb.missing || {})) notes.push(`Missing ${stage}: ${why}`);
   $("result-note").textContent = notes.join(" ");
   $("result-note").hidden = notes.length === 0;
@@ -336,8 +343,14 @@ function redraw() {
   drawTrack($("track-canvas"), r.model, r.view, r.theme);
   drawOverview($("overview-canvas"), r.model, r.view, r.theme);
   const ov = $("overview-canvas");
-  ov.setAttribute("aria-valuenow", String(Math.round((r.view.start / Math.max(1e-6, r.model.duration)) * 100)));
-  ov.setAttribute("aria-valuetext", `${formatTime(r.view.start)} to ${formatTime(r.view.start + r.view.span)}`);
+  ov.setAttribute(
+    "aria-valuenow",
+    String(Math.round((r.view.start / Math.max(1e-6, r.model.duration)) * 100)),
+  );
+  ov.setAttribute(
+    "aria-valuetext",
+    `${formatTime(r.view.start)} to ${formatTime(r.view.start + r.view.span)}`,
+  );
   tick();
 }
 
@@ -441,7 +454,9 @@ function showResult(job, analysis) {
     created_at: job.created_at,
     status: "done",
     tempo: model.track.tempo,
-    key: model.fb.key_name ? `${model.fb.key_name} ${model.fb.mode_name || ""}`.trim() : keyName(model.track.key, model.track.mode),
+    key: model.fb.key_name
+      ? `${model.fb.key_name} ${model.fb.mode_name || ""}`.trim()
+      : keyName(model.track.key, model.track.mode),
     duration: model.duration,
   });
   showView("result");
@@ -509,7 +524,9 @@ async function route() {
     if (err.status === 404) {
       store.forget(id);
       renderRecent();
-      showMessage(`There is no analysis ${id} on this server (it may have been deleted). Upload the track again.`);
+      showMessage(
+        `There is no analysis ${id} on this server (it may have been deleted). Upload the track again.`,
+      );
     } else {
       showMessage(`The analysis could not be loaded: ${err.message}`);
     }
@@ -710,7 +727,10 @@ async function start() {
     }
   } catch (err) {
     // The page still works without the limits; the server checks them anyway.
-    showMessage(`The server's settings could not be read (${err.message}). Uploads may still work.`, "warning");
+    showMessage(
+      `The server's settings could not be read (${err.message}). Uploads may still work.`,
+      "warning",
+    );
   }
   await route();
   document.body.dataset.ready = "1";

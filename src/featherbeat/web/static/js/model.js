@@ -88,8 +88,7 @@ export function buildModel(a) {
     tatums: f64((a.tatums || []).map((t) => t.start)),
     sections,
     segments: { start: segStart, end: segEnd, loudness: segLoud, pitches, count: segs.length },
-    waveform:
-      Number(wf.rate) > 0 ? { rate: Number(wf.rate), min: f32(wf.min), max: f32(wf.max) } : null,
+    waveform: Number(wf.rate) > 0 ? { rate: Number(wf.rate), min: f32(wf.min), max: f32(wf.max) } : null,
     loudness: curve(fb.loudness),
     energy: curve(fb.energy),
   };

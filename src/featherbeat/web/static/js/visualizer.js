@@ -27,7 +27,14 @@ export class Visualizer {
     const isDown = m.position === 1;
     const accent = isDown ? 1 : 0.55;
 
-    const bg = ctx.createRadialGradient(width / 2, height / 2, 10, width / 2, height / 2, Math.max(width, height) * 0.7);
+    const bg = ctx.createRadialGradient(
+      width / 2,
+      height / 2,
+      10,
+      width / 2,
+      height / 2,
+      Math.max(width, height) * 0.7,
+    );
     bg.addColorStop(0, `hsl(${hue}, 60%, ${dark ? 16 + 10 * pulse * accent : 88 - 8 * pulse * accent}%)`);
     bg.addColorStop(1, `hsl(${hue}, 40%, ${dark ? 7 : 97}%)`);
     ctx.fillStyle = bg;
