@@ -143,3 +143,17 @@ def test_progress_bar_only_on_a_terminal_and_not_when_quiet(audio, tmp_path):
     assert "decoding" in shown and "100%" in shown and "#" * 30 in shown
     code, shown = _run_on_a_pty([*cmd, "--quiet"])
     assert code == 0 and shown == ""
+
+
+def test_reader_closing_the_pipe_is_not_an_error(tmp_path):
+    # Two minutes give a JSON far larger than a pipe's 64 kB buffer: the writer must hit EPIPE.
+    y = signals.click_track(120.0, 120.0).audio + signals.noise(120.0, amplitude=0.05)
+    path = signals.write_audio(tmp_path, "long", y, SR, "flac")
+    cmd = [sys.executable, "-m", "featherbeat.cli", "analyze", str(path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(10).startswith(b"{")
+    proc.stdout.close()  # as `| head -c 10` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b""
+    full = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert len(full.stdout) > 2 * 65536

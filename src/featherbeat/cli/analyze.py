@@ -180,6 +180,13 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _fail("interrupted")
             return 130
+        except BrokenPipeError:
+            # The reader went away (``| head``): stop quietly, as Unix tools do. stdout is
+            # pointed at /dev/null so the interpreter's final flush does not complain either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return status
         except DecodeError as exc:
             _fail(str(exc) if os.path.basename(path) in str(exc) else f"{path}: {exc}")
             status = 1
