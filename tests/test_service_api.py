@@ -279,6 +279,17 @@ def test_result_before_done_is_409(svc: Service, tmp_path: Path) -> None:
         assert status == 409 and body["error"]["code"] == "not_ready"
         status, body = svc.json("GET", f"/api/v1/analyses/{job['id']}/analysis?format=xml")
         assert status == 400 and body["error"]["code"] == "bad_format"
+        # An idle stream gets the current state, then keep-alive comments (every 1 s here).
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+            sock.sendall(
+                f"GET /api/v1/analyses/{job['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            )
+            seen = b""
+            deadline = time.monotonic() + 5
+            while b": keep-alive" not in seen and time.monotonic() < deadline:
+                seen += sock.recv(4096)
+        assert b"event: status" in seen and b'"status": "queued"' in seen
+        assert b": keep-alive" in seen
     finally:
         svc.start_worker()
     assert svc.wait_done(job["id"])["status"] == "done"
@@ -298,8 +309,23 @@ def test_delete_removes_job_and_files(svc: Service, tmp_path: Path) -> None:
 def test_token_required_for_upload_and_delete(tmp_path: Path) -> None:
     clicks = click_track(111, 5.0)
     wav = write_audio(tmp_path, "tok", clicks.audio, clicks.sr, "wav")
-    with running_service(tmp_path / "svc", {"FEATHERBEAT_API_TOKEN": "s3cret"}) as svc:
+    env = {"FEATHERBEAT_API_TOKEN": "s3cret", "FEATHERBEAT_CORS_ORIGINS": "https://app.example"}
+    with running_service(tmp_path / "svc", env) as svc:
         assert svc.json("GET", "/api/v1/config")[1]["auth_required"] is True
+        _, headers, _ = svc.request(
+            "GET", "/api/v1/config", headers={"Origin": "https://app.example"}
+        )
+        assert headers["access-control-allow-origin"] == "https://app.example"
+        _, headers, _ = svc.request(
+            "GET", "/api/v1/config", headers={"Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in headers
+        status, headers, _ = svc.request(
+            "OPTIONS",
+            "/api/v1/analyses",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert status == 200 and "Authorization" in headers["access-control-allow-headers"]
         status, body = svc.upload(wav)
         assert status == 401 and body["error"]["code"] == "unauthorized"
         status, body = svc.upload(wav, headers={"Authorization": "Bearer wrong"})
