@@ -165,3 +165,11 @@ def test_header_only_wav_has_no_samples(tmp_path):
     sf.write(tmp_path / "none.wav", np.zeros(0, dtype=np.float32), SR)
     with pytest.raises(DecodeError):
         list(open_audio(tmp_path / "none.wav"))
+
+
+def test_a_stream_is_read_once(tmp_path):
+    path = signals.write_audio(tmp_path, "once", signals.noise(1.0), SR, "wav")
+    stream = open_audio(path)
+    assert sum(b.shape[0] for b in stream) == SR
+    with pytest.raises(RuntimeError, match="read once"):
+        iter(stream)

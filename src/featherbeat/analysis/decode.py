@@ -286,6 +286,11 @@ class AudioStream:
             self.truncated = f"damaged data after {done / self.sample_rate:.1f} s ({_short(exc)})"
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        if self._reader is None:
+            raise RuntimeError("an AudioStream can be read once; open the source again")
+        return self._blocks()
+
+    def _blocks(self) -> Iterator[np.ndarray]:
         import soxr
 
         rate = self.sample_rate
