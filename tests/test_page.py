@@ -375,6 +375,16 @@ def test_upload_progress_drawing_playback_downloads_reload(
     page.wait_for_selector("#upload-view:not([hidden])")
     link = page.locator(f"#recent-list a[href='/a/{job_id}']")
     assert link.inner_text() == track.name
+
+    # Delete it from the server (after a confirmation): gone from the API and from the list.
+    link.click()
+    page.wait_for_selector("#result-view:not([hidden])")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete")
+    page.wait_for_selector("#upload-view:not([hidden])")
+    assert "was deleted" in page.locator("#message").inner_text()
+    assert page.locator(f"#recent-list a[href='/a/{job_id}']").count() == 0
+    assert page.request.get(f"{server}/api/v1/analyses/{job_id}").status == 404
     assert page.errors == []
 
 

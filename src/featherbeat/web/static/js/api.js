@@ -68,6 +68,20 @@ export function getAnalysis(job) {
   return getJSON(formatLink(job, "spotify"));
 }
 
+/** Delete the job, its results and its audio on the server (needs the token when set). */
+export async function deleteJob(job) {
+  let res;
+  try {
+    res = await fetch(new URL(job.links.self, window.location.href), {
+      method: "DELETE",
+      headers: { Accept: "application/json", ...authHeaders() },
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached. Check your connection.");
+  }
+  if (!res.ok && res.status !== 404) throw errorFrom(res.status, await res.text(), null);
+}
+
 /**
  * Upload a File. XMLHttpRequest rather than fetch because only it reports upload progress.
  * Resolves with the JOB object (202 new, or 200 already done); rejects with ApiError.

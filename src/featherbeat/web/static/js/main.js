@@ -667,6 +667,29 @@ function wireResult() {
     setTimeout(() => ($("copy-link").textContent = "Copy link"), 1500);
   });
 
+  $("delete").addEventListener("click", async () => {
+    const r = state.result;
+    if (!r) return;
+    const name = r.job.filename || r.job.id;
+    if (!window.confirm(`Delete the analysis of ${name} and its audio from the server?`)) return;
+    try {
+      await api.deleteJob(r.job);
+    } catch (err) {
+      showMessage(
+        err.status === 401
+          ? "Deleting needs this server's API token: enter it at the top, then try again."
+          : `The analysis could not be deleted: ${err.message}`,
+      );
+      if (err.status === 401) $("token-box").hidden = false;
+      return;
+    }
+    store.forget(r.job.id);
+    state.files.delete(r.job.id);
+    go("/");
+    showUpload();
+    showMessage(`The analysis of ${name} was deleted.`, "info");
+  });
+
   $("local-file").addEventListener("change", (e) => {
     const file = e.target.files[0];
     const r = state.result;
