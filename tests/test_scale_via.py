@@ -11,11 +11,12 @@ import os
 import pty
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from redis_harness import wav_bytes
-from service_harness import Service, service  # noqa: F401 (fixture)
+from service_harness import Service, running_service, service  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.service, pytest.mark.timeout(120)]
 
@@ -105,3 +106,37 @@ def test_unusable_url_is_a_usage_error(tmp_path: Path) -> None:
     done = featherbeat("analyze", "--via", "ftp://example.invalid", str(track))
     assert done.returncode == 2
     assert b"http(s) URL" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def metric(svc: Service, name: str) -> float:
+    _status, _headers, body = svc.request("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_full_queue_and_a_web_restart_mid_batch(tmp_path: Path) -> None:
+    tracks = write_tracks(tmp_path, 4)
+    out = tmp_path / "out"
+    with running_service(tmp_path / "svc", env={"FEATHERBEAT_QUEUE_LIMIT": "1"}) as svc:
+        svc.stop_worker()  # nothing is analysed: the queue fills after one upload
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "featherbeat.cli", "analyze", "--via", svc.base_url]
+            + [*map(str, tracks), "-o", str(out)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        full = 'featherbeat_uploads_rejected_total{reason="queue_full"}'
+        deadline = time.monotonic() + 30
+        while metric(svc, full) < 1:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        svc.stop_web()  # the service goes away mid-batch ...
+        time.sleep(1)
+        svc.start_web()  # ... and comes back (same port); then analyses resume
+        svc.start_worker()
+        _stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"song{i}.json" for i in range(4)]

@@ -10,7 +10,8 @@ Polling rather than SSE: a batch follows many jobs at once from one thread, and 
 web process being restarted in the middle (an SSE stream would have to be re-opened per job).
 
 At most ``WINDOW`` jobs are in flight so a huge batch never fills the service's bounded queue on
-its own; a ``503`` is honoured with its ``Retry-After``. Exit code: 0 when every file succeeded,
+its own; after a ``503`` the next upload waits for its ``Retry-After`` or for one of our own
+jobs to end, whichever comes first (that frees a place in the queue). Exit code: 0 when every file succeeded,
 1 when any failed (one line per failure on stderr), 2 when the service cannot be reached at all.
 """
 
@@ -247,6 +248,8 @@ class Batch:
                     self.fail(item, f"{exc.message} ({exc.code})")
                     continue
                 status = item.job.get("status")
+            if status in ("done", "failed"):
+                self.retry_at = 0.0  # a slot of ours freed: a full queue may take one now
             if status == "failed":
                 self.active.remove(item)
                 err = item.job.get("error") or {}
