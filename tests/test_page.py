@@ -292,6 +292,18 @@ def test_upload_progress_drawing_playback_downloads_reload(
     viz = visualizer_stats(page)
     assert viz["distinct"] > 20  # a picture, not a blank rectangle
 
+    # Hovering the drawing names the bar, beat and section under the pointer.
+    box = page.locator("#track-canvas").bounding_box()
+    t_hover = downbeats[2] + 0.01
+    page.mouse.move(box["x"] + x_of(t_hover), box["y"] + 100)
+    hover = page.locator("#hover")
+    hover.wait_for(state="visible")
+    assert "bar 3, beat 1" in hover.inner_text()
+    sec = [i for i, x in enumerate(analysis["sections"]) if x["start"] <= t_hover]
+    assert f"section {labels[sec[-1]]}" in hover.inner_text()
+    page.mouse.move(box["x"] + 10, box["y"] - 40)  # leaving the canvas hides it
+    hover.wait_for(state="hidden")
+
     # Playback of the just-uploaded File; the cursor and the visualizer follow.
     assert page.locator("#play").is_enabled()
     page.click("#play")

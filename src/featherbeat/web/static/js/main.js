@@ -614,6 +614,33 @@ function wireResult() {
     return r.view.start + ((clientX - box.left) / box.width) * r.view.span;
   };
   canvas.addEventListener("click", (e) => state.result && seek(timeAtX(e.clientX)));
+  // Hovering tells what is under the pointer: position in the music and the section's facts.
+  const hover = $("hover");
+  canvas.addEventListener("pointermove", (e) => {
+    const r = state.result;
+    if (!r || e.pointerType === "touch") return;
+    const t = timeAtX(e.clientX);
+    const m = momentAt(r.model, t);
+    const lines = [
+      `${formatTime(t)}${m.barNumber > 0 ? ` · bar ${m.barNumber}, beat ${m.position || "–"}` : ""}`,
+    ];
+    if (m.section) {
+      const s = m.section.raw;
+      const bits = [`section ${m.section.label}`];
+      if (s.tempo) bits.push(`${Number(s.tempo).toFixed(0)} BPM`);
+      if (s.key >= 0) bits.push(keyName(s.key, s.mode));
+      if (Number.isFinite(s.loudness)) bits.push(`${Number(s.loudness).toFixed(1)} dB`);
+      lines.push(bits.join(" · "));
+    }
+    hover.textContent = lines.join("\n");
+    hover.hidden = false;
+    const box = canvas.getBoundingClientRect();
+    const x = e.clientX - box.left;
+    // Keep the box on the canvas: flip to the left of the pointer near the right edge.
+    const left = x + 14 + hover.offsetWidth > box.width ? x - 14 - hover.offsetWidth : x + 14;
+    hover.style.transform = `translateX(${Math.max(0, left)}px)`;
+  });
+  canvas.addEventListener("pointerleave", () => (hover.hidden = true));
   canvas.addEventListener(
     "wheel",
     (e) => {
