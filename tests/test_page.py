@@ -210,6 +210,8 @@ def test_upload_progress_drawing_playback_downloads_reload(
     )
     open_page(page, server + "/")
     assert page.locator("#upload-view").is_visible()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
     page.set_input_files("#file", str(track))
     assert page.locator("#file-name").inner_text() == track.name
 
@@ -220,6 +222,9 @@ def test_upload_progress_drawing_playback_downloads_reload(
     m = re.fullmatch(r".*/a/([A-Za-z0-9_-]+)", page.url)
     assert m, page.url
     job_id = m.group(1)
+    # Progress came over the event stream, not by polling the job.
+    assert f"GET {server}/api/v1/analyses/{job_id}/events" in requests
+    assert f"GET {server}/api/v1/analyses/{job_id}" not in requests
 
     job = service.job(job_id)  # read through the harness: checked against the OpenAPI document
     assert job["status"] == "done" and job["filename"] == track.name
@@ -453,6 +458,8 @@ def test_token_size_limit_and_polling_without_event_stream(
         url = svc.base_url
         page = new_page(browser)
         page.add_init_script("delete window.EventSource;")
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
         open_page(page, url + "/")
         assert page.locator("#token-box").is_visible()  # /api/v1/config says auth_required
 
@@ -482,10 +489,12 @@ def test_token_size_limit_and_polling_without_event_stream(
         page.fill("#token", "s3cret-token")
         page.keyboard.press("Tab")  # commits the field (change event)
         page.wait_for_selector("#result-view:not([hidden])", timeout=60_000)
+        job_id = page.url.rsplit("/", 1)[1]
+        assert f"GET {url}/api/v1/analyses/{job_id}" in requests  # polled instead
+        assert not any(r.endswith("/events") for r in requests)
         assert page.locator("#progress-bar").get_attribute("aria-valuenow") == "100"
         assert page.locator("#result-title").inner_text() == small.name
         assert page.evaluate("() => localStorage.getItem('featherbeat.token')") == '"s3cret-token"'
-        job_id = page.url.rsplit("/", 1)[1]
         job = svc.job(job_id)
         assert job["status"] == "done" and job["size_bytes"] == small.stat().st_size
 
