@@ -47,3 +47,28 @@ def test_upload_events_results_cache_delete(tmp_path: Path, redis_server: RedisS
     client = redis.Redis.from_url(redis_server.url)
     leftovers = [k for k in client.scan_iter(f"*{job['id']}*")]
     assert leftovers == []  # record, stream and blobs of the deleted job are all gone
+
+
+def test_worker_without_redis_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from redis_harness import free_port
+
+    env = {
+        **os.environ,
+        "FEATHERBEAT_BROKER": f"redis://:s3cret@127.0.0.1:{free_port()}/0",  # nobody listens
+        "FEATHERBEAT_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "worker"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0]
+    assert "s3cret" not in lines[0] and ":***@127.0.0.1" in lines[0]  # no password in logs

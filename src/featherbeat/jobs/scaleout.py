@@ -22,6 +22,7 @@ Settings of this mode only (read here; see docs/scaling.md):
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,17 @@ def redis_client(url: str) -> Any:
         socket_keepalive=True,
         health_check_interval=30,
     )
+
+
+def _redacted(url: str) -> str:
+    """The broker URL without its password, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -90,6 +102,13 @@ def build(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
     env = os.environ if env is None else env
     prefix = (env.get("FEATHERBEAT_REDIS_PREFIX") or "featherbeat:").strip()
     client = redis_client(settings.broker)
+    try:
+        client.ping()  # fail at start with one clear line, not at the first job
+    except Exception as exc:  # redis' ConnectionError, TimeoutError, AuthenticationError ...
+        raise ConfigError(
+            f"cannot reach Redis at {_redacted(settings.broker)} ({exc}); "
+            "is FEATHERBEAT_BROKER right and is Redis running?"
+        ) from None
     huey = _import_huey(with_redis=True).PriorityRedisHuey(
         prefix.rstrip(":") or "featherbeat",
         connection_pool=client.connection_pool,
