@@ -49,10 +49,13 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
 SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is silence
 
 
-def _finite(x: np.ndarray) -> np.ndarray:
-    """float64, NaN -> 0 and +-Inf -> 0: a damaged frame must not poison a whole curve."""
-    y = np.asarray(x, dtype=np.float64)
-    return np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0) if not np.all(np.isfinite(y)) else y
+def _finite(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """NaN and +-Inf -> 0 (a damaged frame must not poison a whole curve); no copy when clean.
+
+    ``dtype=None`` keeps the input's type: an hour of chroma is 7 MB as float32, 15 as float64.
+    """
+    y = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
@@ -62,7 +65,7 @@ def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
     From the RMS energy curve when there is one (sustained notes count as playing), within
     +-0.25 s; else from the onset curve's 2-second activity.
     """
-    energy = _finite(curves.energy)
+    energy = _finite(curves.energy, None)
     covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * onset.size / rate
     ref = float(np.percentile(energy, 95)) if energy.size else 0.0
     if covers and ref > 0.0:
@@ -120,12 +123,16 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     feats: list[np.ndarray] = []
     weights: list[float] = []
     if curves.onset_low.size == onset.size:
-        low = np.maximum(_finite(curves.onset_low), 0.0)
-        for curve, weight in ((low, 0.5), (np.maximum(onset - low, 0.0), -0.5)):
-            feats.append(_meter.beat_sync_mean(condition(curve, rate), rate, times, -0.05, 0.05))
-            weights.append(weight)
+        band = np.maximum(_finite(curves.onset_low), 0.0)
+        feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
+        # The bands above 200 Hz, in the same buffer (an hour is 2.5 MB per float64 curve).
+        np.subtract(onset, band, out=band)
+        np.maximum(band, 0.0, out=band)
+        feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
+        weights += [0.5, -0.5]
+        del band
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
-        feats.append(_meter.chroma_change(_finite(curves.chroma), curves.frame_rate, times))
+        feats.append(_meter.chroma_change(_finite(curves.chroma, None), curves.frame_rate, times))
         weights.append(1.0)
     if not feats:
         feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]

@@ -85,7 +85,7 @@ def viterbi_beats(
     nearest = None
     if allowed is not None and centres is not None and centres.size:
         # Window nearest to each frame (midpoints between centres as the boundaries).
-        nearest = np.searchsorted((centres[1:] + centres[:-1]) / 2.0, np.arange(n))
+        nearest = np.searchsorted((centres[1:] + centres[:-1]) / 2.0, np.arange(n)).astype(np.int32)
     states = np.arange(n_states)[None, :]
     bp_type = np.int8 if n_states < 128 else np.int16
     seg_len = max(1, SEGMENT_FRAMES // p_min) * p_min  # whole blocks per segment
