@@ -347,6 +347,15 @@ def test_upload_progress_drawing_playback_downloads_reload(
     zoomed = json.loads(page.locator("#track-canvas").get_attribute("data-view"))
     assert zoomed["span"] == pytest.approx(view["span"] / 2, rel=0.01)
     assert canvas_hash(page, "track-canvas") != before
+    # Scroll: click near the end of the overview strip, then step back with the keyboard.
+    ov = page.locator("#overview-canvas").bounding_box()
+    page.mouse.click(ov["x"] + ov["width"] - 3, ov["y"] + ov["height"] / 2)
+    scrolled = json.loads(page.locator("#track-canvas").get_attribute("data-view"))
+    assert scrolled["start"] + scrolled["span"] == pytest.approx(view["span"], abs=0.01)
+    page.focus("#overview-canvas")
+    page.keyboard.press("ArrowLeft")
+    stepped = json.loads(page.locator("#track-canvas").get_attribute("data-view"))
+    assert stepped["start"] == pytest.approx(scrolled["start"] - scrolled["span"] / 4, abs=0.01)
     page.click("#zoom-fit")
     assert canvas_hash(page, "track-canvas") == before
     assert page.locator("#message").is_hidden()
