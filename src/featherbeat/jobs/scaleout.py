@@ -54,7 +54,7 @@ def redis_client(url: str) -> Any:
     )
 
 
-def _redacted(url: str) -> str:
+def redact_url(url: str) -> str:
     """The broker URL without its password, for messages and logs."""
     parts = urllib.parse.urlsplit(url)
     if parts.password is None:
@@ -106,7 +106,7 @@ def build(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
         client.ping()  # fail at start with one clear line, not at the first job
     except Exception as exc:  # redis' ConnectionError, TimeoutError, AuthenticationError ...
         raise ConfigError(
-            f"cannot reach Redis at {_redacted(settings.broker)} ({exc}); "
+            f"cannot reach Redis at {redact_url(settings.broker)} ({exc}); "
             "is FEATHERBEAT_BROKER right and is Redis running?"
         ) from None
     huey = _import_huey(with_redis=True).PriorityRedisHuey(
