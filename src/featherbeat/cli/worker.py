@@ -68,7 +68,7 @@ def run_consumer(settings: Any) -> int:
         concurrency=settings.concurrency,
         recovered=len(recovered),
         data_dir=str(settings.data_dir),
-        broker=settings.broker or "sqlite",
+        broker=_broker_label(settings.broker),
     )
     # huey treats SIGTERM as "stop now" and SIGINT as "finish running tasks first"; an
     # analysis can take minutes, longer than any platform waits, so both mean stop now.
@@ -82,3 +82,12 @@ def run_consumer(settings: Any) -> int:
         release(services, owned)
         log_event("consumer.stopped", released=len(owned))
     return 0
+
+
+def _broker_label(broker: str | None) -> str:
+    """The broker for the log line, without its password (Redis URLs may carry one)."""
+    if not broker:
+        return "sqlite"
+    from featherbeat.jobs.scaleout import redact_url
+
+    return redact_url(broker)
