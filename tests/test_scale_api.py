@@ -72,3 +72,17 @@ def test_worker_without_redis_is_one_clear_line(tmp_path: Path) -> None:
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot reach Redis" in lines[0]
     assert "s3cret" not in lines[0] and ":***@127.0.0.1" in lines[0]  # no password in logs
+
+
+def test_password_protected_redis_and_no_password_in_logs(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", password="pa55-word")
+    server.start()
+    try:
+        env = {"FEATHERBEAT_BROKER": server.url}
+        with running_service(tmp_path / "svc", env=env) as svc:
+            status, job = svc.upload(wav_bytes(11, 3.0), "song.wav")
+            assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
+            logs = svc.logs()
+        assert "pa55-word" not in logs and ":***@127.0.0.1" in logs
+    finally:
+        server.stop()
