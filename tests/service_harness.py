@@ -104,8 +104,15 @@ def validate_response(method: str, path: str, status: int, body: Any) -> None:
 class Service:
     """gunicorn + consumer with their own data dir, port and logs (see the module docstring)."""
 
-    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        env: dict[str, str] | None = None,
+        web_file_limit: int | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        # RLIMIT_FSIZE of the web processes (a full disk, as far as they can tell).
+        self.web_file_limit = web_file_limit
         self.data_dir = self.directory / "data"
         self.log_dir = self.directory / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,8 +137,16 @@ class Service:
 
     # processes
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, cmd: list[str], limit: int | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
+
+        def preexec() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
         try:
             return subprocess.Popen(
                 cmd,
@@ -140,6 +155,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.directory,
+                preexec_fn=preexec if limit else None,  # noqa: PLW1509 (one setrlimit call)
             )
         finally:
             log.close()
@@ -149,7 +165,9 @@ class Service:
 
     def start_web(self, timeout: float = 30.0) -> None:
         self.web = self._spawn(
-            "web", [sys.executable, "-m", "gunicorn", "-c", "python:featherbeat.web.gunicorn_conf"]
+            "web",
+            [sys.executable, "-m", "gunicorn", "-c", "python:featherbeat.web.gunicorn_conf"],
+            self.web_file_limit,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -364,8 +382,10 @@ def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
 
 
 @contextlib.contextmanager
-def running_service(directory: Path, env: dict[str, str] | None = None) -> Iterator[Service]:
-    svc = Service(directory, env)
+def running_service(
+    directory: Path, env: dict[str, str] | None = None, **options: Any
+) -> Iterator[Service]:
+    svc = Service(directory, env, **options)
     try:
         yield svc.start()
     finally:

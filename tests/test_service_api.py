@@ -343,3 +343,12 @@ def test_token_required_for_upload_and_delete(tmp_path: Path) -> None:
         assert status == 204
         metrics = svc.request("GET", "/metrics")[2].decode()
         assert 'featherbeat_uploads_rejected_total{reason="unauthorized"} 3' in metrics
+
+
+def test_full_disk_is_507_not_a_client_error(tmp_path: Path) -> None:
+    # The web processes may write at most 400 kB per file: writing the upload hits a real EFBIG.
+    with running_service(tmp_path, web_file_limit=400_000) as svc:
+        status, body = svc.upload(b"RIFF" + b"\0" * 600_000, "big.wav", raw=True)
+        assert status == 507
+        _rejected(svc, status, body, "storage_full")
+        assert not list((svc.data_dir / "incoming").glob("*")), "the partial upload is deleted"

@@ -24,8 +24,9 @@ pytestmark = pytest.mark.service
 
 @pytest.fixture(scope="module")
 def long_track(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Five minutes of clicks as FLAC: small to upload, seconds to analyse."""
-    clicks = click_track(124.0, 300.0)
+    """Eight minutes of clicks as FLAC: small to upload, seconds to analyse (long enough that
+    a kill or a limit always lands mid-analysis)."""
+    clicks = click_track(124.0, 480.0)
     return write_audio(tmp_path_factory.mktemp("long"), "long", clicks.audio, clicks.sr, "flac")
 
 
@@ -145,12 +146,13 @@ def test_twenty_concurrent_uploads_all_finish_or_503(tmp_path: Path) -> None:
         assert len({f["id"] for f in finals}) == len(accepted)
 
 
-def test_memory_ceiling_fails_with_reason_after_reduced_retry(tmp_path: Path) -> None:
-    clicks = click_track(100, 20.0)
-    wav = write_audio(tmp_path, "mem", clicks.audio, clicks.sr, "wav")
-    # 16 MB is below what any Python with numpy needs: both attempts must hit the ceiling.
+def test_memory_ceiling_fails_with_reason_after_reduced_retry(
+    tmp_path: Path, long_track: Path
+) -> None:
+    # 16 MB is below what any Python with numpy needs: both attempts must hit the ceiling
+    # (a long track, so no attempt can finish between two watchdog polls).
     with running_service(tmp_path / "svc", {"FEATHERBEAT_CHILD_MAX_RSS_MB": "16"}) as svc:
-        final = svc.wait_done(svc.upload(wav)[1]["id"], timeout=60)
+        final = svc.wait_done(svc.upload(long_track)[1]["id"], timeout=60)
         assert final["status"] == "failed"
         assert final["attempts"] == 2
         assert final["error"]["code"] == "memory_limit"
@@ -160,7 +162,7 @@ def test_memory_ceiling_fails_with_reason_after_reduced_retry(tmp_path: Path) ->
 
 
 def test_time_limit(tmp_path: Path, long_track: Path) -> None:
-    with running_service(tmp_path, {"FEATHERBEAT_CHILD_TIMEOUT": "1"}) as svc:
+    with running_service(tmp_path, {"FEATHERBEAT_CHILD_TIMEOUT": "0.5"}) as svc:
         final = svc.wait_done(svc.upload(long_track)[1]["id"], timeout=60)
         assert final["status"] == "failed" and final["error"]["code"] == "time_limit"
         assert final["attempts"] == 2

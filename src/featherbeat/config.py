@@ -112,7 +112,7 @@ class Settings:
             concurrency=int(_number(env, "FEATHERBEAT_CONCURRENCY", 1, 1)),
             queue_limit=int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1)),
             child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 150, 16),
-            child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 1800, 1),
+            child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 1800, 0.1),
             keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
             retention_days=_number(env, "FEATHERBEAT_RETENTION_DAYS", 30, 0),
             broker=broker,

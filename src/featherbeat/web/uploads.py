@@ -32,6 +32,11 @@ class UploadTooLargeError(Exception):  # not a ValueError: werkzeug's parser wou
     pass
 
 
+class StorageFullError(Exception):
+    """Writing the upload to our disk failed (full, read-only): the server's problem, not the
+    client's, so it must not look like a broken upload."""
+
+
 class UploadSink:
     """A write-only temp file that hashes and counts what is written, and stops at a limit."""
 
@@ -50,7 +55,10 @@ class UploadSink:
         if self.size > self.limit:
             raise UploadTooLargeError
         self.sha256.update(data)
-        return self.file.write(data)
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            raise StorageFullError(str(exc)) from exc
 
     def seek(self, *args: Any) -> int:
         return self.file.seek(*args)
@@ -130,6 +138,13 @@ def receive(request: UploadRequest, limit: int, idle_timeout: float) -> Received
         return _receive_raw(request, limit)
     except UploadTooLargeError:
         raise _too_large(limit) from None
+    except StorageFullError:
+        raise ApiError(
+            507,
+            "storage_full",
+            "The server has no room to store this upload right now; try again later.",
+            {"Retry-After": "60"},
+        ) from None
     except (TimeoutError, ClientDisconnected, OSError) as exc:
         raise ApiError(
             408 if isinstance(exc, TimeoutError) else 400,
@@ -190,7 +205,7 @@ def _receive_raw(request: UploadRequest, limit: int) -> Received:
             "The request has no body; send the audio as a multipart field 'file' "
             "or as the raw body with ?filename=.",
         )
-    name = request.args.get("filename") or request.headers.get("X-Filename")
+    name = request.args.get("filename")
     return Received(sink.path, clean_filename(name), sink.size, sink.sha256.hexdigest())
 
 
