@@ -220,3 +220,10 @@ def test_serve_rejects_bad_settings_with_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "FEATHERBEAT_MAX_UPLOAD_MB" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "serve", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--workers" in out.stderr

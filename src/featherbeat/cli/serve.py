@@ -49,7 +49,9 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, flag)
         if value is not None:
             if flag != "host" and int(value) < (0 if flag == "port" else 1):
-                raise ValueError(f"--{flag} must be a positive number, got {value}")
+                raise ValueError(
+                    f"--{flag} must be at least {0 if flag == 'port' else 1}, got {value}"
+                )
             env[name] = str(value)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -64,13 +66,13 @@ def worker_command() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from featherbeat.config import Settings
+
     try:
         env = _env(args)
         # Validate the settings once here so a typo fails with one line, not two tracebacks.
-        from featherbeat.config import ConfigError, Settings
-
         Settings.from_env(env)
-    except (ValueError, ConfigError) as exc:
+    except ValueError as exc:  # ConfigError is a ValueError
         print(f"featherbeat serve: {exc}", file=sys.stderr)
         return 2
     return Supervisor(env).run()
