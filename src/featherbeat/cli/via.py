@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import IO, Any
 
 WINDOW = 16  # jobs in flight at once
-POLL_SECONDS = 0.3
+POLL_SECONDS = 0.3  # the loop's tick
+POLL_RUNNING = 0.5  # how often one running job's status is read ...
+POLL_QUEUED = 2.0  # ... and one waiting in the queue (a small host must not drown in polls)
+MAX_RETRIES = 5  # server errors (5xx) tolerated per file before giving it up
 UNREACHABLE_SECONDS = 60.0  # how long a service may be down (restart, deploy) before we give up
 HTTP_TIMEOUT = 30.0
 USER_AGENT = "featherbeat-via"
@@ -65,6 +68,8 @@ class Item:
     job: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     written: bool = False
+    next_poll: float = 0.0
+    retries: int = 0
 
     @property
     def progress(self) -> float:
@@ -217,17 +222,30 @@ class Batch:
         item.error = message
         self.log(f"featherbeat: {item.path}: {message}")
 
+    def transient(self, item: Item, exc: ServiceError) -> bool:
+        """A 5xx (restarting, overloaded, a proxy between deploys): try this file again later,
+        up to MAX_RETRIES times with a growing pause; False once it is given up (failed)."""
+        if exc.status < 500 or item.retries >= MAX_RETRIES:
+            self.fail(item, f"{exc.message} ({exc.code})")
+            return False
+        item.retries += 1
+        item.next_poll = time.monotonic() + 0.5 * 2**item.retries
+        return True
+
     def submit_some(self) -> None:
         while self.pending and len(self.active) < self.window and time.monotonic() >= self.retry_at:
             item = self.pending[0]
+            if time.monotonic() < item.next_poll:
+                return  # backing off after a server error
             try:
                 item.job = self.client.submit(item.path)
             except ServiceError as exc:
-                if exc.status == 503:  # queue full: wait as told, keep the file
+                if exc.status == 503 and exc.code == "queue_full":  # wait as told, keep the file
                     self.retry_at = time.monotonic() + (exc.retry_after or 2.0)
                     return
+                if self.transient(item, exc):
+                    return
                 self.pending.popleft()
-                self.fail(item, f"{exc.message} ({exc.code})")
                 continue
             except OSError as exc:  # unreadable local file
                 self.pending.popleft()
@@ -239,15 +257,19 @@ class Batch:
     def follow(self) -> None:
         for item in list(self.active):
             status = item.job.get("status")
+            now = time.monotonic()
+            if now < item.next_poll:
+                continue
             if status not in ("done", "failed"):
                 link = item.job.get("links", {}).get("self") or f"api/v1/analyses/{item.job['id']}"
                 try:
                     item.job = self.client.json("GET", link)[1]
                 except ServiceError as exc:
-                    self.active.remove(item)
-                    self.fail(item, f"{exc.message} ({exc.code})")
+                    if not self.transient(item, exc):
+                        self.active.remove(item)
                     continue
                 status = item.job.get("status")
+                item.next_poll = now + (POLL_RUNNING if status == "running" else POLL_QUEUED)
             if status in ("done", "failed"):
                 self.retry_at = 0.0  # a slot of ours freed: a full queue may take one now
             if status == "failed":
@@ -256,11 +278,11 @@ class Batch:
                 self.fail(
                     item, f"{err.get('message', 'analysis failed')} ({err.get('code', 'failed')})"
                 )
-            elif status == "done":
-                self.collect(item)
+            elif status == "done" and self.collect(item):
                 self.active.remove(item)
 
-    def collect(self, item: Item) -> None:
+    def collect(self, item: Item) -> bool:
+        """Fetch and write the result; False when it should be tried again later."""
         try:
             if item.target is None:
                 # Spooled first: a download cut half-way and retried must not print twice.
@@ -273,12 +295,12 @@ class Batch:
                 with _atomic(item.target) as out:
                     self.client.fetch(item.job, self.fmt, out)
         except ServiceError as exc:
-            self.fail(item, f"{exc.message} ({exc.code})")
-            return
+            return not self.transient(item, exc)
         except OSError as exc:  # not UnreachableError (raised above): the output is unwritable
             self.fail(item, f"cannot write output ({exc.strerror or exc})")
-            return
+            return True
         item.written = True
+        return True
 
     def run(self, bar: ProgressBar) -> int:
         while self.pending or self.active:
