@@ -266,6 +266,8 @@ def test_no_beats_in_silent_intro_gap_and_outro():
     assert _f(truth, r.beats.astype(float)) > 0.95
     for lo, hi in ((0.0, 15.0), (35.3, 50.0), (70.3, 85.0)):
         assert not np.any((r.beats > lo) & (r.beats < hi)), (lo, hi)
+    # No tatum inside a gap either.
+    assert not np.any((r.tatums > 35.5) & (r.tatums < 49.9))
     # Without the energy curve the onset activity still clears the long gap.
     r2 = track(Curves(onset=onset, onset_low=low, onset_rate=rate))
     assert not np.any((r2.beats > 37.0) & (r2.beats < 48.0))

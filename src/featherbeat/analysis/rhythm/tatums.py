@@ -35,8 +35,16 @@ def tatums(odf: np.ndarray, rate: float, beat_frames: np.ndarray) -> tuple[np.nd
     k = subdivision(odf, beat_frames)
     a, b = beat_frames[:-1], beat_frames[1:]
     frac = np.arange(k) / k
-    frames = (a[:, None] + (b - a)[:, None] * frac[None, :]).reshape(-1)
-    frames = np.append(frames, beat_frames[-1])
+    grid = a[:, None] + (b - a)[:, None] * frac[None, :]
+    # A beat interval much longer than its neighbours spans a silence (beats there were
+    # removed): its beat stands alone, nothing is subdivided inside the gap.
+    typical = np.median(
+        np.lib.stride_tricks.sliding_window_view(np.pad(b - a, 4, mode="edge"), 9), axis=1
+    )
+    gap = (b - a) > 1.5 * typical
+    grid[gap, 1:] = np.nan
+    frames = grid.reshape(-1)
+    frames = np.append(frames[~np.isnan(frames)], beat_frames[-1])
     s = _strength_at(odf, frames)
     top = np.percentile(s, 95) if s.size else 1.0
     conf = np.clip(s / (top + 1e-9), 0.0, 1.0)
