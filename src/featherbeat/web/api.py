@@ -6,6 +6,7 @@ state), so any number of web processes can serve them. See docs/api.md.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import json
 import secrets
@@ -181,7 +182,18 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         media_type=sniffed.media_type,
     )
     job.upload_key = upload_key(job.id)
-    svc.blobs.put_file(job.upload_key, received.path)
+    try:
+        svc.blobs.put_file(job.upload_key, received.path)
+    except OSError as exc:  # the blob store is full (a local disk, or Redis at maxmemory)
+        if exc.errno != errno.ENOSPC:
+            raise
+        log_event("upload.storage_full", error=str(exc))  # the operator's detail
+        raise ApiError(  # not _reject(): counting it would need the full store
+            507,
+            "storage_full",
+            "The server has no room to store this upload right now; try again later.",
+            {"Retry-After": "60"},
+        ) from None
     svc.store.create(job)
     # If this process dies right here the record is queued without a message: the reaper
     # finds it (queued, old, not in the queue) and enqueues it.
