@@ -86,3 +86,17 @@ def test_password_protected_redis_and_no_password_in_logs(tmp_path: Path) -> Non
         assert "pa55-word" not in logs and ":***@127.0.0.1" in logs
     finally:
         server.stop()
+
+
+def test_full_redis_is_507_storage_full(tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+    import redis
+
+    with running_service(tmp_path, env={"FEATHERBEAT_BROKER": redis_server.url}) as svc:
+        client = redis.Redis.from_url(redis_server.url)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", str(int(client.info("memory")["used_memory"]) + (1 << 20)))
+        status, body = svc.upload(wav_bytes(12, 60.0), "big.wav")  # 2.6 MB > 1 MB of room
+        assert status == 507 and body["error"]["code"] == "storage_full"
+        client.config_set("maxmemory", "0")
+        status, job = svc.upload(wav_bytes(12, 60.0), "big.wav")  # room again: accepted
+        assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
