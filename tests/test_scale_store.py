@@ -193,3 +193,16 @@ def test_full_redis_is_a_storage_full_error(redis_server: RedisServer) -> None: 
     assert caught.value.errno == errno.ENOSPC and "FEATHERBEAT_BLOB_URL" in str(caught.value)
     client.config_set("maxmemory", "0")
     assert not client.keys("*partial*")  # the half-written blob was removed
+
+
+def test_s3_url_errors_are_config_errors() -> None:
+    from featherbeat.config import ConfigError
+    from featherbeat.jobs.redis_blobs import S3Blobs
+
+    with pytest.raises(ConfigError, match="s3://bucket/prefix"):
+        S3Blobs("https://bucket/prefix")
+    try:
+        import boto3  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ConfigError, match="pip install boto3"):
+            S3Blobs("s3://bucket/prefix")

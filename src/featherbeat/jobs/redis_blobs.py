@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import IO, Any
 
+from featherbeat.config import ConfigError
 from featherbeat.jobs.blobs import CHUNK, BlobStore, check_key
 
 
@@ -133,13 +134,17 @@ class S3Blobs(BlobStore):
     def __init__(self, url: str, max_bytes: int = 5 << 30) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise ValueError(f"FEATHERBEAT_BLOB_URL must look like s3://bucket/prefix, got {url!r}")
+            raise ConfigError(
+                f"FEATHERBEAT_BLOB_URL must look like s3://bucket/prefix, got {url!r}"
+            )
         try:
             import boto3  # optional: only this mode needs it
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(
+            from botocore.exceptions import ClientError
+        except ModuleNotFoundError:
+            raise ConfigError(
                 "FEATHERBEAT_BLOB_URL=s3://... needs boto3: pip install boto3"
-            ) from exc
+            ) from None
+        self._client_error = ClientError
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/") + "/" if parsed.path.strip("/") else ""
         self.max_bytes = max_bytes
@@ -153,18 +158,27 @@ class S3Blobs(BlobStore):
         self.s3.upload_fileobj(counter, self.bucket, self._key(key))
         return counter.total
 
+    def _missing(self, exc: Exception) -> bool:
+        # HEAD answers a bare 404 ("NotFound"), GET a "NoSuchKey" error: both mean absent.
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        return code in ("404", "NotFound", "NoSuchKey")
+
     def size(self, key: str) -> int | None:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=self._key(key))
-        except self.s3.exceptions.ClientError:
-            return None
+        except self._client_error as exc:
+            if self._missing(exc):
+                return None
+            raise
         return int(head["ContentLength"])
 
     def iter(self, key: str) -> Iterator[bytes] | None:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except self.s3.exceptions.NoSuchKey:
-            return None
+        except self._client_error as exc:
+            if self._missing(exc):
+                return None
+            raise
         return iter(lambda: body.read(CHUNK), b"")
 
     def get(self, key: str, out: IO[bytes]) -> bool:
