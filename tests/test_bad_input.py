@@ -10,7 +10,7 @@ import signals
 import soundfile as sf
 
 import featherbeat
-from featherbeat.analysis.errors import DecodeError
+from featherbeat.analysis.errors import DecodeError, InputTooLongError
 
 SR = 22050
 
@@ -138,3 +138,16 @@ def test_header_with_absurd_rate_or_channels(tmp_path):
     profile = featherbeat.analyze(tmp_path / "many.wav")
     assert profile.source.channels == 512
     assert profile.duration == pytest.approx(4000 / 192000, abs=0.002)
+
+
+def test_two_hour_file_is_refused_early_under_a_limit(tmp_path):
+    # A true two-hour header (8 kHz, 8-bit: 58 MB of quiet): refused from the header, before
+    # any decoding, when the caller sets a limit (the service does); see test_memory.py for
+    # what an hour costs when it is analysed.
+    path = tmp_path / "two_hours.wav"
+    block = np.zeros(8000 * 60, dtype=np.float32)
+    with sf.SoundFile(path, "w", 8000, 1, subtype="PCM_U8") as out:
+        for _ in range(120):
+            out.write(block)
+    with pytest.raises(InputTooLongError, match="120.0 minutes"):
+        featherbeat.analyze(path, max_duration=3600)
