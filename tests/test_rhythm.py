@@ -134,14 +134,43 @@ def test_swing_gives_three_tatums_per_beat_and_straight_two():
         assert r.tatums.shape[0] == pytest.approx(k * (r.beats.shape[0] - 1) + 1, abs=0)
 
 
+def _gaussian_noise(seconds: float, seed: int, colour: str) -> np.ndarray:
+    y = np.random.default_rng(seed).standard_normal(int(seconds * SR))
+    if colour == "pink":  # roughly: integrated, then the slow drift removed
+        y = np.cumsum(y) * 0.01
+        y -= np.convolve(y, np.ones(200) / 200, mode="same")
+    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
 @pytest.mark.parametrize(
     "make",
-    [lambda: signals.silence(10.0), lambda: signals.noise(20.0), lambda: np.zeros(100, np.float32)],
+    [
+        lambda: signals.silence(10.0),
+        lambda: np.zeros(100, np.float32),
+        *[lambda s=s: signals.noise(20.0, seed=s) for s in range(4)],
+        *[lambda s=s: _gaussian_noise(30.0, 100 + s, "white") for s in range(4)],
+        lambda: _gaussian_noise(30.0, 7, "pink"),
+        # A draw whose autocorrelation peak reaches 3.1 standard errors (the old threshold,
+        # 2.5, tapped along to it).
+        lambda: _gaussian_noise(10.0, 105, "white"),
+    ],
 )
-def test_silence_and_noise_have_no_pulse(make):
-    r = track(_curves(make(), with_chroma=False))
+@pytest.mark.parametrize("with_chroma", [True, False])
+def test_silence_and_noise_have_no_pulse(make, with_chroma):
+    r = track(_curves(make(), with_chroma=with_chroma))
     assert r.tempo == 0.0 and r.tempo_confidence == 0.0 and r.beats.shape[0] == 0
     assert r.tatums.shape[0] == 0 and r.downbeats.shape[0] == 0
+
+
+def test_chroma_peakiness_tells_notes_from_noise():
+    from featherbeat.analysis.rhythm import MIN_CHROMA_PEAKINESS, chroma_peakiness
+
+    tonal = _curves(signals.progression([[60, 64, 67], [65, 69, 72]], 2.0)).chroma
+    noisy = _curves(signals.noise(5.0)).chroma
+    assert chroma_peakiness(tonal) > MIN_CHROMA_PEAKINESS > chroma_peakiness(noisy) > 1.0
+    assert (
+        chroma_peakiness(np.zeros((10, 12))) == 0.0 and chroma_peakiness(np.zeros((0, 12))) == 0.0
+    )
 
 
 def test_empty_curves():
