@@ -63,6 +63,8 @@ def test_truncated_files(tmp_path, fmt):
         assert "cut." in result
     else:
         assert 0 < result.duration < 8.0  # what was readable was analysed
+        assert result.missing["decode"].startswith("input truncated: ")  # and it says so
+        assert result.status_code == 1
 
 
 def test_wav_header_claiming_hours(tmp_path):

@@ -65,7 +65,8 @@ class AudioStream:
 
     Every block has ``block_size`` samples except the last. ``fraction`` tells how much of the
     input has been read (0..1). ``truncated`` is set (to a reason) when the input ended in damaged
-    data after some audio was decoded: the blocks so far are kept, the rest is lost.
+    data after some audio was decoded, or well before its header says: the blocks so far are
+    kept, the rest is lost.
     """
 
     def __init__(
@@ -333,8 +334,19 @@ class AudioStream:
             self.fraction = 1.0
             if self.num_samples == 0:
                 raise DecodeError(f"{self.name or 'input'}: contains no audio samples")
+            self._check_complete()
         finally:
             self.close()
+
+    def _check_complete(self) -> None:
+        """Flag a file that ends well before its header says (a cut-off download or copy).
+
+        libmpg123 stops quietly at the end of a truncated MP3; its Xing header (and an MP4's
+        moov) still tells the full length. 10 % + 1 s of slack absorbs estimated lengths.
+        """
+        hint = self.duration_hint
+        if self.truncated is None and hint and self.duration < 0.9 * hint - 1.0:
+            self.truncated = f"audio stops at {self.duration:.1f} s, the header says {hint:.1f} s"
 
     def _emit(self, n: int, limit: float | None) -> None:
         self.num_samples += n

@@ -218,7 +218,9 @@ def _analyze(
             report(_DECODE_SHARE * stream.fraction, "decoding")
     profile.source = stream.source_info()
     if stream.truncated:
-        profile.missing["decode"] = f"input ends in {stream.truncated}; analysed the readable part"
+        profile.missing["decode"] = (
+            f"input truncated: {stream.truncated}; analysed the readable part"
+        )
 
     curves = Curves(frame_rate=features.frame_rate)
     if "features" in consumers:
