@@ -112,11 +112,13 @@ def clean_filename(name: str | None) -> str:
 
 
 def _too_large(limit: int) -> ApiError:
+    # Connection: close, so gunicorn drops the rest of the body instead of waiting for it.
     return ApiError(
         413,
         "too_large",
         f"The upload is larger than the limit of {limit / 1048576:g} MB; "
         "send a smaller or more compressed file.",
+        {"Connection": "close"},
     )
 
 
