@@ -122,3 +122,15 @@ def test_analysis_runs_with_one_blas_thread_and_restores_it(clicks_path):
     assert getter() == 2
     featherbeat.analyze(clicks_path[0])
     assert getter() == 2
+
+
+def test_unusable_stage_results_are_recorded():
+    from featherbeat.analysis.pipeline import _accept, _two_floats
+
+    profile = Profile()
+    assert _accept(profile, "fades", (1.5, 170.0), _two_floats) == (1.5, 170.0)
+    assert _accept(profile, "loudness", 0.0, float) == 0.0 and not profile.missing
+    assert _accept(profile, "fades", (1.0, 2.0, 3.0), _two_floats) is None
+    assert _accept(profile, "loudness", "loud", float) is None
+    assert set(profile.missing) == {"fades", "loudness"}
+    assert profile.missing["fades"].startswith("failed (unusable result")

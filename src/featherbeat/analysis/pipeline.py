@@ -163,6 +163,22 @@ def _one_blas_thread() -> Iterator[None]:
             blas[0](before)
 
 
+def _accept(profile: Profile, stage: str, value: Any, convert: Callable[[Any], Any]) -> Any:
+    """``convert(value)``, or None when the stage gave nothing or something unusable (recorded)."""
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as exc:
+        profile.missing[stage] = f"failed (unusable result: {type(exc).__name__}: {exc})"[:240]
+        return None
+
+
+def _two_floats(pair: Any) -> tuple[float, float]:
+    first, second = pair  # ValueError unless exactly two
+    return float(first), float(second)
+
+
 def _make_onset(profile: Profile) -> Any:
     try:
         from featherbeat.analysis.features.onset import OnsetStrength
@@ -267,16 +283,15 @@ def _analyze(
             profile.segments,
             profile.tonality,
         )
-        profile.sections = list(sections) if sections is not None else []
+        profile.sections = _accept(profile, "sections", sections, list) or []
     report(0.97, "structure")
     fades = _run_stage(profile, "fades", "structure.fades", "find_fades", curves, duration)
-    if fades is not None:
-        profile.end_of_fade_in, profile.start_of_fade_out = (float(x) for x in fades)
-    else:
-        profile.end_of_fade_in, profile.start_of_fade_out = 0.0, duration
+    fades = _accept(profile, "fades", fades, _two_floats)
+    profile.end_of_fade_in, profile.start_of_fade_out = fades if fades else (0.0, duration)
     loudness = _run_stage(profile, "loudness", "structure.loudness", "track_loudness", curves)
-    if loudness is not None:
-        profile.loudness = float(loudness)
+    loudness = _accept(profile, "loudness", loudness, float)
+    if loudness is not None:  # 0.0 dB is a valid (very loud) answer
+        profile.loudness = loudness
 
     profile.analysis_time = time.perf_counter() - started
     report(1.0, "done")
