@@ -4,10 +4,14 @@
 
 Stages (each a module of pure functions; see docs/rhythm.md):
   novelty.condition  onset curve -> local-mean-removed, unit-RMS detection function
-  tempo              windowed autocorrelation + harmonic comb + tempo prior -> global BPM
-  beats              beat-period HMM, Viterbi on beat events (Krebs et al. 2015) -> beat times
-  meter              beat-synchronous accents (bass onset, onset, chord change) -> downbeats, meter
+  tempo              windowed autocorrelation + harmonic comb + tempo prior -> global BPM,
+                     pulse significance, and a local tempo path (Viterbi over 12 s windows)
+  beats              beat-period HMM, Viterbi on beat events (Krebs et al. 2015), restricted
+                     to +-25 % of the local tempo path -> beat times
+  meter              beat-synchronous accents (chord change, bass onset, minus backbeat onset)
+                     -> meter, then a bar-position Viterbi -> downbeats
   tatums             2 or 3 subdivisions per beat
+This module adds the pulse test (is there any?) and drops beats in silence.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from featherbeat.analysis.rhythm.novelty import condition, moving_average
 SURE_PULSE = 6.0
 WEAK_PULSE = 1.5
 MIN_CHROMA_PEAKINESS = 1.6
+SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is silence
 
-__all__ = ["track"]
+__all__ = ["MIN_CHROMA_PEAKINESS", "chroma_peakiness", "local_tempo", "track"]
 
 
 def _no_pulse() -> Rhythm:
@@ -47,9 +52,6 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
     pad = np.pad(ibi, half, mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, width)
     return 60.0 / np.median(win, axis=1)
-
-
-SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is silence
 
 
 def chroma_peakiness(chroma: np.ndarray) -> float:
@@ -80,12 +82,12 @@ def _finite(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
-    """Per onset frame: is something playing? The HMM keeps its pulse through silences (it
+def _active(curves: Curves, onset: np.ndarray, rate: float, frames: np.ndarray) -> np.ndarray:
+    """For each beat frame: is something playing? The HMM keeps its pulse through silences (it
     must place a beat every period), so beats in a silent intro, outro or gap are removed.
 
-    From the RMS energy curve when there is one (sustained notes count as playing), within
-    +-0.25 s; else from the onset curve's 2-second activity.
+    From the RMS energy curve when it covers the track (sustained notes count as playing),
+    within +-0.25 s; else from the onset curve's 2-second activity.
     """
     energy = _finite(curves.energy, None)
     covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * onset.size / rate
@@ -95,14 +97,10 @@ def _active(curves: Curves, onset: np.ndarray, rate: float) -> np.ndarray:
         # Dilate by +-0.25 s so a beat right at a note's start is kept.
         k = max(1, int(round(0.25 * curves.frame_rate)))
         loud = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1), mode="same") > 0
-        idx = np.clip(
-            np.round(np.arange(onset.size) / rate * curves.frame_rate).astype(np.int64),
-            0,
-            loud.size - 1,
-        )
-        return loud[idx]
+        idx = np.round(frames / rate * curves.frame_rate).astype(np.int64)
+        return loud[np.clip(idx, 0, loud.size - 1)]
     act = moving_average(onset, int(round(2.0 * rate)))
-    return act > 0.01 * float(np.percentile(act, 95))
+    return act[frames] > 0.01 * float(np.percentile(act, 95))
 
 
 def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
@@ -130,7 +128,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
         return _no_pulse()
 
     frames = _track_beats(odf, rate)
-    frames = frames[_active(curves, onset, rate)[frames]]
+    frames = frames[_active(curves, onset, rate, frames)]
     if frames.size < 2:
         return _no_pulse()
     pos_frames = _beats.refine(frames, odf)
@@ -138,7 +136,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     ibi = np.diff(times)
     tempo = float(60.0 / np.median(ibi))
 
-    strength = _tatums._strength_at(odf, frames.astype(np.float64))
+    strength = _tatums.strength_at(odf, frames.astype(np.float64))
     beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
 
     # Downbeat evidence per beat; weights measured in docs/rhythm.md (chord change counts most).

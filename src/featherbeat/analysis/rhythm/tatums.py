@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _strength_at(odf: np.ndarray, frames: np.ndarray) -> np.ndarray:
+def strength_at(odf: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Onset strength at the nearest frames, max over +-1 frame (tolerates timing jitter)."""
     if odf.size == 0:
         return np.zeros(frames.size)
@@ -21,8 +21,8 @@ def subdivision(odf: np.ndarray, beat_frames: np.ndarray) -> int:
         return 2
     a, b = beat_frames[:-1], beat_frames[1:]
     d = b - a
-    halves = _strength_at(odf, a + d / 2).mean()
-    thirds = 0.5 * (_strength_at(odf, a + d / 3).mean() + _strength_at(odf, a + 2 * d / 3).mean())
+    halves = strength_at(odf, a + d / 2).mean()
+    thirds = 0.5 * (strength_at(odf, a + d / 3).mean() + strength_at(odf, a + 2 * d / 3).mean())
     # Thirds must clearly win: binary subdivision is by far the commonest.
     return 3 if thirds > 1.3 * halves else 2
 
@@ -45,7 +45,7 @@ def tatums(odf: np.ndarray, rate: float, beat_frames: np.ndarray) -> tuple[np.nd
     grid[gap, 1:] = np.nan
     frames = grid.reshape(-1)
     frames = np.append(frames[~np.isnan(frames)], beat_frames[-1])
-    s = _strength_at(odf, frames)
+    s = strength_at(odf, frames)
     top = np.percentile(s, 95) if s.size else 1.0
     conf = np.clip(s / (top + 1e-9), 0.0, 1.0)
     return frames / rate, conf
