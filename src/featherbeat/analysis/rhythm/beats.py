@@ -12,7 +12,8 @@ where w[t] = log P(onset | beat) - log P(onset | no beat) (every frame is one or
 the non-beat terms add up to a constant). Because t - p < t - p_min, a whole block of p_min
 frames is computed in one vectorised numpy step: ~400 steps for 3 minutes instead of a Python
 loop over 15 000 frames x thousands of states. Only the last p_max rows of scores are needed
-(a ring buffer), so memory is bounded; back-pointers are one int8 per frame and period.
+(a ring buffer); back-pointers (int8) are recomputed segment by segment from checkpoints of
+that buffer, so memory does not grow with frames x periods (see viterbi_beats).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from featherbeat.analysis.rhythm.novelty import smooth
 
 TRANSITION_LAMBDA = 100.0  # Krebs et al. 2015 use 100: tempo changes cost exp(-100 * |ratio - 1|)
 OBSERVATION_WEIGHT = 1.0  # scale of the onset log-likelihood against the transition cost
-TEMPO_SPREAD = 1.25  # periods allowed around the global estimate: [P / 1.25, P * 1.25]
+TEMPO_SPREAD = 1.25  # periods allowed around the local tempo: [P / 1.25, P * 1.25]
 NEIGHBOURS = 3  # a beat may change the period by at most this many states
 
 
