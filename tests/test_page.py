@@ -524,6 +524,39 @@ def test_token_size_limit_and_polling_without_event_stream(
         open_page(page, url + "/a/no-such-job")
         assert page.locator("#upload-view").is_visible()
         assert "no analysis no-such-job" in page.locator("#message").inner_text()
+
+        # With the consumer stopped a new upload waits in the queue; Cancel deletes it.
+        svc.stop_worker()
+        waiting = tmp_path / "waiting.flac"
+        sf.write(waiting, data[: 4 * sr], sr)
+        page.set_input_files("#file", str(waiting))
+        page.wait_for_function(
+            "() => document.getElementById('progress-stage').textContent.includes('next in line')"
+        )
+        waiting_id = page.url.rsplit("/", 1)[1]
+        assert svc.job(waiting_id)["queue_position"] == 1
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#cancel")
+        page.wait_for_selector("#upload-view:not([hidden])")
+        assert "was cancelled" in page.locator("#message").inner_text()
+        assert svc.request("GET", f"/api/v1/analyses/{waiting_id}")[0] == 404
+
+        # The web side goes away while a job waits: the page says it lost contact, keeps
+        # trying, and carries on to the result once web and consumer are back.
+        page.set_input_files("#file", str(waiting))
+        page.wait_for_function(
+            "() => document.getElementById('progress-stage').textContent.includes('next in line')"
+        )
+        svc.stop_web()
+        page.wait_for_function(
+            "() => document.getElementById('message').textContent.includes('Lost contact')",
+            timeout=20_000,
+        )
+        svc.start_web()
+        svc.start_worker()
+        page.wait_for_selector("#result-view:not([hidden])", timeout=60_000)
+        assert page.locator("#message").is_hidden()
+        assert page.locator("#result-title").inner_text() == waiting.name
         assert page.errors == []
 
 

@@ -125,13 +125,16 @@ export function upload(file, onProgress) {
 /**
  * Follow a job until it is done or failed: Server-Sent Events first, polling when the stream
  * is unavailable (proxies that buffer, a token the EventSource cannot send, old servers).
- * Calls onUpdate(job) on every change. Returns a function that stops watching.
+ * Calls onUpdate(job) on every change, and onContact(false) when the server has not answered
+ * three polls in a row (onContact(true) once it answers again). Returns a function that stops
+ * watching.
  */
-export function watchJob(job, onUpdate, { pollMs = 1000 } = {}) {
+export function watchJob(job, onUpdate, { pollMs = 1000, onContact = () => {} } = {}) {
   let stopped = false;
   let source = null;
   let timer = null;
   let failures = 0;
+  let missed = 0; // polls in a row without an answer
   const finished = (j) => j.status === "done" || j.status === "failed";
 
   const stop = () => {
@@ -148,16 +151,21 @@ export function watchJob(job, onUpdate, { pollMs = 1000 } = {}) {
   const poll = async () => {
     if (stopped) return;
     try {
-      deliver(await getJob(job.id));
+      const j = await getJob(job.id);
+      if (missed >= 3) onContact(true);
+      missed = 0;
+      deliver(j);
     } catch (err) {
       if (err.status === 404) {
         stop();
         onUpdate({ ...job, status: "failed", error: { code: err.code, message: err.message } });
         return;
       }
-      /* transient: keep polling */
+      // Transient (a restart, a network blip): keep trying, less often, and say so after a while.
+      missed += 1;
+      if (missed === 3) onContact(false);
     }
-    if (!stopped) timer = setTimeout(poll, pollMs);
+    if (!stopped) timer = setTimeout(poll, pollMs * Math.min(5, 1 + missed));
   };
 
   if (typeof EventSource === "function" && job.links && job.links.events) {

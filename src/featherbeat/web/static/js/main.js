@@ -24,6 +24,7 @@ const STAGE_TEXT = {
 const state = {
   config: null,
   stopWatching: null,
+  following: null, // the job whose progress is shown (what Cancel deletes)
   waitingForToken: null, // a File refused with 401, uploaded again once a token is entered
   // The File just uploaded from this page, by job id: played from memory, no download.
   files: new Map(),
@@ -171,6 +172,7 @@ async function handleFile(file) {
   showView("progress");
   $("progress-name").textContent = file.name;
   setProgress(0, "Uploading");
+  $("cancel").hidden = true; // nothing to cancel on the server until the upload is accepted
   let job;
   try {
     job = await api.upload(file, (f) => setProgress(f, "Uploading"));
@@ -228,11 +230,45 @@ function follow(job) {
     failed(job);
     return;
   }
-  state.stopWatching = api.watchJob(job, (j) => {
-    renderJob(j);
-    if (j.status === "done") finish(j);
-    else if (j.status === "failed") failed(j);
-  });
+  state.following = job;
+  $("cancel").hidden = false;
+  state.stopWatching = api.watchJob(
+    job,
+    (j) => {
+      renderJob(j);
+      if (j.status === "done") finish(j);
+      else if (j.status === "failed") failed(j);
+    },
+    {
+      onContact: (ok) =>
+        ok
+          ? showMessage("")
+          : showMessage("Lost contact with the server; still trying. The analysis goes on there.", "warning"),
+    },
+  );
+}
+
+async function cancel() {
+  const job = state.following;
+  if (!job) return;
+  if (!window.confirm(`Stop analysing ${job.filename || job.id} and delete it from the server?`)) return;
+  try {
+    await api.deleteJob(job);
+  } catch (err) {
+    showMessage(
+      err.status === 401
+        ? "Cancelling needs this server's API token: enter it at the top, then try again."
+        : `The analysis could not be cancelled: ${err.message}`,
+    );
+    if (err.status === 401) $("token-box").hidden = false;
+    return;
+  }
+  if (state.stopWatching) state.stopWatching();
+  store.forget(job.id);
+  state.files.delete(job.id);
+  go("/");
+  showUpload();
+  showMessage(`The analysis of ${job.filename || job.id} was cancelled.`, "info");
 }
 
 function failed(job) {
@@ -461,6 +497,7 @@ function showResult(job, analysis) {
   });
   showView("result");
   $("result-title").textContent = job.filename || job.id;
+  $("result-title").focus(); // screen readers announce the result; keys work from here
   document.title = `${job.filename || job.id} — featherbeat`;
   renderSummary(model);
   renderDownloads(job);
@@ -694,6 +731,7 @@ function wireResult() {
     setTimeout(() => ($("copy-link").textContent = "Copy link"), 1500);
   });
 
+  $("cancel").addEventListener("click", cancel);
   $("delete").addEventListener("click", async () => {
     const r = state.result;
     if (!r) return;
