@@ -350,6 +350,10 @@ def test_token_required_for_upload_and_delete(tmp_path: Path) -> None:
         status, job = svc.upload(wav, headers={"Authorization": "Bearer s3cret"})
         assert status == 202
         assert svc.job(job["id"])["id"] == job["id"]  # reading needs no token (ids are secret)
+        assert svc.wait_done(job["id"])["status"] == "done"
+        # Uploads are deleted once analysed (FEATHERBEAT_KEEP_UPLOADS is off here).
+        status, body = svc.json("GET", f"/api/v1/analyses/{job['id']}/audio")
+        assert status == 410 and body["error"]["code"] == "audio_gone"
         status, body = svc.json("DELETE", f"/api/v1/analyses/{job['id']}")
         assert status == 401
         status, _, _ = svc.request(

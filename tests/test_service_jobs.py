@@ -14,7 +14,7 @@ from signals import click_track, write_audio
 
 from featherbeat.config import ConfigError, Settings
 from featherbeat.jobs.blobs import LocalBlobStore, check_key
-from featherbeat.jobs.reaper import reap
+from featherbeat.jobs.reaper import purge_expired, reap
 from featherbeat.jobs.services import Services
 from featherbeat.jobs.store import Job
 from featherbeat.web.sniff import NotAudioError, sniff
@@ -77,6 +77,28 @@ def test_reaper_recovers_dead_worker_and_lost_message_but_not_live_ones(services
     assert not services.store.update("dead", "gone", progress=0.9)
     assert not services.store.finish("dead", "gone", "done")
     assert reap(services) == [], "a second sweep finds nothing new"
+
+
+def test_retention_purges_old_finished_jobs_and_their_files(tmp_path: Path) -> None:
+    services = Services.from_settings(Settings(data_dir=tmp_path, retention_days=1))
+    for job_id, age_days in (("old", 2.0), ("new", 0.5)):
+        new_job(services, job_id)
+        assert services.store.claim(job_id, "me", stale_before=0)
+        src = tmp_path / f"{job_id}.json"
+        src.write_text("{}")
+        services.blobs.put_file(f"results/{job_id}/spotify", src)
+        finished = time.time() - age_days * 86400
+        services.store.finish(
+            job_id,
+            "me",
+            "done",
+            finished_at=finished,
+            result_keys={"spotify": f"results/{job_id}/spotify"},
+        )
+    assert purge_expired(services) == 1
+    assert services.store.get("old") is None and services.blobs.size("results/old/spotify") is None
+    assert services.store.get("new") is not None
+    assert services.blobs.size("results/new/spotify") == 2
 
 
 def test_queue_position_is_fifo(services: Services) -> None:
