@@ -157,3 +157,15 @@ def test_reader_closing_the_pipe_is_not_an_error(tmp_path):
     assert proc.returncode == 0 and err == b""
     full = subprocess.run(cmd, capture_output=True, timeout=60)
     assert len(full.stdout) > 2 * 65536
+
+
+def test_max_minutes(audio, tmp_path, capfd):
+    _, good, _, _ = audio  # 12 seconds
+    assert main(["analyze", str(good), "--max-minutes", "0.1", "-o", str(tmp_path / "a.json")]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "good.mp3" in err[0] and "limit" in err[0]
+    assert not (tmp_path / "a.json").exists()
+    assert main(["analyze", str(good), "--max-minutes", "1", "-o", str(tmp_path / "b.json")]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(good), "--max-minutes", "0"])
+    assert exc.value.code == 2

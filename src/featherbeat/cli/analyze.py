@@ -28,6 +28,21 @@ FORMATS = ("spotify", "beats", "jams")  # as featherbeat.analysis.formats.FORMAT
 EXTENSIONS = {"spotify": ".json", "beats": ".beats", "jams": ".jams"}
 
 
+DEFAULT_MAX_MINUTES = 240.0
+"""A tiny file can claim (and truly hold) a day of silence; without a limit its curves alone
+would take ~0.5 GB. Four hours covers the longest mixes people analyse."""
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return value
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "analyze",
@@ -51,6 +66,14 @@ def add_parser(subparsers: Any) -> None:
         help="output format (default: spotify)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--max-minutes",
+        type=_positive_minutes,
+        default=DEFAULT_MAX_MINUTES,
+        metavar="N",
+        help=f"refuse inputs longer than N minutes (default {DEFAULT_MAX_MINUTES:g}; memory grows "
+        "by tens of MB per hour of audio)",
+    )
     p.add_argument(
         "--via",
         metavar="URL",
@@ -172,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             with _native_stderr_silenced() as err:
                 bar = _ProgressBar(os.path.basename(path), err) if show_bar else None
                 try:
-                    profile = analyze(path, progress=bar)
+                    profile = analyze(path, progress=bar, max_duration=args.max_minutes * 60)
                 finally:
                     if bar is not None:
                         bar.close()
