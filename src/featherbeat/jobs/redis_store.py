@@ -52,6 +52,13 @@ local function move(new, score)
   end
   redis.call('ZADD', P .. 'status:' .. new, score, id)
 end
+-- Redis' own clock for heartbeats and staleness: workers on many machines compare times, and
+-- a machine whose clock is behind must not have its live jobs taken away as "stale".
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function fmt(t) return string.format('%.6f', t) end
 local function bump()
   local seq = redis.call('HINCRBY', job, 'seq', 1)
   redis.call('XADD', P .. 'events:' .. id, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'seq', seq)
@@ -64,42 +71,47 @@ _CREATE = """
 if redis.call('EXISTS', job) == 1 then return 0 end
 apply(6)
 redis.call('HSET', job, 'seq', 0)
+if ARGV[3] == 'queued' then redis.call('HSET', job, 'enqueued_at', fmt(clock())) end
 move(ARGV[3], tonumber(ARGV[4]))
 redis.call('ZADD', P .. 'sha:' .. ARGV[5], tonumber(ARGV[4]), id)
 bump()
 return 1
 """
 
-# ARGV: P, id, owner(json), now, stale_before
+# ARGV: P, id, owner(json), stale_age (seconds without a heartbeat that make a job stale)
 _CLAIM = """
+local now = clock()
 local st = field('status')
 -- The same owner again: a retry after a lost reply (connection reset), it already won.
 if st == '"running"' and field('owner') == ARGV[3] then return 1 end
 if st == '"running"' then
   local hb = num('heartbeat_at')
-  if hb and hb >= tonumber(ARGV[5]) then return 0 end
+  if hb and hb >= now - tonumber(ARGV[4]) then return 0 end
 elseif st ~= '"queued"' then
   return 0
 end
-redis.call('HSET', job, 'status', '"running"', 'owner', ARGV[3], 'heartbeat_at', ARGV[4])
-if field('started_at') == 'null' then redis.call('HSET', job, 'started_at', ARGV[4]) end
+redis.call('HSET', job, 'status', '"running"', 'owner', ARGV[3], 'heartbeat_at', fmt(now))
+if field('started_at') == 'null' then redis.call('HSET', job, 'started_at', fmt(now)) end
 redis.call('HINCRBY', job, 'claims', 1)
-move('running', tonumber(ARGV[4]))
+move('running', now)
 bump()
 return 1
 """
 
-# ARGV: P, id, owner(json), [field, json]...
+# ARGV: P, id, owner(json), heartbeat ('1': stamp heartbeat_at with Redis' clock), [field, json]...
 _UPDATE = """
 if field('status') ~= '"running"' or field('owner') ~= ARGV[3] then return 0 end
-apply(4)
-local hb = num('heartbeat_at')
-if hb then redis.call('ZADD', P .. 'status:running', hb, id) end
+apply(5)
+if ARGV[4] == '1' then
+  local now = clock()
+  redis.call('HSET', job, 'heartbeat_at', fmt(now))
+  redis.call('ZADD', P .. 'status:running', now, id)
+end
 bump()
 return 1
 """
 
-# ARGV: P, id, owner(json), status, finished_at, [field, json]...
+# ARGV: P, id, owner(json), status, finished_at or '' (Redis' clock), [field, json]...
 # The owner stays recorded after the finish, so a retry of the same finish (reply lost to a
 # connection reset) is recognised and answered 1 without changing anything.
 _FINISH = """
@@ -107,20 +119,22 @@ if field('owner') ~= ARGV[3] then return 0 end
 if field('status') == cjson.encode(ARGV[4]) then return 1 end
 if field('status') ~= '"running"' then return 0 end
 apply(6)
-redis.call('HSET', job, 'status', cjson.encode(ARGV[4]), 'finished_at', ARGV[5])
-move(ARGV[4], tonumber(ARGV[5]))
+local finished = tonumber(ARGV[5]) or clock()
+redis.call('HSET', job, 'status', cjson.encode(ARGV[4]), 'finished_at', fmt(finished))
+move(ARGV[4], finished)
 bump()
 return 1
 """
 
-# ARGV: P, id, owner(json) or '', stale_before or '', now, huey queue key or ''
+# ARGV: P, id, owner(json) or '', stale_age or '', huey queue key or ''
 _REQUEUE = """
+local now = clock()
 local st = field('status')
 local ok = false
 if ARGV[3] ~= '' then
   ok = st == '"running"' and field('owner') == ARGV[3]
 else
-  local before = tonumber(ARGV[4])
+  local before = now - tonumber(ARGV[4])
   if st == '"running"' then
     local hb = num('heartbeat_at')
     ok = (not hb) or hb < before
@@ -129,8 +143,8 @@ else
     ok = (not enq) or enq < before
     -- Waiting its turn behind a long queue is not lost: look for its message, atomically
     -- with the re-queue (the job id appears verbatim in huey's pickled message).
-    if ok and ARGV[6] ~= '' then
-      for _, msg in ipairs(redis.call('ZRANGE', ARGV[6], 0, -1)) do
+    if ok and ARGV[5] ~= '' then
+      for _, msg in ipairs(redis.call('ZRANGE', ARGV[5], 0, -1)) do
         if string.find(msg, id, 1, true) then return 0 end
       end
     end
@@ -138,7 +152,7 @@ else
 end
 if not ok then return 0 end
 redis.call('HSET', job, 'status', '"queued"', 'stage', '"queued"', 'owner', 'null',
-  'enqueued_at', ARGV[5])
+  'enqueued_at', fmt(now))
 move('queued', num('created_at') or 0)
 bump()
 return 1
@@ -234,18 +248,23 @@ class RedisJobStore(JobStore):
 
     # -- ownership --------------------------------------------------------------------------
 
+    # Times the callers pass are turned into ages ("stale_before" = now - age) and applied to
+    # Redis' clock inside the scripts; heartbeats are stamped with Redis' clock too.
+
     def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None:
-        if not self._run("claim", job_id, json.dumps(owner), time.time(), stale_before):
+        age = max(0.0, time.time() - stale_before)
+        if not self._run("claim", job_id, json.dumps(owner), age):
             return None
         return self.get(job_id)
 
     def update(self, job_id: str, owner: str, **values: Any) -> bool:
-        return bool(self._run("update", job_id, json.dumps(owner), *_encode(values)))
+        beat = "1" if values.pop("heartbeat_at", None) is not None else "0"
+        return bool(self._run("update", job_id, json.dumps(owner), beat, *_encode(values)))
 
     def finish(self, job_id: str, owner: str, status: str, **values: Any) -> bool:
         if status not in FINISHED:
             raise ValueError(f"finish() needs done or failed, got {status!r}")
-        finished_at = values.pop("finished_at", None) or time.time()
+        finished_at = values.pop("finished_at", None) or ""
         values.pop("status", None)
         args = [json.dumps(owner), status, finished_at, *_encode(values)]
         return bool(self._run("finish", job_id, *args))
@@ -256,10 +275,15 @@ class RedisJobStore(JobStore):
         if owner is None and stale_before is None:
             raise ValueError("requeue() needs an owner or a stale_before time")
         own = json.dumps(owner) if owner is not None else ""
-        before = "" if stale_before is None else stale_before
-        return bool(self._run("requeue", job_id, own, before, time.time(), self.queue_key))
+        age = "" if stale_before is None else max(0.0, time.time() - stale_before)
+        return bool(self._run("requeue", job_id, own, age, self.queue_key))
+
+    def redis_now(self) -> float:
+        seconds, micros = self.r.time()
+        return seconds + micros / 1e6
 
     def stale(self, stale_before: float) -> list[Job]:
+        stale_before = self.redis_now() - max(0.0, time.time() - stale_before)  # Redis' clock
         running = self.r.zrangebyscore(self._key("status", "running"), "-inf", f"({stale_before}")
         jobs = self._jobs(running)
         # Every worker's reaper runs this often: read one field of each queued job, and whole
