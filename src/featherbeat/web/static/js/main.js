@@ -248,17 +248,19 @@ function follow(job) {
   );
 }
 
-async function cancel() {
-  const job = state.following;
-  if (!job) return;
-  if (!window.confirm(`Stop analysing ${job.filename || job.id} and delete it from the server?`)) return;
+/**
+ * Delete a job on the server after the person confirms: Cancel (queued/running) and Delete
+ * (done) are the same DELETE. `doing`/`done` word the messages ("Cancelling"/"cancelled").
+ */
+async function removeJob(job, question, doing, done) {
+  if (!job || !window.confirm(question)) return;
   try {
     await api.deleteJob(job);
   } catch (err) {
     showMessage(
       err.status === 401
-        ? "Cancelling needs this server's API token: enter it at the top, then try again."
-        : `The analysis could not be cancelled: ${err.message}`,
+        ? `${doing} needs this server's API token: enter it at the top, then try again.`
+        : `The analysis could not be ${done}: ${err.message}`,
     );
     if (err.status === 401) $("token-box").hidden = false;
     return;
@@ -268,7 +270,13 @@ async function cancel() {
   state.files.delete(job.id);
   go("/");
   showUpload();
-  showMessage(`The analysis of ${job.filename || job.id} was cancelled.`, "info");
+  showMessage(`The analysis of ${job.filename || job.id} was ${done}.`, "info");
+}
+
+function cancel() {
+  const job = state.following;
+  const name = job && (job.filename || job.id);
+  removeJob(job, `Stop analysing ${name} and delete it from the server?`, "Cancelling", "cancelled");
 }
 
 function failed(job) {
@@ -732,27 +740,10 @@ function wireResult() {
   });
 
   $("cancel").addEventListener("click", cancel);
-  $("delete").addEventListener("click", async () => {
-    const r = state.result;
-    if (!r) return;
-    const name = r.job.filename || r.job.id;
-    if (!window.confirm(`Delete the analysis of ${name} and its audio from the server?`)) return;
-    try {
-      await api.deleteJob(r.job);
-    } catch (err) {
-      showMessage(
-        err.status === 401
-          ? "Deleting needs this server's API token: enter it at the top, then try again."
-          : `The analysis could not be deleted: ${err.message}`,
-      );
-      if (err.status === 401) $("token-box").hidden = false;
-      return;
-    }
-    store.forget(r.job.id);
-    state.files.delete(r.job.id);
-    go("/");
-    showUpload();
-    showMessage(`The analysis of ${name} was deleted.`, "info");
+  $("delete").addEventListener("click", () => {
+    const job = state.result && state.result.job;
+    const name = job && (job.filename || job.id);
+    removeJob(job, `Delete the analysis of ${name} and its audio from the server?`, "Deleting", "deleted");
   });
 
   $("local-file").addEventListener("change", (e) => {
