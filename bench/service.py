@@ -236,7 +236,8 @@ def serve_pid(proc: subprocess.Popen[bytes]) -> int:
         for pid in tree(proc.pid):
             with contextlib.suppress(FileNotFoundError):
                 args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if b"python" in args[0] and args[-2:] == [b"serve", b""]:
+                # `featherbeat serve` re-executes itself as `python -I -S .../serve.py --supervise`
+                if b"python" in args[0] and args[-2] in (b"serve", b"--supervise"):
                     return pid
         time.sleep(0.1)
     return proc.pid

@@ -75,7 +75,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ConfigError is a ValueError
         print(f"featherbeat serve: {exc}", file=sys.stderr)
         return 2
-    return Supervisor(env).run()
+    # Become a bare interpreter running only this file (stdlib, no site-packages, no
+    # featherbeat package): the supervisor lives as long as the service, so the ~5 MB that
+    # argparse, the CLI and site cost are worth shedding. Its children get the full env.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-I", "-S", __file__, "--supervise"], env)
 
 
 class Supervisor:
@@ -124,3 +129,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--supervise"]:
+    sys.exit(Supervisor(dict(os.environ)).run())
