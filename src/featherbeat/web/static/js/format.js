@@ -10,14 +10,17 @@ export function formatTime(seconds) {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
-/** "4.2 MB" — decimal units, as file managers and the server's limits use them. */
+/**
+ * "4.2 MB" in units of 1024, as the server counts its FEATHERBEAT_MAX_UPLOAD_MB: a 100 MB
+ * limit must read "100 MB" here too, not "105 MB".
+ */
 export function formatBytes(bytes) {
   if (!Number.isFinite(bytes)) return "–";
   const units = ["B", "kB", "MB", "GB"];
   let v = bytes;
   let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
     u += 1;
   }
   return `${v >= 100 || u === 0 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
