@@ -13,6 +13,11 @@ import featherbeat
 from featherbeat.analysis.errors import DecodeError, InputTooLongError
 
 SR = 22050
+# A 1x1 PNG: FFmpeg opens it (as a picture), and finds no audio in it.
+_PNG_1PX = (
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63"
+    "f8cfc0f01f0005000201ffa1d1f4a00000000049454e44ae426082"
+)
 
 
 def _outcome(path):
@@ -43,6 +48,7 @@ def _check_profile(profile, duration: float) -> None:
         ),
         ("text.mp3", b"just some words in a file named like music\n" * 50, "not a readable"),
         ("fake.flac", b"fLaC" + b"\x00" * 200, "not a readable"),
+        ("picture.mp3", bytes.fromhex(_PNG_1PX), "no audio stream"),
     ],
 )
 def test_unreadable_input_is_a_clear_decode_error(tmp_path, name, payload, why):
