@@ -133,7 +133,10 @@ def find_segments(curves: Curves, rhythm: Rhythm) -> Segments:
     pitches = block_means(chroma, a, n)
     peak = pitches.max(axis=1, keepdims=True)
     # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
-    pitches = np.where(peak > 0, pitches / np.where(peak > 0, peak, 1.0), 1.0)
+    # Digital silence still leaves FFT round-off in the chroma, so judge silence by level,
+    # not by an exact zero.
+    silent = (seg_max <= FLOOR_DB + 1.0)[:, None] | (peak <= 0)
+    pitches = np.where(silent, 1.0, pitches / np.where(peak > 0, peak, 1.0))
     ends = np.append(starts[1:], duration)
     # Level at each boundary: the quieter of the frames either side, i.e. before the attack
     # (an onset's own frame is often already loud). A segment ends at the next one's start.
