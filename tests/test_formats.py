@@ -237,3 +237,14 @@ def test_every_format_of_a_real_analysis_parses(
         assert jams.load(str(path), strict=True).file_metadata.duration == pytest.approx(
             12.0, abs=0.05
         )
+
+
+def test_event_before_a_silent_gap_does_not_span_it() -> None:
+    from featherbeat.analysis.formats._util import intervals
+
+    beats = np.array([0.0, 0.5, 1.0, 1.5, 12.0, 12.5, 13.0])  # no beats in 1.5..12 s of silence
+    starts, durations = intervals(beats, end=13.4)
+    assert np.allclose(starts, beats)
+    assert durations[3] == pytest.approx(1.0)  # capped at 2 x the median 0.5 s, not 10.5 s
+    assert durations[-1] == pytest.approx(0.4)  # the last one is clipped at the track's end
+    assert np.allclose(durations[:3], 0.5)

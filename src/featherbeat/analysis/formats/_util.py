@@ -62,13 +62,17 @@ def intervals(times: np.ndarray, end: float) -> tuple[np.ndarray, np.ndarray]:
     """(starts, durations) of events that each last until the next one.
 
     The last event lasts one median inter-event interval, clipped at ``end`` (the track's
-    duration), because there is no next event to end it.
+    duration), because there is no next event to end it. No event lasts longer than twice the
+    median interval: the rhythm stage places no beats in a silent gap, and the beat before the
+    gap should not claim the whole gap.
     """
     starts = np.asarray(times, dtype=np.float64).reshape(-1)
     if starts.size == 0:
         return starts, starts.copy()
     gaps = np.diff(starts)
     last = float(np.median(gaps)) if gaps.size else max(end - starts[-1], 0.0)
+    if gaps.size:
+        gaps = np.minimum(gaps, 2.0 * last)
     if end > starts[-1]:
         last = min(last, end - starts[-1])
     durations = np.append(gaps, max(last, 0.0))
