@@ -371,3 +371,40 @@ def test_full_disk_is_507_not_a_client_error(tmp_path: Path) -> None:
         assert status == 507
         _rejected(svc, status, body, "storage_full")
         assert not list((svc.data_dir / "incoming").glob("*")), "the partial upload is deleted"
+
+
+def test_open_streams_never_starve_other_requests(tmp_path: Path) -> None:
+    clicks = click_track(101, 5.0)
+    wav = write_audio(tmp_path, "sse", clicks.audio, clicks.sr, "wav")
+    # 4 threads: 3 may stream, one always stays free for everything else.
+    with running_service(tmp_path / "svc", {"FEATHERBEAT_THREADS": "4"}) as svc:
+        svc.stop_worker()  # the job stays queued: its streams stay open
+        job = svc.upload(wav)[1]
+        request = f"GET /api/v1/analyses/{job['id']}/events HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        streams = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+            sock.sendall(request)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            streams.append(sock)
+        try:
+            status, body = svc.json("GET", f"/api/v1/analyses/{job['id']}/events")
+            assert status == 503 and body["error"]["code"] == "too_many_streams"
+            started = time.monotonic()
+            assert svc.job(job["id"])["status"] == "queued"
+            assert time.monotonic() - started < 0.5
+            streams.pop().close()  # a page goes away: its slot comes back
+            deadline = time.monotonic() + 10
+            while (first := _first_bytes(svc, request)).startswith(b"HTTP/1.1 503"):
+                assert time.monotonic() < deadline, "the closed stream's slot never came back"
+                time.sleep(0.3)
+            assert first.startswith(b"HTTP/1.1 200"), first
+        finally:
+            for sock in streams:
+                sock.close()
+
+
+def _first_bytes(svc: Service, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(4096)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         # the client reconnects with Last-Event-ID (frees the thread; proxies like it too).
         SSE_KEEPALIVE=float(os.environ.get("FEATHERBEAT_SSE_KEEPALIVE", "15")),
         SSE_MAX_SECONDS=float(os.environ.get("FEATHERBEAT_SSE_MAX_SECONDS", "600")),
+        # Each open stream holds one gthread thread: keep a quarter of the threads for
+        # everything else, so many open pages can never starve status requests or uploads.
+        SSE_MAX_STREAMS=max(1, int(os.environ.get("FEATHERBEAT_THREADS", "16")) * 3 // 4),
+    )
+    app.extensions["featherbeat.sse_slots"] = threading.BoundedSemaphore(
+        app.config["SSE_MAX_STREAMS"]
     )
     app.json.sort_keys = False
     app.extensions["featherbeat"] = Services.from_settings(settings)

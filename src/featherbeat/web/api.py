@@ -271,7 +271,16 @@ def events(job_id: str) -> Response:
             current = svc.store.get(current.id)
         yield 'event: gone\ndata: {"error": {"code": "not_found", "message": "deleted"}}\n\n'
 
-    return Response(
+    slots = current_app.extensions["featherbeat.sse_slots"]
+    if not slots.acquire(blocking=False):
+        raise ApiError(
+            503,
+            "too_many_streams",
+            "This server follows as many live streams as it can right now; poll "
+            f"{request.script_root}/api/v1/analyses/{job.id} instead, or retry in 5 seconds.",
+            {"Retry-After": "5"},
+        )
+    response = Response(
         stream(),
         mimetype="text/event-stream",
         headers={
@@ -279,6 +288,9 @@ def events(job_id: str) -> Response:
             "X-Accel-Buffering": "no",
         },
     )
+    # Runs when the stream ends, whichever way: final status, lifetime, client gone.
+    response.call_on_close(slots.release)
+    return response
 
 
 def _result(job_id: str, fmt: str) -> Response:
