@@ -117,9 +117,13 @@ class AudioStream:
             except Exception as exc:  # libsndfile: RuntimeError/TypeError; PyAV: av.error.*
                 first_error = first_error or exc
                 self._rewind()
-        raise DecodeError(
-            f"{self.name or 'input'}: not a readable audio file ({_short(first_error)})"
-        ) from first_error
+        why = _short(first_error)
+        if head[4:8] == b"ftyp":
+            # FFmpeg only says "Invalid data": the usual cause is an MP4 whose index (moov),
+            # written last, was cut off.
+            why = f"MP4/M4A without its index, truncated or incomplete: {why}"
+        message = f"{self.name or 'input'}: not a readable audio file ({why})"
+        raise DecodeError(message) from first_error
 
     def _head(self) -> bytes:
         src = self._source
