@@ -196,9 +196,14 @@ def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
                 time.sleep(0.1)
         kids = Service.children(proc.pid)
         assert len(kids) == 2, kids  # gunicorn master and the consumer
+        consumer = next(k for k in kids if b"worker" in Path(f"/proc/{k}/cmdline").read_bytes())
+        os.kill(consumer, signal.SIGKILL)  # the supervisor starts a new one; the web stays up
         clicks = click_track(120, 4.0)
         status, job = probe.upload(write_audio(tmp_path, "s", clicks.audio, clicks.sr, "wav"))
+        assert status == 202
         assert probe.wait_done(job["id"])["status"] == "done"
+        kids = Service.children(proc.pid)
+        assert len(kids) == 2 and consumer not in kids, kids
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not any(alive(k) for k in kids)

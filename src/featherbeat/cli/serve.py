@@ -19,7 +19,9 @@ import time
 from typing import Any
 
 STOP_GRACE = 25.0
-RESTART_DELAY = 1.0
+RESTART_DELAY = 1.0  # doubled (up to MAX_RESTART_DELAY) while the consumer keeps dying young
+MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 60.0  # a consumer that lived this long resets the delay
 
 
 def add_parser(subparsers: Any) -> None:
@@ -98,7 +100,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         self.worker = subprocess.Popen(worker_command(), env=self.env)  # noqa: S603
         self.web = subprocess.Popen(web_command(), env=self.env)  # noqa: S603
-        code = 0
+        code, delay, born = 0, RESTART_DELAY, time.monotonic()
         while not self.stopping:
             time.sleep(0.2)
             if self.web.poll() is not None:
@@ -109,11 +111,21 @@ class Supervisor:
                 code = 1
                 break
             if self.worker.poll() is not None:
+                if time.monotonic() - born > STABLE_AFTER:
+                    delay = RESTART_DELAY
                 print(
-                    f"featherbeat serve: consumer exited ({self.worker.returncode}); restarting it",
+                    f"featherbeat serve: consumer exited ({self.worker.returncode}); "
+                    f"restarting it in {delay:g} s",
                     file=sys.stderr,
                 )
-                time.sleep(RESTART_DELAY)
+                # Sleep in small steps so a SIGTERM meanwhile still stops the service at once.
+                until = time.monotonic() + delay
+                while time.monotonic() < until and not self.stopping:
+                    time.sleep(0.1)
+                if self.stopping:
+                    break
+                delay = min(delay * 2, MAX_RESTART_DELAY)
+                born = time.monotonic()
                 self.worker = subprocess.Popen(worker_command(), env=self.env)  # noqa: S603
         self.shutdown()
         return code
