@@ -26,6 +26,7 @@ TRANSITION_LAMBDA = 100.0  # Krebs et al. 2015 use 100: tempo changes cost exp(-
 OBSERVATION_WEIGHT = 1.0  # scale of the onset log-likelihood against the transition cost
 TEMPO_SPREAD = 1.25  # periods allowed around the local tempo: [P / 1.25, P * 1.25]
 NEIGHBOURS = 3  # a beat may change the period by at most this many states
+QUANTISATION_FRAMES = 0.75  # free part of a period change, in frames (see viterbi_beats)
 
 
 def period_states(period: float, spread: float = TEMPO_SPREAD) -> np.ndarray:
@@ -80,7 +81,14 @@ def viterbi_beats(
     valid = (np.arange(n_states)[None, :] + offs[:, None] >= 0) & (
         np.arange(n_states)[None, :] + offs[:, None] < n_states
     )
-    log_a = np.where(valid, -lam * np.abs(periods[None, :] / periods[nb] - 1.0), -np.inf)
+    # Most of a one-frame period change is the integer grid, not a tempo change: a steady beat
+    # of 42.5 frames must alternate 42 and 43. At full price (lam / 43 = 2.3 nats a switch)
+    # the path stayed on one period and drifted up to a frame off the onsets before snapping
+    # back (click tracks: beat error SD 5.3 ms). With QUANTISATION_FRAMES = 0.75 of a frame
+    # free it costs 0.6 nats (SD 2.2 ms over 70..180 BPM). Not 1: holding a tempo must stay
+    # strictly cheaper than changing it, or nothing but the onsets would hold it.
+    step = np.maximum(np.abs(periods[None, :] - periods[nb]) - QUANTISATION_FRAMES, 0.0)
+    log_a = np.where(valid, -lam * step / periods[nb], -np.inf)
     ring = p_max + p_min + 1
     score = np.full((ring, n_states), -np.inf)
     nearest = None
