@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from service_harness import Service, free_port, running_service
@@ -168,7 +169,8 @@ def test_time_limit(tmp_path: Path, long_track: Path) -> None:
         assert final["attempts"] == 2
 
 
-def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
+def start_serve(tmp_path: Path, **popen: Any) -> tuple[subprocess.Popen[bytes], Service]:
+    """``featherbeat serve`` on a free port, once it answers /healthz, and a client for it."""
     port = free_port()
     env = {
         **os.environ,
@@ -177,23 +179,23 @@ def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
         "FEATHERBEAT_DATA_DIR": str(tmp_path / "data"),
         "FEATHERBEAT_LOG_LEVEL": "warning",
     }
+    proc = subprocess.Popen([sys.executable, "-m", "featherbeat.cli", "serve"], env=env, **popen)
+    probe = Service(tmp_path / "probe")
+    probe.port = port
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if probe.request("GET", "/healthz", timeout=2)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    return proc, probe
+
+
+def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "featherbeat.cli", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, probe = start_serve(tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        probe = Service(tmp_path / "probe")
-        probe.port = port
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if probe.request("GET", "/healthz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         kids = Service.children(proc.pid)
         assert len(kids) == 2, kids  # gunicorn master and the consumer
         consumer = next(k for k in kids if b"worker" in Path(f"/proc/{k}/cmdline").read_bytes())
@@ -232,3 +234,33 @@ def test_serve_rejects_bad_settings_with_one_line(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--workers" in out.stderr
+
+
+def test_ctrl_c_stops_serve_cleanly_without_a_restart(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole process group: the consumer and
+    gunicorn exit on their own at the same moment as the supervisor is told to stop. That
+    must read as a clean stop (exit 0), not as a dead consumer to restart or a crashed web."""
+    proc, _ = start_serve(
+        tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    try:
+        kids = Service.children(proc.pid)
+        assert len(kids) == 2, kids
+        os.killpg(proc.pid, signal.SIGINT)
+        try:  # a quick stop, not gunicorn's 25 s graceful timeout running out
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            left = subprocess.run(
+                ["ps", "-o", "pid,stat,args", "-g", str(proc.pid)], capture_output=True, text=True
+            )
+            raise AssertionError(f"still running 10 s after Ctrl-C:\n{left.stdout}") from None
+        assert proc.returncode == 0, err
+        assert b"restarting" not in err and b"exited" not in err, err
+        assert not any(alive(k) for k in kids)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

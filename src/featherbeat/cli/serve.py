@@ -103,6 +103,10 @@ class Supervisor:
         code, delay, born = 0, RESTART_DELAY, time.monotonic()
         while not self.stopping:
             time.sleep(0.2)
+            if self.stopping:
+                # Ctrl-C reaches the whole process group: the children exit by themselves at
+                # the same moment; that is a clean stop, not a crash to report or restart.
+                break
             if self.web.poll() is not None:
                 print(
                     f"featherbeat serve: gunicorn exited ({self.web.returncode}); stopping",

@@ -34,3 +34,11 @@ proc_name = "featherbeat-web"
 # gunicorn >= 25 opens a control socket at one fixed path per user; two services on one box
 # (tests, blue/green deploys) would fight over it, and we do not use it.
 control_socket_disable = True
+
+
+def worker_int(worker: object) -> None:
+    """SIGINT/SIGQUIT mean "quick shutdown" to gunicorn, but a gthread worker that gets
+    Ctrl-C straight from the terminal and SIGQUIT from its master at the same moment can
+    hang in interpreter shutdown (joining its pool threads) until the master SIGKILLs it
+    after ``graceful_timeout`` (25 s). Leave at once: graceful stops use SIGTERM."""
+    os._exit(0)
