@@ -408,3 +408,16 @@ def _first_bytes(svc: Service, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
         sock.sendall(request)
         return sock.recv(4096)
+
+
+def test_a_file_the_analysis_rejects_is_named_by_its_filename(svc: Service, tmp_path: Path) -> None:
+    """An M4A cut in half passes the header sniff and fails in the decoder: the job's error
+    must name the file the person uploaded, not the server's storage name (the job id)."""
+    clicks = click_track(104.0, 10.0)
+    data = write_audio(tmp_path, "whole", clicks.audio, clicks.sr, "m4a").read_bytes()
+    status, body = svc.upload(data[: len(data) // 2], "my song.m4a")
+    assert status == 202, body
+    job = svc.wait_done(body["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "not_audio", job
+    message = job["error"]["message"]
+    assert message.startswith("my song.m4a: ") and job["id"] not in message, message

@@ -67,6 +67,15 @@ def _die_with_parent() -> None:
         pass
 
 
+def named_as_uploaded(message: str, input_path: Path, filename: str | None) -> str:
+    """The decoder names the file it read, which here is the server's storage name (the job
+    id or a temporary blob): say the name the person uploaded instead."""
+    prefix = f"{input_path.name}: "
+    if filename and message.startswith(prefix):
+        return f"{filename}: {message[len(prefix) :]}"
+    return message
+
+
 @dataclass
 class Outcome:
     """How one child run ended. ``kind``: done | bad_input | failed | lost | stopped."""
@@ -203,7 +212,8 @@ class Runner:
                     self._succeed(job, owner, outdir, outcome)
                     return
                 if outcome.kind == "bad_input":
-                    self._fail(job, owner, outcome.code, outcome.message, outcome.peak_rss_mb)
+                    message = named_as_uploaded(outcome.message, input_path, job.filename)
+                    self._fail(job, owner, outcome.code, message, outcome.peak_rss_mb)
                     return
                 if reduced:
                     self._fail(
