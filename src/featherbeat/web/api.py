@@ -319,7 +319,8 @@ def _result(job_id: str, fmt: str) -> Response:
             "result_gone",
             "The result of this analysis is no longer stored; upload the file again.",
         )
-    response = Response(chunks, mimetype=MEDIA_TYPES[fmt])
+    # content_type, not mimetype: Flask would append a second "; charset=utf-8".
+    response = Response(chunks, content_type=MEDIA_TYPES[fmt])
     response.headers["Cache-Control"] = "private, max-age=86400"  # a result never changes
     return response
 
