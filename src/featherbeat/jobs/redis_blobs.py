@@ -159,6 +159,31 @@ class S3Blobs(BlobStore):
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
+    def check(self) -> None:
+        """Fail at start with one clear line (a missing bucket, wrong endpoint or credentials),
+        not at the first upload. Reads a key that does not exist: ``NoSuchKey`` (or
+        ``AccessDenied`` under a policy without s3:ListBucket) means bucket and credentials
+        answer."""
+        from botocore.exceptions import BotoCoreError
+
+        where = f"s3://{self.bucket}/{self.prefix}"
+        try:
+            self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}.featherbeat-probe")
+        except self._client_error as exc:
+            error = getattr(exc, "response", {}).get("Error", {})
+            code = str(error.get("Code", ""))
+            if code in ("NoSuchKey", "AccessDenied", "404"):
+                return
+            raise ConfigError(
+                f"cannot use FEATHERBEAT_BLOB_URL={where} ({code}: {error.get('Message', '')}); "
+                "does the bucket exist, and are AWS_ENDPOINT_URL and the credentials right?"
+            ) from None
+        except BotoCoreError as exc:  # no credentials, endpoint unreachable ...
+            raise ConfigError(
+                f"cannot use FEATHERBEAT_BLOB_URL={where} ({exc}); "
+                "are AWS_ENDPOINT_URL and the credentials right?"
+            ) from None
+
     def put(self, key: str, fp: IO[bytes], *, ttl: float | None = None) -> int:
         counter = _CountingReader(fp, self.max_bytes, key)
         self.s3.upload_fileobj(counter, self.bucket, self._key(key), Config=self._transfer)

@@ -84,7 +84,9 @@ def make_blob_store(
     """Uploads and results where every machine reaches them: S3 if configured, else Redis."""
     blob_url = (env.get("FEATHERBEAT_BLOB_URL") or "").strip()
     if blob_url:
-        return S3Blobs(blob_url)
+        s3 = S3Blobs(blob_url)
+        s3.check()  # like the Redis ping: a wrong bucket is one line at start
+        return s3
     upload_mb = settings.max_upload_bytes / (1 << 20)
     max_mb = _env_number(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB", max(upload_mb, 64.0))
     upload_ttl = _env_number(env, "FEATHERBEAT_UPLOAD_TTL_HOURS", 24.0) * 3600
