@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import signals
 
-from featherbeat.analysis.features.onset import HOP, OnsetStrength, onset_strength
+from featherbeat.analysis.features.onset import (
+    BASS_N_FFT,
+    HOP,
+    BassSpectrum,
+    OnsetStrength,
+    onset_strength,
+)
 
 SR = signals.SR
 
@@ -92,3 +98,31 @@ def test_bad_use_is_refused():
     with pytest.raises(RuntimeError):
         det.push(np.zeros(10, dtype=np.float32))
     assert det.finish()[0].shape == (4,)  # finish() twice returns the same result
+
+
+def test_bass_spectrum_hears_the_bass_note_and_nothing_above():
+    """The decimated bass spectrum: its strongest band follows the bass note, the result does not
+    depend on block sizes, one frame per hop, and a tone that would alias onto the bass band
+    after decimation (new rate - 150 Hz) is filtered out."""
+    t = np.arange(10 * SR) / SR
+    y = (0.5 * np.sin(2 * np.pi * np.where(t < 5, 110.0, 55.0) * t)).astype(np.float32)
+    det = OnsetStrength(SR)
+    for i in range(0, y.size, 3000):
+        det.push(y[i : i + 3000])
+    det.finish()
+    bass, rate = det.bass, det.bass_rate
+    assert bass.shape == (int(np.ceil(10.0 * rate)), 21)
+    whole = BassSpectrum(SR)
+    whole.push(y)
+    np.testing.assert_allclose(whole.finish(), bass, rtol=1e-5, atol=1e-5)
+    lo = np.fft.rfftfreq(BASS_N_FFT, 8 / SR)
+    edges = lo[(lo >= 35.0) & (lo <= 260.0)][0::2]  # lower edge of each 2-bin band
+    assert 100.0 <= edges[int(np.argmax(bass[int(2 * rate)]))] <= 110.0
+    assert 45.0 <= edges[int(np.argmax(bass[int(8 * rate)]))] <= 55.0
+
+    def level(freq: float) -> float:
+        b = BassSpectrum(SR)
+        b.push((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+        return float(b.finish()[10:-10].max())
+
+    assert level(SR / 8 - 150.0) < 10 ** (-30 / 20) * level(150.0)

@@ -250,6 +250,8 @@ def _analyze(
         if isinstance(result, tuple):
             curves.onset, curves.onset_rate = result
             curves.onset_low = getattr(onset, "low", curves.onset_low)
+            curves.bass = getattr(onset, "bass", curves.bass)
+            curves.bass_rate = float(getattr(onset, "bass_rate", 0.0))
     profile.curves = curves
     del features, peaks, onset, stream, consumers  # their work buffers are no longer needed
     _release_memory()

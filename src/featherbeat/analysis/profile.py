@@ -53,6 +53,10 @@ class Curves:
     # Onset strength of the bands below 200 Hz (kick, bass) at onset_rate; empty when not
     # computed. Read by the downbeat tracker (OnsetStrength.low).
     onset_low: np.ndarray = field(default_factory=_empty)
+    # Bass magnitude spectrum, 35-260 Hz in 21 bands, at bass_rate frames/s; empty when not
+    # computed. Read by the downbeat tracker (OnsetStrength.bass).
+    bass_rate: float = 0.0
+    bass: np.ndarray = field(default_factory=lambda: _empty((0, 21)))
 
 
 @dataclass
