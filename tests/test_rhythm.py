@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import signals
 
-from featherbeat.analysis.features.onset import onset_strength
+from featherbeat.analysis.features.onset import OnsetStrength, onset_strength
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats, local_tempo, meter, tatums, tempo, track
 from featherbeat.analysis.rhythm.novelty import condition
@@ -225,6 +225,59 @@ def test_chroma_change_peaks_at_chord_changes():
     chroma[40:, [5, 9, 0]] = 1.0  # then F major
     change = meter.chroma_change(chroma, rate, np.arange(0.0, 8.0, 0.5))
     assert int(np.argmax(change)) == 8
+
+
+def test_bass_change_peaks_where_the_bass_moves():
+    rate = 10.0
+    bass = np.zeros((80, 21))
+    bass[:, 3] = 1.0  # a bass note on band 3 for 4 s (the chords above it need not change)
+    bass[40:, 3], bass[40:, 9] = 0.0, 2.0  # then another note
+    change = meter.bass_change(bass, rate, np.arange(0.0, 8.0, 0.5))
+    assert int(np.argmax(change)) == 8
+    assert meter.bass_change(np.zeros((0, 21)), rate, np.arange(3.0)).tolist() == [0.0] * 3
+
+
+def test_bass_line_tells_beat_one_from_beat_three():
+    """Kick, hi-hat and a bass note on every beat, snare on 2 and 4, one unchanging chord: only
+    the bass line's pitch (a new note each bar, below the chroma's 65 Hz) tells beat 1 from 3."""
+    bpm, n_beats = 110.0, 48
+    period = 60.0 / bpm
+    times = 0.4 + period * np.arange(n_beats)
+    y = np.zeros(int((times[-1] + 2 * period) * SR), dtype=np.float32)
+    rng = np.random.default_rng(2)
+    kick, snare = _burst(55.0, 0.2, 25.0, rng), _burst(None, 0.12, 40.0, rng)
+    hat = _burst(None, 0.03, 200.0, rng)
+    pad = signals.chord([60, 64, 67], y.size / SR + 1.0)
+    y += 0.15 * pad[: y.size]
+    roots = [41.2, 36.7, 43.7, 38.9]  # E1 D1 F1 D#1: under the chroma's 65 Hz even with leakage
+    for b, t in enumerate(times):
+        i = int(round(t * SR))
+        n = min(kick.size, y.size - i)
+        y[i : i + n] += 0.6 * kick[:n]
+        for at in (i, i + int(period * SR / 2)):
+            m = max(0, min(hat.size, y.size - at))
+            y[at : at + m] += 0.1 * hat[:m]
+        if b % 2 == 1:
+            m = min(snare.size, y.size - i)
+            y[i : i + m] += 0.5 * snare[:m]
+        # The bass plays its note on every beat (same attack everywhere), a new note each bar.
+        tt = np.arange(min(int((period - 0.1) * SR), y.size - i)) / SR  # 0.1 s apart
+        env = np.minimum(1.0, np.minimum(tt, tt[-1] - tt) / 0.02)
+        note = np.sin(2 * np.pi * roots[(b // 4) % 4] * tt)
+        y[i : i + tt.size] += (0.4 * env * note).astype(np.float32)
+    det = OnsetStrength(SR)
+    det.push(y)
+    det.finish()
+    r_feat = meter.bass_change(det.bass, det.bass_rate, times)
+    assert r_feat[0::4][1:].mean() > 3 * r_feat[2::4].mean()
+    c = _curves(y)
+    c.chroma = np.ones_like(c.chroma)  # exactly one chord (no leakage of the bass notes)
+    c.bass, c.bass_rate = det.bass, det.bass_rate
+    r = track(c)
+    assert r.time_signature == 4
+    assert _f(times[0::4], r.downbeats.astype(float)) > 0.9
+    c.bass = np.zeros((0, 21), np.float32)  # without it the onsets alone cannot tell
+    assert _f(times[0::4], track(c).downbeats.astype(float)) < 0.5
 
 
 def test_local_tempo_and_subdivision_helpers():

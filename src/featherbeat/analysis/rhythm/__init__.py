@@ -8,7 +8,8 @@ Stages (each a module of pure functions; see docs/rhythm.md):
                      pulse significance, and a local tempo path (Viterbi over 12 s windows)
   beats              beat-period HMM, Viterbi on beat events (Krebs et al. 2015), restricted
                      to +-25 % of the local tempo path -> beat times
-  meter              beat-synchronous accents (chord change, bass onset, minus backbeat onset)
+  meter              beat-synchronous accents (chord change, bass-line change, bass onset,
+                     minus backbeat onset)
                      -> meter, then a bar-position Viterbi -> downbeats
   tatums             2 or 3 subdivisions per beat
 This module adds the pulse test (is there any?) and drops beats in silence.
@@ -40,6 +41,10 @@ SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is 
 # (tests/test_rhythm.py checks it). Beat and tatum times are given this lag; the features read
 # from the curves at the beats keep the curves' own time base.
 DETECTION_LAG_S = 0.008
+# Weight of the bass-spectrum change in the downbeat accent (chord change 1, onsets +-0.5).
+# Chosen on dev by leave-one-genre-out selection from 0 .. 1.5 (0.5 in 11 of 13 folds, 1.5 in
+# the other two; docs/benchmarks/accuracy.md row 39).
+BASS_CHANGE_WEIGHT = 0.5
 
 __all__ = ["DETECTION_LAG_S", "MIN_CHROMA_PEAKINESS", "chroma_peakiness", "local_tempo", "track"]
 
@@ -160,6 +165,11 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
         feats.append(_meter.chroma_change(_finite(curves.chroma, None), curves.frame_rate, times))
         weights.append(1.0)
+        if curves.bass.ndim == 2 and curves.bass.shape[0] and curves.bass_rate > 0:
+            # The bass line's change: it tells beat 1 from beat 3 where the chords do not.
+            bass = _finite(curves.bass, None)
+            feats.append(_meter.bass_change(bass, curves.bass_rate, times))
+            weights.append(BASS_CHANGE_WEIGHT)
     if not feats:
         feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]
     acc = _meter.accent(feats, weights)
