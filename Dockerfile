@@ -15,7 +15,9 @@ WORKDIR /app
 # The wheels of soundfile and av bundle libsndfile and FFmpeg: no apt packages needed.
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install '.[service]' \
+# Extras to install: `--build-arg EXTRAS=service,s3` adds boto3 for FEATHERBEAT_BLOB_URL=s3://...
+ARG EXTRAS=service
+RUN pip install ".[${EXTRAS}]" \
     && useradd --create-home --uid 10001 featherbeat \
     && mkdir -p /data \
     && chown featherbeat /data
