@@ -196,6 +196,14 @@ def test_s3_url_and_bucket_problems_are_config_errors(s3_env: dict[str, str]) ->
         S3Blobs("s3://no-such-bucket-here/fb").check()
 
 
+def test_s3_unreachable_endpoint_is_a_config_error(
+    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    with pytest.raises(ConfigError, match="Could not connect to the endpoint"):
+        S3Blobs("s3://some-bucket/fb").check()
+
+
 def test_worker_with_missing_bucket_is_one_clear_line(
     tmp_path: Path,
     s3_env: dict[str, str],

@@ -161,9 +161,9 @@ class S3Blobs(BlobStore):
 
     def check(self) -> None:
         """Fail at start with one clear line (a missing bucket, wrong endpoint or credentials),
-        not at the first upload. Reads a key that does not exist: ``NoSuchKey`` (or
-        ``AccessDenied`` under a policy without s3:ListBucket) means bucket and credentials
-        answer."""
+        not at the first upload. Reads a key that does not exist: ``NoSuchKey`` means bucket
+        and credentials answer. ``AccessDenied`` is an error too: without s3:ListBucket S3
+        answers 403 for every missing key, so a deleted upload would be an error, not absent."""
         from botocore.exceptions import BotoCoreError
 
         where = f"s3://{self.bucket}/{self.prefix}"
@@ -172,11 +172,17 @@ class S3Blobs(BlobStore):
         except self._client_error as exc:
             error = getattr(exc, "response", {}).get("Error", {})
             code = str(error.get("Code", ""))
-            if code in ("NoSuchKey", "AccessDenied", "404"):
+            if code in ("NoSuchKey", "404"):
                 return
+            hint = (
+                "the credentials need s3:GetObject, PutObject, DeleteObject on the prefix and "
+                "s3:ListBucket on the bucket"
+                if code in ("AccessDenied", "403")
+                else "does the bucket exist, and are AWS_ENDPOINT_URL and the credentials right?"
+            )
             raise ConfigError(
                 f"cannot use FEATHERBEAT_BLOB_URL={where} ({code}: {error.get('Message', '')}); "
-                "does the bucket exist, and are AWS_ENDPOINT_URL and the credentials right?"
+                + hint
             ) from None
         except BotoCoreError as exc:  # no credentials, endpoint unreachable ...
             raise ConfigError(
