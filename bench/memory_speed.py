@@ -184,7 +184,11 @@ def main() -> int:
     hook = work / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    env = dict(os.environ, PYTHONPATH=str(hook))
+    # The caller's PYTHONPATH is kept after the hook (e.g. to measure another checkout's src/).
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+    )
     have_librosa = Path(args.librosa_python).exists()
     runs: list[Run] = []
     try:
