@@ -102,7 +102,7 @@ class AudioStream:
         if _is_ogg_opus(head):
             # libsndfile decodes Opus ~2.5x slower than FFmpeg (0.67 vs 0.26 CPU-s for 3 min of
             # 48 kHz stereo); the 18 MB of PyAV are worth it here.
-            order = ("av", "sndfile")
+            order: tuple[str, ...] = ("av", "sndfile")
         elif _sniff_sndfile(head):
             order = ("sndfile", "av")
         else:
@@ -117,7 +117,7 @@ class AudioStream:
             except Exception as exc:  # libsndfile: RuntimeError/TypeError; PyAV: av.error.*
                 first_error = first_error or exc
                 self._rewind()
-        why = _short(first_error)
+        why = _short(first_error) if first_error is not None else "no decoder accepted it"
         if head[4:8] == b"ftyp":
             # FFmpeg only says "Invalid data": the usual cause is an MP4 whose index (moov),
             # written last, was cut off.

@@ -103,7 +103,7 @@ class STFT:
                 np.empty((n, self.bins), dtype=np.complex128),
                 np.empty((n, self.bins)),
             )
-        windowed, spec, mag = (b[:n] for b in self._buf)
+        windowed, spec, mag = self._buf[0][:n], self._buf[1][:n], self._buf[2][:n]
         np.multiply(frames, self.window, out=windowed)
         # float64 on purpose: numpy's float32 FFT is several times slower on real music
         # (subnormal intermediates in quiet passages); float64 costs ~0.03 CPU-s for 3 minutes.

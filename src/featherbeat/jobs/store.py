@@ -323,6 +323,7 @@ class SqliteJobStore(JobStore):
     ) -> bool:
         values = {"status": "queued", "stage": "queued", "owner": None, "enqueued_at": time.time()}
         if owner is not None:
+            params: dict[str, Any]
             where, params = "status = 'running' AND owner = :owner", {"owner": owner}
         elif stale_before is not None:
             where = (

@@ -36,6 +36,7 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask, Response, request
+    from flask.json.provider import DefaultJSONProvider
 
     from featherbeat.jobs.services import Services
     from featherbeat.web import api, errors, ops
@@ -57,7 +58,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["featherbeat.sse_slots"] = threading.BoundedSemaphore(
         app.config["SSE_MAX_STREAMS"]
     )
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):  # keep our field order in the JSON
+        app.json.sort_keys = False
     app.extensions["featherbeat"] = Services.from_settings(settings)
     errors.register(app)
     app.register_blueprint(api.bp)

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, request, send_file
 
@@ -130,7 +130,9 @@ def create_analysis() -> Response:
     s = svc.settings
     require_token()
     try:
-        received = uploads.receive(request, s.max_upload_bytes, s.upload_idle_timeout)
+        # create_app sets request_class = UploadRequest, so the proxy stands for one
+        upload_request = cast(uploads.UploadRequest, request)
+        received = uploads.receive(upload_request, s.max_upload_bytes, s.upload_idle_timeout)
     except ApiError as exc:
         svc.store.incr(f"rejected:{exc.code}")
         raise
@@ -253,7 +255,8 @@ def events(job_id: str) -> Response:
 
     def stream() -> Iterator[str]:
         yield "retry: 2000\n\n"
-        seen, current = last, job
+        seen = last
+        current: Job | None = job
         deadline = time.monotonic() + max_seconds
         while current is not None:
             # The final status is always sent (even on a reconnect that already saw it), so

@@ -168,7 +168,7 @@ def _receive_multipart(request: UploadRequest, limit: int) -> Received:
     for sink in sinks:
         if sink is not chosen:
             sink.discard()
-    if chosen is None:
+    if chosen is None or storage is None:
         fields = sorted(set(files) | set(request.form))
         raise ApiError(
             400,

@@ -51,7 +51,7 @@ class FrameFeatures:
         self._update(self.stft.finish())
         loudness, rms = self.energy.result()
         curves = Curves(frame_rate=self.frame_rate, loudness=loudness, energy=rms)
-        if not self.reduced:
+        if self.chroma is not None and self.timbre is not None and self.centroid is not None:
             curves.chroma = self.chroma.result()
             curves.timbre = self.timbre.result()
             curves.centroid = self.centroid.result()
@@ -61,8 +61,8 @@ class FrameFeatures:
         if power.shape[0] == 0:
             return
         self.energy.update(self.stft.mean_square(power))
-        if self.reduced:
-            return
+        if self.chroma is None or self.timbre is None or self.centroid is None:
+            return  # reduced: loudness and energy only
         magnitude = np.sqrt(power)
         self.chroma.update(magnitude)
         self.centroid.update(magnitude)

@@ -38,7 +38,7 @@ GAINS = np.array([-1.85, 2.35, 3.7, 3.3, 2.95, 4.4, 3.0, 3.7, 3.1, 2.8, 4.2], dt
 CENTRES = np.array([83.3, 13.5, 10.8, 1.8, 2.7, -0.2, 1.0, -1.8, 0.4, -1.8, 0.1], dtype=np.float32)
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
 

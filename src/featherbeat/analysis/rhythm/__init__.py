@@ -84,12 +84,12 @@ def _has_pulse(significance: float, chroma: np.ndarray) -> bool:
     return significance >= WEAK_PULSE and chroma_peakiness(chroma) >= MIN_CHROMA_PEAKINESS
 
 
-def _finite(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+def _finite(x: np.ndarray, dtype: type | None = np.float64) -> np.ndarray:
     """NaN and +-Inf -> 0 (a damaged frame must not poison a whole curve); no copy when clean.
 
     ``dtype=None`` keeps the input's type: an hour of chroma is 7 MB as float32, 15 as float64.
     """
-    y = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+    y: np.ndarray = np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
     return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
 
 

@@ -108,7 +108,7 @@ def viterbi_beats(
             best_prev = cand.max(axis=0)
             start = prev_t < 0  # first beat: may come at any phase
             new = np.where(start, 0.0, best_prev) + w[t][:, None]
-            if nearest is not None:
+            if nearest is not None and allowed is not None:
                 new = np.where(allowed[nearest[t]], new, -np.inf)
             score[t % ring] = new
             if back is not None:

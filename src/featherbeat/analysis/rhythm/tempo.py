@@ -72,6 +72,8 @@ def windowed_acf(
     for _, r, ok in window_acfs(odf, rate, window_s, hop_s):
         acc = r[ok].sum(axis=0) if acc is None else acc + r[ok].sum(axis=0)
         used += int(ok.sum())
+    if acc is None:  # no window at all (cannot happen past the size check; keeps the type)
+        return np.zeros(max(int(round(window_s * rate)), 1))
     return acc / used if used else acc
 
 
