@@ -112,6 +112,49 @@ def test_progress_fraction_rises_to_one(tmp_path):
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(set(seen)) > 5
 
 
+class _PipeSink:
+    """A write-only, unseekable output, as when a muxer writes to a pipe."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> int:
+        self.data += bytes(chunk)
+        return len(chunk)
+
+    def seekable(self) -> bool:
+        return False
+
+
+def test_progress_without_a_length_in_the_header_follows_the_bytes(tmp_path):
+    # Matroska muxed to a pipe cannot go back to write its duration: FFmpeg reports none, so
+    # progress must come from how far into the file the packets are.
+    av = pytest.importorskip("av")
+    rate = 44100
+    y = signals.noise(12.0, sr=rate).astype(np.float32)
+    sink = _PipeSink()
+    out = av.open(sink, "w", format="matroska")
+    st = out.add_stream("aac", rate=rate, layout="mono")
+    for i in range(0, y.shape[0], 1024):
+        frame = av.AudioFrame.from_ndarray(y[None, i : i + 1024], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = rate, i
+        for packet in st.encode(frame):
+            out.mux(packet)
+    for packet in st.encode(None):
+        out.mux(packet)
+    out.close()
+    path = tmp_path / "piped.mka"
+    path.write_bytes(bytes(sink.data))
+
+    stream = open_audio(path, block_size=4096)
+    assert stream.duration_hint is None
+    seen = [stream.fraction for _ in stream]
+    assert seen == sorted(seen)
+    assert 0.3 < seen[len(seen) // 2] < 0.7
+    assert seen[-1] > 0.95
+    assert abs(stream.duration - 12.0) < 0.2
+
+
 def test_nan_and_inf_become_finite(tmp_path):
     y = signals.tone(440.0, 1.0)
     y[100:200] = np.nan

@@ -271,18 +271,23 @@ class AudioStream:
         done = 0
         hint = self.duration_hint
         try:
-            for frame in container.decode(stream):
-                if frame.sample_rate and frame.sample_rate != self.sample_rate:
-                    raise DecodeError(f"{self.name or 'input'}: sample rate changes mid-stream")
-                for out in resampler.resample(frame):
-                    planes = out.to_ndarray()
-                    if planes.size == 0:
-                        continue
-                    mono = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)
-                    done += mono.shape[0]
-                    if hint:
-                        self.fraction = min(1.0, done / (hint * self.sample_rate))
-                    yield np.ascontiguousarray(mono, dtype=np.float32)
+            # demux + decode per packet (what container.decode does) so that, for a stream
+            # whose header gives no length, progress can follow the packets' byte positions.
+            for packet in container.demux(stream):
+                if not hint and packet.pos is not None and packet.pos > 0 and self._size:
+                    self.fraction = min(1.0, packet.pos / self._size)
+                for frame in packet.decode():
+                    if frame.sample_rate and frame.sample_rate != self.sample_rate:
+                        raise DecodeError(f"{self.name or 'input'}: sample rate changes mid-stream")
+                    for out in resampler.resample(frame):
+                        planes = out.to_ndarray()
+                        if planes.size == 0:
+                            continue
+                        mono = planes[0] if planes.shape[0] == 1 else planes.mean(axis=0)
+                        done += mono.shape[0]
+                        if hint:
+                            self.fraction = min(1.0, done / (hint * self.sample_rate))
+                        yield np.ascontiguousarray(mono, dtype=np.float32)
         except DecodeError:
             raise
         except Exception as exc:
