@@ -10,6 +10,8 @@ way the SQLite store's conditional ``UPDATE ... WHERE status=? AND owner=?`` is:
   and recovered elsewhere loses ownership, so it can never finish the job a second time.
 - ``requeue``: back to queued, conditional on the owner or on staleness, so of two reapers that
   see the same stale job only one re-queues it.
+- ``create_unless_duplicate``: the dedupe lookup (``sha:<sha256>``) and the create in one
+  script, so of two web processes accepting the same bytes at once only one creates a job.
 
 Layout (``P`` is the key prefix, default ``featherbeat:``):
 
@@ -77,6 +79,21 @@ redis.call('ZADD', P .. 'sha:' .. ARGV[5], tonumber(ARGV[4]), id)
 bump()
 return 1
 """
+
+# The same ARGV as _CREATE. A job of the same bytes that is not failed (a done one first, then
+# the newest): its whole hash instead of creating ours; else _CREATE's 1 (or 0).
+_CREATE_UNLESS_DUPLICATE = (
+    """
+local pick = nil
+for _, other in ipairs(redis.call('ZREVRANGE', P .. 'sha:' .. ARGV[5], 0, -1)) do
+  local st = redis.call('HGET', P .. 'job:' .. other, 'status')
+  if st == '"done"' then pick = other break end
+  if st and st ~= '"failed"' and not pick then pick = other end
+end
+if pick then return redis.call('HGETALL', P .. 'job:' .. pick) end
+"""
+    + _CREATE
+)
 
 # ARGV: P, id, owner(json), stale_age (seconds without a heartbeat that make a job stale)
 _CLAIM = """
@@ -191,6 +208,7 @@ class RedisJobStore(JobStore):
         self.queue_key = queue_key
         scripts = {
             "create": _CREATE,
+            "create_unless_duplicate": _CREATE_UNLESS_DUPLICATE,
             "claim": _CLAIM,
             "update": _UPDATE,
             "finish": _FINISH,
@@ -199,7 +217,10 @@ class RedisJobStore(JobStore):
         self._scripts = {n: client.register_script(_PRELUDE + s) for n, s in scripts.items()}
 
     def _run(self, name: str, job_id: str, *args: Any) -> int:
-        return int(self._scripts[name](keys=[], args=[self.prefix, job_id, *args]))
+        return int(self._call(name, job_id, *args))
+
+    def _call(self, name: str, job_id: str, *args: Any) -> Any:
+        return self._scripts[name](keys=[], args=[self.prefix, job_id, *args])
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -212,15 +233,27 @@ class RedisJobStore(JobStore):
 
     # -- records ----------------------------------------------------------------------------
 
-    def create(self, job: Job) -> None:
+    @staticmethod
+    def _create_args(job: Job) -> list[Any]:
         values = job.to_dict()
         values.pop("seq")
         if values.get("enqueued_at") is None and job.status == "queued":
             values["enqueued_at"] = job.created_at or time.time()
-        args = [job.status, job.created_at, job.sha256, *_encode(values)]
-        if not self._run("create", job.id, *args):
+        return [job.status, job.created_at, job.sha256, *_encode(values)]
+
+    def create(self, job: Job) -> None:
+        if not self._run("create", job.id, *self._create_args(job)):
             raise KeyError(f"job {job.id} already exists")
         job.seq = 1
+
+    def create_unless_duplicate(self, job: Job) -> Job:
+        got = self._call("create_unless_duplicate", job.id, *self._create_args(job))
+        if isinstance(got, list):  # HGETALL of the job of the same bytes
+            return _decode(dict(zip(got[::2], got[1::2], strict=True)))
+        if not got:
+            raise KeyError(f"job {job.id} already exists")
+        job.seq = 1
+        return job
 
     def get(self, job_id: str) -> Job | None:
         raw = self.r.hgetall(self._key("job", job_id))

@@ -8,7 +8,11 @@ so a recovered job can never be finished twice.
 The ``JobStore`` interface (implement it for another database, e.g. Redis hashes):
 
 - ``create(job)``; ``get(id)``; ``delete(id)``
-- ``find_by_sha256(sha256)``: the newest job of these bytes that is not failed (dedupe)
+- ``find_by_sha256(sha256)``: the newest job of these bytes that is not failed (dedupe);
+  a done one first
+- ``create_unless_duplicate(job) -> Job``: atomically, the job ``find_by_sha256`` would return
+  if there is one, else ``job`` just created; so of two uploads of the same bytes racing each
+  other only one creates a job (a failed job never blocks a new one)
 - ``claim(id, owner, stale_before)``: queued -> running (or take over a running job whose
   heartbeat is older than ``stale_before``); returns the claimed Job or None
 - ``update(id, owner, **fields)``: progress/stage/heartbeat/attempts of a job we own
@@ -102,6 +106,9 @@ class JobStore(ABC):
     def find_by_sha256(self, sha256: str) -> Job | None: ...
 
     @abstractmethod
+    def create_unless_duplicate(self, job: Job) -> Job: ...
+
+    @abstractmethod
     def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None: ...
 
     @abstractmethod
@@ -184,6 +191,12 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+# The job dedupe joins: not failed, a done one first, then the newest.
+_FIND_BY_SHA256 = (
+    "SELECT * FROM jobs WHERE sha256 = ? AND status != 'failed' "
+    "ORDER BY (status = 'done') DESC, created_at DESC LIMIT 1"
+)
+
 
 def _to_row(values: dict[str, Any]) -> dict[str, Any]:
     row = {}
@@ -250,14 +263,29 @@ class SqliteJobStore(JobStore):
             conn.close()
             self._local.conn = None
 
-    def create(self, job: Job) -> None:
+    @staticmethod
+    def _insert(db: sqlite3.Connection, job: Job) -> None:
         row = _to_row(job.to_dict())
         row["seq"] = 1
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
+        db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+
+    def create(self, job: Job) -> None:
         with self._tx() as db:
-            db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+            self._insert(db, job)
         job.seq = 1
+
+    def create_unless_duplicate(self, job: Job) -> Job:
+        # BEGIN IMMEDIATE takes the write lock before the lookup: a second writer (thread or
+        # process) waits for our COMMIT, then sees our row.
+        with self._tx() as db:
+            row = db.execute(_FIND_BY_SHA256, (job.sha256,)).fetchone()
+            if row is not None:
+                return _from_row(row)
+            self._insert(db, job)
+        job.seq = 1
+        return job
 
     def get(self, job_id: str) -> Job | None:
         row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -268,15 +296,7 @@ class SqliteJobStore(JobStore):
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
     def find_by_sha256(self, sha256: str) -> Job | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT * FROM jobs WHERE sha256 = ? AND status != 'failed' "
-                "ORDER BY (status = 'done') DESC, created_at DESC LIMIT 1",
-                (sha256,),
-            )
-            .fetchone()
-        )
+        row = self._conn().execute(_FIND_BY_SHA256, (sha256,)).fetchone()
         return _from_row(row) if row else None
 
     def _set(
