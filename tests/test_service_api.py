@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -103,6 +105,57 @@ def test_same_bytes_twice_is_served_from_cache(svc: Service, audio: dict[str, Pa
     assert status == 200, again
     assert again["id"] == first["id"] and again["status"] == "done"
     assert time.monotonic() - started < 5.0
+
+
+def _metric_values(svc: Service) -> dict[str, float]:
+    status, _, text = svc.request("GET", "/metrics")
+    assert status == 200
+    found = re.findall(r"^(featherbeat_\S+) (\S+)$", text.decode(), re.MULTILINE)
+    return {name: float(value) for name, value in found}
+
+
+def test_same_bytes_uploaded_at_once_become_one_job(svc: Service, tmp_path: Path) -> None:
+    clicks = click_track(131, 10.0)  # bytes no other test uploads
+    data = write_audio(tmp_path, "together", clicks.audio, clicks.sr, "wav").read_bytes()
+    uploads_dir = svc.data_dir / "blobs" / "uploads"
+    blobs_before = set(uploads_dir.iterdir()) if uploads_dir.is_dir() else set()
+    before = _metric_values(svc)
+    n = 8
+    barrier = threading.Barrier(n)
+    answers: dict[int, tuple[int, dict]] = {}
+    errors: list[BaseException] = []
+
+    def upload(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            answers[i] = svc.upload(data, f"together{i}.wav", raw=bool(i % 2))
+        except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert len(answers) == n
+    ids = {job["id"] for _, job in answers.values()}
+    assert len(ids) == 1, (answers, svc.logs())
+    assert all(status in (200, 202) for status, _ in answers.values()), answers
+    job = svc.wait_done(ids.pop())
+    assert job["status"] == "done" and job["attempts"] == 1, job
+    after = _metric_values(svc)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta('featherbeat_uploads_total{outcome="accepted"}') == 1
+    joined = delta('featherbeat_uploads_total{outcome="joined"}')
+    cached = delta('featherbeat_uploads_total{outcome="cached"}')
+    assert joined + cached == n - 1, (joined, cached)
+    assert delta('featherbeat_jobs{status="done"}') == 1  # one analysis ran
+    # The uploads that lost the race left no stored copy behind (this server keeps uploads).
+    assert [p.name for p in set(uploads_dir.iterdir()) - blobs_before] == [job["id"]]
 
 
 def test_sse_reconnect_with_last_event_id_sends_only_newer(

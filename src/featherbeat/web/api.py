@@ -155,15 +155,10 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
             f"{received.filename} lasts {sniffed.duration / 60:.1f} minutes; this server "
             f"analyses up to {s.max_duration / 60:g} minutes. Cut the file and upload it again.",
         )
+    # A cheap first look (no blob written for a repeat); the atomic check is the create below.
     existing = svc.store.find_by_sha256(received.sha256)
     if existing is not None:
-        svc.store.incr("uploads:cached" if existing.status == "done" else "uploads:joined")
-        log_event("job.deduplicated", job=existing.id, status=existing.status)
-        return _json(
-            job_json(existing, svc, request.script_root),
-            200 if existing.status == "done" else 202,
-            existing,
-        )
+        return _deduplicated(svc, existing)
     if svc.store.counts()["queued"] >= s.queue_limit:
         raise _reject(
             503,
@@ -196,7 +191,12 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
             "The server has no room to store this upload right now; try again later.",
             {"Retry-After": "60"},
         ) from None
-    svc.store.create(job)
+    # The same bytes may be arriving in another request (thread or web process) right now:
+    # the lookup and the insert are one step in the store, so only one of them creates a job.
+    winner = svc.store.create_unless_duplicate(job)
+    if winner.id != job.id:
+        svc.blobs.delete(job.upload_key)  # ours is not needed: the winner has its own copy
+        return _deduplicated(svc, winner)
     # If this process dies right here the record is queued without a message: the reaper
     # finds it (queued, old, not in the queue) and enqueues it.
     svc.queue.enqueue(job.id)
@@ -210,6 +210,17 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         duration=sniffed.duration,
     )
     return _json(job_json(job, svc, request.script_root), 202, job)
+
+
+def _deduplicated(svc: Services, existing: Job) -> Response:
+    """The answer to an upload of bytes that already have a job that is not failed."""
+    svc.store.incr("uploads:cached" if existing.status == "done" else "uploads:joined")
+    log_event("job.deduplicated", job=existing.id, status=existing.status)
+    return _json(
+        job_json(existing, svc, request.script_root),
+        200 if existing.status == "done" else 202,
+        existing,
+    )
 
 
 def _json(body: Any, status: int = 200, job: Job | None = None) -> Response:
