@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from featherbeat.analysis.features.centroid import Centroid
@@ -13,6 +15,15 @@ from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves
 
 N_FFT = 2048  # 93 ms: enough frequency resolution for chroma above ~65 Hz (as librosa's default)
 HOP = 512  # 23 ms, 43.07 frames/s: segments and loudness envelopes need no finer
+
+
+@dataclass
+class _Tonal:
+    """The features a reduced run skips."""
+
+    chroma: Chroma
+    timbre: Timbre
+    centroid: Centroid
 
 
 class FrameFeatures:
@@ -36,9 +47,15 @@ class FrameFeatures:
         cap = max(16, int(expected_frames) + 8)
         freqs = self.stft.frequencies(self.sample_rate)
         self.energy = Energy(capacity=cap)
-        self.chroma = None if reduced else Chroma(freqs, capacity=cap)
-        self.timbre = None if reduced else Timbre(freqs, capacity=cap)
-        self.centroid = None if reduced else Centroid(freqs, capacity=cap)
+        self._tonal = (
+            None
+            if reduced
+            else _Tonal(
+                Chroma(freqs, capacity=cap),
+                Timbre(freqs, capacity=cap),
+                Centroid(freqs, capacity=cap),
+            )
+        )
 
     @property
     def frame_rate(self) -> float:
@@ -51,19 +68,19 @@ class FrameFeatures:
         self._update(self.stft.finish())
         loudness, rms = self.energy.result()
         curves = Curves(frame_rate=self.frame_rate, loudness=loudness, energy=rms)
-        if self.chroma is not None and self.timbre is not None and self.centroid is not None:
-            curves.chroma = self.chroma.result()
-            curves.timbre = self.timbre.result()
-            curves.centroid = self.centroid.result()
+        if self._tonal is not None:
+            curves.chroma = self._tonal.chroma.result()
+            curves.timbre = self._tonal.timbre.result()
+            curves.centroid = self._tonal.centroid.result()
         return curves
 
     def _update(self, power: np.ndarray) -> None:
         if power.shape[0] == 0:
             return
         self.energy.update(self.stft.mean_square(power))
-        if self.chroma is None or self.timbre is None or self.centroid is None:
+        if self._tonal is None:
             return  # reduced: loudness and energy only
         magnitude = np.sqrt(power)
-        self.chroma.update(magnitude)
-        self.centroid.update(magnitude)
-        self.timbre.update(power)
+        self._tonal.chroma.update(magnitude)
+        self._tonal.centroid.update(magnitude)
+        self._tonal.timbre.update(power)

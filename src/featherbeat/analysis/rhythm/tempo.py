@@ -68,12 +68,11 @@ def windowed_acf(
     """
     if odf.size < 8:
         return np.zeros(max(int(round(window_s * rate)), 1))
-    acc, used = None, 0
+    used = 0
+    acc = np.zeros(min(int(round(window_s * rate)), odf.size))  # window_acfs' lag count
     for _, r, ok in window_acfs(odf, rate, window_s, hop_s):
-        acc = r[ok].sum(axis=0) if acc is None else acc + r[ok].sum(axis=0)
+        acc += r[ok].sum(axis=0)
         used += int(ok.sum())
-    if acc is None:  # no window at all (cannot happen past the size check; keeps the type)
-        return np.zeros(max(int(round(window_s * rate)), 1))
     return acc / used if used else acc
 
 
