@@ -185,12 +185,7 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         if exc.errno != errno.ENOSPC:
             raise
         log_event("upload.storage_full", error=str(exc))  # the operator's detail
-        raise ApiError(  # not _reject(): counting it would need the full store
-            507,
-            "storage_full",
-            "The server has no room to store this upload right now; try again later.",
-            {"Retry-After": "60"},
-        ) from None
+        raise uploads.storage_full() from None  # not _reject(): counting needs the full store
     # The same bytes may be arriving in another request (thread or web process) right now:
     # the lookup and the insert are one step in the store, so only one of them creates a job.
     winner = svc.store.create_unless_duplicate(job)

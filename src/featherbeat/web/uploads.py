@@ -111,6 +111,16 @@ def clean_filename(name: str | None) -> str:
     return name[:200] or "upload"
 
 
+def storage_full() -> ApiError:
+    """Our disk (or Redis, at maxmemory) has no room for an upload: the server's problem."""
+    return ApiError(
+        507,
+        "storage_full",
+        "The server has no room to store this upload right now; try again later.",
+        {"Retry-After": "60"},
+    )
+
+
 def _too_large(limit: int) -> ApiError:
     # Connection: close, so gunicorn drops the rest of the body instead of waiting for it.
     return ApiError(
@@ -141,12 +151,7 @@ def receive(request: UploadRequest, limit: int, idle_timeout: float) -> Received
     except UploadTooLargeError:
         raise _too_large(limit) from None
     except StorageFullError:
-        raise ApiError(
-            507,
-            "storage_full",
-            "The server has no room to store this upload right now; try again later.",
-            {"Retry-After": "60"},
-        ) from None
+        raise storage_full() from None
     except (TimeoutError, ClientDisconnected, OSError) as exc:
         raise ApiError(
             408 if isinstance(exc, TimeoutError) else 400,
