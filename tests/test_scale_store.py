@@ -11,6 +11,7 @@ import time
 
 import pytest
 from redis_harness import RedisServer, redis_server  # noqa: F401 (fixture)
+from store_race import same_bytes_at_once
 
 from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs, StorageFullError
 from featherbeat.jobs.redis_store import RedisJobStore
@@ -64,27 +65,7 @@ def test_one_claim_wins_among_many(redis_server: RedisServer) -> None:  # noqa: 
 def test_same_bytes_at_once_create_one_job(redis_server: RedisServer) -> None:  # noqa: F811
     # Two store objects (two connection pools) stand for two web processes, threads on each.
     stores = [store_of(redis_server), store_of(redis_server)]
-    stores[0].create(new_job("old", sha="same"))
-    stores[0].claim("old", "w", time.time() - 30)
-    stores[0].finish("old", "w", "failed", error_code="x", error_message="y")
-    n = 16
-    barrier = threading.Barrier(n)
-    got: dict[int, str] = {}
-
-    def upload(i: int) -> None:
-        job = new_job(f"j{i}", sha="same")
-        barrier.wait(timeout=10)
-        got[i] = stores[i % 2].create_unless_duplicate(job).id
-
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert len(got) == n and len(set(got.values())) == 1, got
-    winner = next(iter(got.values()))
-    assert winner != "old", "a failed job does not block a new upload of the same bytes"
-    assert stores[0].counts() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
+    winner = same_bytes_at_once(stores)
     joined = stores[1].create_unless_duplicate(new_job("again", sha="same"))
     assert joined.id == winner and joined.status == "queued" and joined.seq == 1
     assert stores[1].get("again") is None

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from signals import click_track, write_audio
+from store_race import same_bytes_at_once
 
 from featherbeat.config import ConfigError, Settings
 from featherbeat.jobs.blobs import LocalBlobStore, check_key
 from featherbeat.jobs.reaper import purge_expired, reap
 from featherbeat.jobs.services import Services
-from featherbeat.jobs.store import Job, SqliteJobStore
+from featherbeat.jobs.store import Job, JobStore, SqliteJobStore
 from featherbeat.web.sniff import NotAudioError, sniff
 
 
@@ -60,29 +61,8 @@ def test_only_one_of_many_claimers_wins(services: Services) -> None:
 
 def test_same_bytes_at_once_create_one_job(tmp_path: Path) -> None:
     # Two store objects on one file stand for two web processes; threads on each, like gthread.
-    stores = [SqliteJobStore(tmp_path / "jobs.db") for _ in range(2)]
-    old = Job(id="old", filename="a.wav", size_bytes=1, sha256="same", created_at=time.time())
-    stores[0].create(old)
-    stores[0].claim("old", "w", time.time() - 60)
-    stores[0].finish("old", "w", "failed", error_code="x", error_message="y")
-    n = 16
-    barrier = threading.Barrier(n)
-    got: dict[int, str] = {}
-
-    def upload(i: int) -> None:
-        job = Job(id=f"j{i}", filename="a.wav", size_bytes=1, sha256="same", created_at=time.time())
-        barrier.wait(timeout=10)
-        got[i] = stores[i % 2].create_unless_duplicate(job).id
-
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert len(got) == n and len(set(got.values())) == 1, got
-    winner = next(iter(got.values()))
-    assert winner != "old", "a failed job does not block a new upload of the same bytes"
-    assert stores[0].counts() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
+    stores: list[JobStore] = [SqliteJobStore(tmp_path / "jobs.db") for _ in range(2)]
+    winner = same_bytes_at_once(stores)
     assert stores[1].get(winner).seq == 1
     # Once done it is still the one joined; other bytes get their own job.
     stores[0].claim(winner, "w", time.time() - 60)
