@@ -486,10 +486,15 @@ def main() -> int:
     table = report(host, emu, lib, args)
     print(table)
     if args.write_doc:
+        # Replace the table between the markers; the prose around it stays.
+        start, end = "<!-- bench/service.py results -->", "<!-- bench/service.py end -->"
         text = DOC.read_text() if DOC.exists() else ""
-        marker = "<!-- bench/service.py results -->"
-        head = text.split(marker)[0] if marker in text else text
-        DOC.write_text(head.rstrip() + f"\n\n{marker}\n\n{table}")
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            tail = rest.split(end, 1)[1]
+        else:
+            head, tail = text.rstrip() + "\n\n", "\n"
+        DOC.write_text(f"{head}{start}\n{table}\n{end}{tail}")
     return 0
 
 
