@@ -84,6 +84,28 @@ def test_wav_header_claiming_hours(tmp_path):
     path.write_bytes(bytes(data))
     profile = featherbeat.analyze(path, max_duration=3600)
     _check_profile(profile, 2.0)
+    # The header lies by 27 hours: a copy cut short, and the profile says so (issue 10.2).
+    assert profile.status_code == 1
+    assert "the WAV header says" in profile.missing["decode"]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "ogg", "opus"])
+def test_truncation_the_decoders_do_not_report_is_found(tmp_path, fmt):
+    """libsndfile shortens a cut WAV to what is there and an Ogg stream cut mid-page just ends:
+    the container itself (the WAV data size, the Ogg end-of-stream page) says it was cut."""
+    y = signals.click_track(120.0, 8.0).audio + signals.noise(8.0, amplitude=0.05)
+    whole = signals.write_audio(tmp_path, "whole", y, SR, fmt)
+    assert featherbeat.analyze(whole).status_code == 0  # an intact file is not flagged
+    cut = tmp_path / f"cut.{fmt}"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.5)])
+    profile = featherbeat.analyze(cut)
+    assert 1.0 < profile.duration < 6.0
+    assert profile.status_code == 1
+    assert profile.missing["decode"].startswith("input truncated: ")
+    # The same through a file object (the service decodes uploads from files, the library
+    # takes either): the check reads the container from where the audio starts.
+    with cut.open("rb") as fh:
+        assert featherbeat.analyze(fh).status_code == 1
 
 
 def test_nan_and_inf_samples(tmp_path):

@@ -88,6 +88,9 @@ class AudioStream:
         self.num_samples = 0  # output samples yielded so far
         self.fraction = 0.0
         self.truncated: str | None = None
+        self._cut_short: str | None = None  # a container that says, before decoding, it is cut
+        self._claimed_bytes = 0  # a WAV's data size from its header (0: unknown or not WAV)
+        self._data_bytes = 0  # ... and how many of those bytes the file holds
         self._source = source
         self._owned: IO[bytes] | None = None
         self._reader: Any = None  # soundfile.SoundFile or av container
@@ -99,6 +102,7 @@ class AudioStream:
     # -- opening ---------------------------------------------------------------------------
     def _open(self) -> None:
         head = self._head()
+        self._inspect_container(head)
         if _is_ogg_opus(head):
             # libsndfile decodes Opus ~2.5x slower than FFmpeg (0.67 vs 0.26 CPU-s for 3 min of
             # 48 kHz stereo); the 18 MB of PyAV are worth it here.
@@ -155,6 +159,38 @@ class AudioStream:
         if not head:
             raise DecodeError(f"{self.name or 'input'}: empty input (0 bytes)")
         return bytes(head)
+
+    def _inspect_container(self, head: bytes) -> None:
+        """Read what the container says about its own length, where the decoders do not tell.
+
+        libsndfile quietly shortens a WAV whose data chunk claims more bytes than the file holds
+        (its frame count is then what is there, so the decode looks complete), and an Ogg file
+        cut mid-page simply ends. Both are a copy or download that stopped early: the header's
+        data size, and a last page that is whole and marked end-of-stream, tell it.
+        """
+        try:
+            with self._raw() as fh:
+                if head.startswith((b"RIFF", b"RIFX")) and head[8:12] == b"WAVE":
+                    self._claimed_bytes, self._data_bytes = _wav_data_sizes(
+                        fh, self._size, big_endian=head.startswith(b"RIFX")
+                    )
+                elif head.startswith(b"OggS"):
+                    self._cut_short = _ogg_tail_problem(fh, self._size)
+        except OSError:
+            pass  # the decoders will say what is wrong with an unreadable file
+
+    @contextlib.contextmanager
+    def _raw(self) -> Iterator[IO[bytes]]:
+        """The input's bytes from the start of the audio, positioned back afterwards."""
+        src = self._source
+        if isinstance(src, str | os.PathLike):
+            with open(src, "rb") as fh:
+                yield fh
+            return
+        try:
+            yield _Offset(src, self._start)
+        finally:
+            src.seek(self._start)
 
     def _rewind(self) -> None:
         if not isinstance(self._source, str | os.PathLike):
@@ -353,8 +389,18 @@ class AudioStream:
         libmpg123 stops quietly at the end of a truncated MP3; its Xing header (and an MP4's
         moov) still tells the full length. 10 % + 1 s of slack absorbs estimated lengths.
         """
+        if self.truncated is not None:
+            return
         hint = self.duration_hint
-        if self.truncated is None and hint and self.duration < 0.9 * hint - 1.0:
+        if self._claimed_bytes > self._data_bytes and self.channels:
+            # A WAV's data size is exact, so any shortfall is lost audio (no slack needed).
+            claimed = self._claimed_bytes / max(self._data_bytes, 1) * self.duration
+            self.truncated = (
+                f"audio stops at {self.duration:.1f} s, the WAV header says {claimed:.1f} s"
+            )
+        elif self._cut_short:
+            self.truncated = f"{self._cut_short}; audio stops at {self.duration:.1f} s"
+        elif hint and self.duration < 0.9 * hint - 1.0:
             self.truncated = f"audio stops at {self.duration:.1f} s, the header says {hint:.1f} s"
 
     def _emit(self, n: int, limit: float | None) -> None:
@@ -405,6 +451,64 @@ def open_audio(
     if max_duration is not None and not max_duration > 0:
         raise ValueError("max_duration must be a positive number of seconds")
     return AudioStream(source, max_duration=max_duration, block_size=block_size)
+
+
+class _Offset:
+    """A caller's file object seen from ``start`` on (what a path would show from 0)."""
+
+    def __init__(self, fh: IO[bytes], start: int) -> None:
+        self.fh, self.start = fh, start
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            return self.fh.seek(self.start + pos) - self.start
+        return self.fh.seek(pos, whence) - self.start
+
+    def read(self, n: int = -1) -> bytes:
+        return bytes(self.fh.read(n))
+
+
+def _wav_data_sizes(fh: Any, size: int, *, big_endian: bool) -> tuple[int, int]:
+    """(bytes the WAV's data chunk claims, bytes of it the file holds); (0, 0) when unknown.
+
+    Streaming writers put 0 or 0xFFFFFFFF in the size they could not know yet: not a claim.
+    """
+    order = "big" if big_endian else "little"
+    pos = 12
+    while pos + 8 <= size:
+        fh.seek(pos)
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return 0, 0
+        length = int.from_bytes(chunk[4:8], order)
+        if chunk[:4] == b"data":
+            if length in (0, 0xFFFFFFFF):
+                return 0, 0
+            return length, max(0, size - pos - 8)
+        pos += 8 + length + (length & 1)  # chunks are padded to an even size
+    return 0, 0
+
+
+_OGG_TAIL = 1 << 16  # an Ogg page is at most 65 307 bytes
+
+
+def _ogg_tail_problem(fh: Any, size: int) -> str | None:
+    """Why the Ogg file looks cut off (None when its last page is whole and ends the stream)."""
+    start = max(0, size - _OGG_TAIL)
+    fh.seek(start)
+    tail = fh.read(size - start)
+    at = tail.rfind(b"OggS")
+    while at >= 0 and (len(tail) - at < 27 or tail[at + 4] != 0):  # version 0 only
+        at = tail.rfind(b"OggS", 0, at)
+    if at < 0:
+        return "the Ogg file has no whole page at its end (cut off)"
+    segments = tail[at + 26]
+    body = sum(tail[at + 27 : at + 27 + segments])
+    if at + 27 + segments + body > len(tail):
+        return "the Ogg file ends in the middle of a page (cut off)"
+    if not tail[at + 5] & 0x04:
+        return "the Ogg stream has no end-of-stream page (cut off)"
+    return None
 
 
 def _source_name(source: object) -> str:
