@@ -26,7 +26,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -180,7 +180,7 @@ class AudioStream:
             pass  # the decoders will say what is wrong with an unreadable file
 
     @contextlib.contextmanager
-    def _raw(self) -> Iterator[IO[bytes]]:
+    def _raw(self) -> Iterator[Any]:
         """The input's bytes from the start of the audio, positioned back afterwards."""
         src = self._source
         if isinstance(src, str | os.PathLike):
@@ -473,7 +473,7 @@ def _wav_data_sizes(fh: Any, size: int, *, big_endian: bool) -> tuple[int, int]:
 
     Streaming writers put 0 or 0xFFFFFFFF in the size they could not know yet: not a claim.
     """
-    order = "big" if big_endian else "little"
+    order: Literal["big", "little"] = "big" if big_endian else "little"
     pos = 12
     while pos + 8 <= size:
         fh.seek(pos)
