@@ -83,7 +83,7 @@ def synthetic_curves(
 def synthetic_profile(duration: float = 60.0, **kw) -> Profile:
     """A whole Profile: synthetic curves, real structure stages."""
     curves, rhythm = synthetic_curves(duration, **kw)
-    segs = segments.find_segments(curves, rhythm)
+    segs = segments.find_segments(curves)
     tone = key.estimate_key(curves.chroma)
     fade_in, fade_out = fades.find_fades(curves, duration)
     peaks_n = int(duration * 100)
@@ -103,7 +103,7 @@ def synthetic_profile(duration: float = 60.0, **kw) -> Profile:
         ),
         rhythm=rhythm,
         segments=segs,
-        sections=sections.find_sections(curves, rhythm, segs, tone),
+        sections=sections.find_sections(curves, rhythm),
         tonality=tone,
         loudness=loudness.track_loudness(curves),
         end_of_fade_in=fade_in,

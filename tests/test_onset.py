@@ -24,8 +24,8 @@ def _stream(y: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray, fl
         n = sizes[k % len(sizes)]
         det.push(y[i : i + n])
         i, k = i + n, k + 1
-    curve, rate = det.finish()
-    return curve, det.low, rate
+    result = det.finish()
+    return result.onset, result.low, result.rate
 
 
 def test_block_size_does_not_change_the_result():
@@ -94,10 +94,10 @@ def test_bad_use_is_refused():
         OnsetStrength(0)
     det = OnsetStrength()
     det.push(np.zeros(1000, dtype=np.float32))
-    det.finish()
+    first = det.finish()
     with pytest.raises(RuntimeError):
         det.push(np.zeros(10, dtype=np.float32))
-    assert det.finish()[0].shape == (4,)  # finish() twice returns the same result
+    assert det.finish() is first and first.onset.shape == (4,)  # finish() twice: same result
 
 
 def test_bass_spectrum_hears_the_bass_note_and_nothing_above():
@@ -109,8 +109,8 @@ def test_bass_spectrum_hears_the_bass_note_and_nothing_above():
     det = OnsetStrength(SR)
     for i in range(0, y.size, 3000):
         det.push(y[i : i + 3000])
-    det.finish()
-    bass, rate = det.bass, det.bass_rate
+    result = det.finish()
+    bass, rate = result.bass, result.bass_rate
     assert bass.shape == (int(np.ceil(10.0 * rate)), 21)
     whole = BassSpectrum(SR)
     whole.push(y)

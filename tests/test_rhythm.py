@@ -267,12 +267,12 @@ def test_bass_line_tells_beat_one_from_beat_three():
         y[i : i + tt.size] += (0.4 * env * note).astype(np.float32)
     det = OnsetStrength(SR)
     det.push(y)
-    det.finish()
-    r_feat = meter.bass_change(det.bass, det.bass_rate, times)
+    found = det.finish()
+    r_feat = meter.bass_change(found.bass, found.bass_rate, times)
     assert r_feat[0::4][1:].mean() > 3 * r_feat[2::4].mean()
     c = _curves(y)
     c.chroma = np.ones_like(c.chroma)  # exactly one chord (no leakage of the bass notes)
-    c.bass, c.bass_rate = det.bass, det.bass_rate
+    c.bass, c.bass_rate = found.bass, found.bass_rate
     r = track(c)
     assert r.time_signature == 4
     assert _f(times[0::4], r.downbeats.astype(float)) > 0.9

@@ -11,7 +11,7 @@ import signals
 from test_formats_support import FRAME_RATE, synthetic_curves
 
 import featherbeat
-from featherbeat.analysis.profile import Curves, Rhythm, Segments, Tonality
+from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.structure import fades, loudness, sections, segments
 
 
@@ -30,7 +30,7 @@ def _level_curves(db: np.ndarray) -> Curves:
 
 def test_segments_start_at_onsets() -> None:
     curves, rhythm = synthetic_curves(20.0, tempo=120.0)
-    seg = segments.find_segments(curves, rhythm)
+    seg = segments.find_segments(curves)
     assert seg.start[0] == 0.0
     # One segment per beat (onsets only on beats) after the first beat at 0.5 s.
     assert np.allclose(seg.start[1:], rhythm.beats[: len(seg) - 1], atol=0.02)
@@ -50,13 +50,13 @@ def test_segments_start_at_onsets() -> None:
 def test_segments_of_silence_and_of_nothing() -> None:
     quiet = _level_curves(np.full(500, -60.0))
     quiet.onset_rate, quiet.onset = FRAME_RATE * 2, np.zeros(1000)
-    seg = segments.find_segments(quiet, Rhythm())
+    seg = segments.find_segments(quiet)
     # Silence: evenly split into pieces of at most MAX_SECONDS, all with confidence 0.
     assert seg.start[0] == 0.0 and np.all(seg.confidence == 0)
     assert np.all(seg.duration <= segments.MAX_SECONDS + 1e-6)
     assert seg.duration.sum() == pytest.approx(500 / FRAME_RATE)
     assert np.all(seg.pitches == 1.0)  # no pitch: flat vector
-    assert len(segments.find_segments(Curves(), Rhythm())) == 0
+    assert len(segments.find_segments(Curves())) == 0
 
 
 def test_pick_onsets_thins_crowded_peaks() -> None:
@@ -89,7 +89,7 @@ ABAB = [(0.0, 0, 0.0), (32.0, 5, 40.0), (64.0, 0, 0.0), (96.0, 5, 40.0)]
 
 def test_sections_find_changes_on_downbeats_and_label_repeats() -> None:
     curves, rhythm = synthetic_curves(128.0, tempo=120.0, parts=ABAB)
-    found = sections.find_sections(curves, rhythm, Segments(), Tonality())
+    found = sections.find_sections(curves, rhythm)
     starts = np.array([s.start for s in found])
     for change in (32.0, 64.0, 96.0):
         assert np.min(np.abs(starts - change)) <= 0.5
@@ -109,17 +109,15 @@ def test_sections_find_changes_on_downbeats_and_label_repeats() -> None:
 
 def test_sections_without_beats_use_a_time_grid() -> None:
     curves, _ = synthetic_curves(90.0, parts=[(0.0, 0, 0.0), (45.0, 3, 40.0)])
-    found = sections.find_sections(curves, Rhythm(), Segments(), Tonality())
+    found = sections.find_sections(curves, Rhythm())
     starts = np.array([s.start for s in found])
     assert np.min(np.abs(starts - 45.0)) <= 0.6
 
 
 def test_sections_of_silence_and_of_nothing() -> None:
-    found = sections.find_sections(
-        _level_curves(np.full(2000, -60.0)), Rhythm(), Segments(), Tonality()
-    )
+    found = sections.find_sections(_level_curves(np.full(2000, -60.0)), Rhythm())
     assert len(found) == 1 and found[0].key == -1 and found[0].label == "A"
-    assert sections.find_sections(Curves(), Rhythm(), Segments(), Tonality()) == []
+    assert sections.find_sections(Curves(), Rhythm()) == []
 
 
 def test_labels_are_letters_in_order_of_appearance() -> None:
@@ -142,8 +140,8 @@ def test_hour_long_sections_stay_small_and_fast() -> None:
     )
     tracemalloc.start()
     started = time.process_time()
-    found = sections.find_sections(curves, rhythm, Segments(), Tonality())
-    segs = segments.find_segments(curves, rhythm)
+    found = sections.find_sections(curves, rhythm)
+    segs = segments.find_segments(curves)
     spent = time.process_time() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -213,7 +211,7 @@ def test_wrong_bar_phase_does_not_drag_boundaries() -> None:
     curves, rhythm = synthetic_curves(128.0, tempo=120.0, parts=ABAB)
     rhythm.beat_position = ((np.arange(rhythm.beats.size) + 3) % 4 + 1).astype(np.int16)
     assert rhythm.downbeats[15] == pytest.approx(31.0)
-    found = sections.find_sections(curves, rhythm, Segments(), Tonality())
+    found = sections.find_sections(curves, rhythm)
     starts = np.array([s.start for s in found])
     for change in (32.0, 64.0, 96.0):
         assert np.min(np.abs(starts - change)) <= 0.5
@@ -235,10 +233,10 @@ def test_stages_survive_missing_curves() -> None:
     curves.onset = np.zeros(0, dtype=np.float32)
     curves.chroma = np.zeros((0, 12), dtype=np.float32)
     curves.timbre = np.zeros((0, 12), dtype=np.float32)
-    seg = segments.find_segments(curves, rhythm)
+    seg = segments.find_segments(curves)
     assert len(seg) >= 20 and np.all(seg.confidence == 0)  # even 2 s pieces, no onsets
     assert seg.pitches.shape == (len(seg), 12) and np.all(seg.pitches == 1.0)
-    found = sections.find_sections(curves, rhythm, seg, Tonality())
+    found = sections.find_sections(curves, rhythm)
     assert found and found[0].start == 0.0 and all(s.key == -1 for s in found)
 
 

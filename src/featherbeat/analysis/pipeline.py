@@ -18,35 +18,36 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
     >>> profile = featherbeat.analyze("song.mp3", progress=lambda f, s: print(f"{f:.0%} {s}"))  # doctest: +SKIP
     >>> profile.tempo, profile.rhythm.time_signature, profile.beats[:4]                       # doctest: +SKIP
 
-Every stage after decoding goes through :func:`_run_stage`: a stage that is not installed or
-that raises is recorded in ``Profile.missing`` (``meta.status_code`` / ``detailed_status`` in
-the JSON) and the stages after it run on what is there.
+The stages are written out in order in :func:`_analyze` (madmom's processing chains, mir_eval's
+pure functions called by name). Each runs inside :func:`guard`: a stage that raises is
+recorded in ``Profile.missing`` (``meta.status_code`` / ``detailed_status`` in the JSON), keeps
+its empty default, and the stages after it run on what is there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, ParamSpec, TypeVar
 
+from featherbeat.analysis import rhythm
 from featherbeat.analysis.decode import open_audio
-from featherbeat.analysis.features.frame import FrameFeatures
+from featherbeat.analysis.features.frame import FrameCurves, FrameFeatures
+from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
-from featherbeat.analysis.profile import (
-    ANALYSIS_SAMPLE_RATE,
-    Curves,
-    Peaks,
-    Profile,
-    Rhythm,
-    Segments,
-    Tonality,
-)
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves, Profile
+from featherbeat.analysis.structure.fades import find_fades
+from featherbeat.analysis.structure.key import estimate_key
+from featherbeat.analysis.structure.loudness import track_loudness
+from featherbeat.analysis.structure.sections import find_sections
+from featherbeat.analysis.structure.segments import find_segments
 
 Progress = Callable[[float, str], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _MAX_PRESIZE_S = 4 * 3600.0
 
@@ -74,16 +75,6 @@ class _Reporter:
         self._callback(fraction, stage)
 
 
-def _run_stage(profile: Profile, stage: str, module: str, func: str, *args: Any, **kw: Any) -> Any:
-    """Run ``featherbeat.analysis.<module>.<func>(*args)``; on failure record why, return None."""
-    try:
-        fn = getattr(importlib.import_module(f"featherbeat.analysis.{module}"), func)
-    except (ImportError, AttributeError) as exc:
-        profile.missing[stage] = f"not available ({type(exc).__name__}: {exc})"
-        return None
-    return _guarded(profile, stage, fn, *args, **kw)
-
-
 def _libc_malloc_trim() -> Callable[[int], int] | None:
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
@@ -105,20 +96,20 @@ def _release_memory() -> None:
         _MALLOC_TRIM(0)
 
 
-def _guarded(
-    profile: Profile, stage: str, fn: Callable[..., Any], *args: Any, trim: bool = True, **kw: Any
-) -> Any:
-    """Call ``fn``; any exception is recorded in ``profile.missing[stage]`` and gives None.
+@contextlib.contextmanager
+def guard(profile: Profile, stage: str, *, trim: bool = True) -> Iterator[None]:
+    """Run the block as stage ``stage``: an exception is recorded in ``profile.missing[stage]``
+    and swallowed, so what the block would have assigned keeps its empty default.
 
     Why so broad: a bug or a memory error in, say, sections must not cost the user the beats
     that are already computed. The reason stays one short line naming the exception.
+    ``trim`` gives the freed heap back afterwards (not per decoded block: too often).
     """
     try:
-        return fn(*args, **kw)
+        yield
     except Exception as exc:
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         profile.missing[stage] = f"failed ({type(exc).__name__}{': ' + text if text else ''})"
-        return None
     finally:
         if trim:
             _release_memory()
@@ -163,29 +154,22 @@ def _one_blas_thread() -> Iterator[None]:
             blas[0](before)
 
 
-def _accept(profile: Profile, stage: str, value: Any, convert: Callable[[Any], Any]) -> Any:
-    """``convert(value)``, or None when the stage gave nothing or something unusable (recorded)."""
-    if value is None:
-        return None
-    try:
-        return convert(value)
-    except (TypeError, ValueError) as exc:
-        profile.missing[stage] = f"failed (unusable result: {type(exc).__name__}: {exc})"[:240]
-        return None
-
-
-def _two_floats(pair: Any) -> tuple[float, float]:
-    first, second = pair  # ValueError unless exactly two
-    return float(first), float(second)
-
-
-def _make_onset(profile: Profile) -> Any:
-    try:
-        from featherbeat.analysis.features.onset import OnsetStrength
-    except ImportError as exc:
-        profile.missing["onset"] = f"not available ({exc})"
-        return None
-    return OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
+def _assemble(frame_rate: float, frames: FrameCurves | None, onset: OnsetCurves | None) -> Curves:
+    """The one place the extractors' results become :class:`Curves` (a part whose extractor
+    failed stays empty)."""
+    curves = Curves(frame_rate=frame_rate)
+    if frames is not None:
+        curves.frame_rate = frames.frame_rate
+        curves.loudness, curves.energy = frames.loudness, frames.energy
+        curves.chroma, curves.timbre, curves.centroid = (
+            frames.chroma,
+            frames.timbre,
+            frames.centroid,
+        )
+    if onset is not None:
+        curves.onset_rate, curves.onset, curves.onset_low = onset.rate, onset.onset, onset.low
+        curves.bass_rate, curves.bass = onset.bass_rate, onset.bass
+    return curves
 
 
 def analyze(
@@ -219,16 +203,19 @@ def _analyze(
     expected = int(hint * ANALYSIS_SAMPLE_RATE)
     features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
     peaks = WaveformPeaks(capacity=expected // 441 + 2)
-    onset = _make_onset(profile)
-    consumers: dict[str, Callable[[Any], Any]] = {"features": features.push, "peaks": peaks.push}
-    if onset is not None:
-        consumers["onset"] = onset.push
+    onset = OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
+    consumers: dict[str, Callable[[Any], None]] = {
+        "features": features.push,
+        "peaks": peaks.push,
+        "onset": onset.push,
+    }
     report(0.0, "decoding")
     with stream:
         for block in stream:
             for name, push in list(consumers.items()):
                 # A consumer that breaks is dropped and recorded; decoding and the others go on.
-                _guarded(profile, name, push, block, trim=False)
+                with guard(profile, name, trim=False):
+                    push(block)
                 if name in profile.missing:
                     del consumers[name]
             report(_DECODE_SHARE * stream.fraction, "decoding")
@@ -238,28 +225,26 @@ def _analyze(
             f"input truncated: {stream.truncated}; analysed the readable part"
         )
 
-    curves = Curves(frame_rate=features.frame_rate)
+    frame_curves: FrameCurves | None = None
+    onset_curves: OnsetCurves | None = None
     if "features" in consumers:
-        result = _guarded(profile, "features", features.finish)
-        curves = result if isinstance(result, Curves) else curves
+        with guard(profile, "features"):
+            frame_curves = features.finish()
     if "peaks" in consumers:
-        result = _guarded(profile, "peaks", peaks.finish)
-        profile.peaks = result if isinstance(result, Peaks) else profile.peaks
+        with guard(profile, "peaks"):
+            profile.peaks = peaks.finish()
     if "onset" in consumers:
-        result = _guarded(profile, "onset", onset.finish)
-        if isinstance(result, tuple):
-            curves.onset, curves.onset_rate = result
-            curves.onset_low = getattr(onset, "low", curves.onset_low)
-            curves.bass = getattr(onset, "bass", curves.bass)
-            curves.bass_rate = float(getattr(onset, "bass_rate", 0.0))
-    profile.curves = curves
-    del features, peaks, onset, stream, consumers  # their work buffers are no longer needed
+        with guard(profile, "onset"):
+            onset_curves = onset.finish()
+    curves = profile.curves = _assemble(features.frame_rate, frame_curves, onset_curves)
+    # The extractors' work buffers are no longer needed.
+    del features, peaks, onset, stream, consumers, frame_curves, onset_curves
     _release_memory()
 
     # ---- rhythm -------------------------------------------------------------------------------
     report(_DECODE_SHARE, "rhythm")
-    rhythm = _run_stage(profile, "rhythm", "rhythm", "track", curves, reduced=reduced)
-    profile.rhythm = rhythm if isinstance(rhythm, Rhythm) else Rhythm()
+    with guard(profile, "rhythm"):
+        profile.rhythm = rhythm.track(curves, reduced=reduced)
 
     # ---- structure ------------------------------------------------------------------------------
     report(_DECODE_SHARE + _RHYTHM_SHARE, "structure")
@@ -268,32 +253,19 @@ def _analyze(
         for stage in ("segments", "key", "sections"):
             profile.missing[stage] = _REDUCED_SKIP
     else:
-        segments = _run_stage(
-            profile, "segments", "structure.segments", "find_segments", curves, profile.rhythm
-        )
-        profile.segments = segments if isinstance(segments, Segments) else Segments()
-        tonality = _run_stage(profile, "key", "structure.key", "estimate_key", curves.chroma)
-        profile.tonality = tonality if isinstance(tonality, Tonality) else Tonality()
+        with guard(profile, "segments"):
+            profile.segments = find_segments(curves)
+        with guard(profile, "key"):
+            profile.tonality = estimate_key(curves.chroma)
         report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, "structure")
-        sections = _run_stage(
-            profile,
-            "sections",
-            "structure.sections",
-            "find_sections",
-            curves,
-            profile.rhythm,
-            profile.segments,
-            profile.tonality,
-        )
-        profile.sections = _accept(profile, "sections", sections, list) or []
+        with guard(profile, "sections"):
+            profile.sections = find_sections(curves, profile.rhythm)
     report(0.97, "structure")
-    fades = _run_stage(profile, "fades", "structure.fades", "find_fades", curves, duration)
-    fades = _accept(profile, "fades", fades, _two_floats)
-    profile.end_of_fade_in, profile.start_of_fade_out = fades if fades else (0.0, duration)
-    loudness = _run_stage(profile, "loudness", "structure.loudness", "track_loudness", curves)
-    loudness = _accept(profile, "loudness", loudness, float)
-    if loudness is not None:  # 0.0 dB is a valid (very loud) answer
-        profile.loudness = loudness
+    profile.start_of_fade_out = duration  # Spotify's "no fade-out", kept if fades fail
+    with guard(profile, "fades"):
+        profile.end_of_fade_in, profile.start_of_fade_out = find_fades(curves, duration)
+    with guard(profile, "loudness"):
+        profile.loudness = track_loudness(curves)
 
     profile.analysis_time = time.perf_counter() - started
     report(1.0, "done")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,10 +11,34 @@ from featherbeat.analysis.features.chroma import Chroma
 from featherbeat.analysis.features.energy import Energy
 from featherbeat.analysis.features.timbre import Timbre
 from featherbeat.analysis.frames import STFT
-from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE
 
 N_FFT = 2048  # 93 ms: enough frequency resolution for chroma above ~65 Hz (as librosa's default)
 HOP = 512  # 23 ms, 43.07 frames/s: segments and loudness envelopes need no finer
+
+
+def _none() -> np.ndarray:
+    return np.zeros(0, dtype=np.float32)
+
+
+def _rows() -> np.ndarray:
+    return np.zeros((0, 12), dtype=np.float32)
+
+
+@dataclass
+class FrameCurves:
+    """What :meth:`FrameFeatures.finish` returns: the curves at ``frame_rate`` (43.07/s).
+
+    The pipeline copies these into :class:`~featherbeat.analysis.profile.Curves`; a reduced
+    run leaves chroma, timbre and centroid empty.
+    """
+
+    frame_rate: float
+    loudness: np.ndarray  # dBFS per frame, floor -60
+    energy: np.ndarray  # RMS, linear 0..1
+    chroma: np.ndarray = field(default_factory=_rows)  # (n, 12), C..B
+    timbre: np.ndarray = field(default_factory=_rows)  # (n, 12)
+    centroid: np.ndarray = field(default_factory=_none)  # Hz
 
 
 @dataclass
@@ -27,7 +51,7 @@ class _Tonal:
 
 
 class FrameFeatures:
-    """Feed mono float32 blocks at ``sample_rate``; ``finish()`` returns the Curves (onset empty).
+    """Feed mono float32 blocks at ``sample_rate``; ``finish()`` returns the :class:`FrameCurves`.
 
     ``reduced=True`` computes loudness and energy only (the service's low-cost retry).
     ``expected_frames`` (from the header's duration) pre-sizes the outputs so that they are
@@ -64,15 +88,19 @@ class FrameFeatures:
     def push(self, block: np.ndarray) -> None:
         self._update(self.stft.push(block))
 
-    def finish(self) -> Curves:
+    def finish(self) -> FrameCurves:
         self._update(self.stft.finish())
         loudness, rms = self.energy.result()
-        curves = Curves(frame_rate=self.frame_rate, loudness=loudness, energy=rms)
-        if self._tonal is not None:
-            curves.chroma = self._tonal.chroma.result()
-            curves.timbre = self._tonal.timbre.result()
-            curves.centroid = self._tonal.centroid.result()
-        return curves
+        if self._tonal is None:
+            return FrameCurves(self.frame_rate, loudness, rms)
+        return FrameCurves(
+            self.frame_rate,
+            loudness,
+            rms,
+            chroma=self._tonal.chroma.result(),
+            timbre=self._tonal.timbre.result(),
+            centroid=self._tonal.centroid.result(),
+        )
 
     def _update(self, power: np.ndarray) -> None:
         if power.shape[0] == 0:

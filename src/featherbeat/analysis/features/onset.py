@@ -21,6 +21,8 @@ frame per curve (86 floats/s; about 2.5 MB per curve for an hour).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from featherbeat.analysis.features._store import GrowingArray
@@ -136,13 +138,23 @@ class BassSpectrum:
         return self._out.result()[:n_wanted]
 
 
+@dataclass
+class OnsetCurves:
+    """What :meth:`OnsetStrength.finish` returns; the pipeline copies it into ``Curves``."""
+
+    rate: float  # frames/s of ``onset`` and ``low``
+    onset: np.ndarray  # full-band SuperFlux, >= 0, float32
+    low: np.ndarray  # the same flux over the bands below 200 Hz (kick, bass)
+    bass_rate: float  # frames/s of ``bass``
+    bass: np.ndarray  # (frames, 21) bass magnitude spectrum, 35-260 Hz
+
+
 class OnsetStrength:
-    """Feed mono float32 blocks with :meth:`push`; :meth:`finish` returns (curve, frames/s).
+    """Feed mono float32 blocks with :meth:`push`; :meth:`finish` returns the
+    :class:`OnsetCurves`: the onset curve, its low-band twin and the bass spectrum.
 
     Frame ``i`` of the curve is centred at ``i * HOP / sample_rate`` seconds (the signal is
     padded with half a window of zeros at both ends, as librosa's ``center=True``).
-    After :meth:`finish`, :attr:`low` holds the same flux restricted to bands below 200 Hz,
-    and :attr:`bass` the bass spectrum (:class:`BassSpectrum`) at :attr:`bass_rate` frames/s.
     """
 
     def __init__(self, sample_rate: int = 22050) -> None:
@@ -164,15 +176,12 @@ class OnsetStrength:
         self._prev: np.ndarray | None = None  # max-filtered log spectrum of the last frame
         self._out: list[np.ndarray] = []
         self._out_low: list[np.ndarray] = []
-        self.low = np.zeros(0, dtype=np.float32)
         self._bass = BassSpectrum(self.sample_rate)
-        self.bass_rate = self._bass.rate
-        self.bass = np.zeros((0, 0), dtype=np.float32)
         self._n_in = 0  # samples pushed, to size the output exactly
-        self._finished = False
+        self._result: OnsetCurves | None = None  # set by finish()
 
     def push(self, block: np.ndarray) -> None:
-        if self._finished:
+        if self._result is not None:
             raise RuntimeError("push() after finish()")
         x = np.asarray(block, dtype=np.float32).reshape(-1)
         if x.size == 0:
@@ -215,20 +224,24 @@ class OnsetStrength:
         self._out.append(diff.sum(axis=1))
         self._out_low.append(diff[:, : self._low_bands].sum(axis=1))
 
-    def finish(self) -> tuple[np.ndarray, float]:
-        if not self._finished:
+    def finish(self) -> OnsetCurves:
+        """The curves; a second call returns the same result."""
+        if self._result is None:
             self._buf = np.concatenate([self._buf, np.zeros(self.n_fft // 2, dtype=np.float32)])
             self._drain()
             # One frame per hop of input (rounded up), as librosa's centred framing.
             n_wanted = -(-self._n_in // self.hop)
             curve = np.concatenate(self._out) if self._out else np.zeros(0, np.float32)
             low = np.concatenate(self._out_low) if self._out_low else np.zeros(0, np.float32)
-            self._onset = curve[:n_wanted].astype(np.float32)
-            self.low = low[:n_wanted].astype(np.float32)
-            self.bass = self._bass.finish()
             self._out, self._out_low = [], []
-            self._finished = True
-        return self._onset, self.rate
+            self._result = OnsetCurves(
+                rate=self.rate,
+                onset=curve[:n_wanted].astype(np.float32),
+                low=low[:n_wanted].astype(np.float32),
+                bass_rate=self._bass.rate,
+                bass=self._bass.finish(),
+            )
+        return self._result
 
 
 def onset_strength(y: np.ndarray, sample_rate: int = 22050) -> tuple[np.ndarray, np.ndarray, float]:
@@ -236,5 +249,5 @@ def onset_strength(y: np.ndarray, sample_rate: int = 22050) -> tuple[np.ndarray,
     det = OnsetStrength(sample_rate)
     for i in range(0, len(y), 65536):
         det.push(y[i : i + 65536])
-    curve, rate = det.finish()
-    return curve, det.low, rate
+    result = det.finish()
+    return result.onset, result.low, result.rate

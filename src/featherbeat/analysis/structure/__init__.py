@@ -4,9 +4,9 @@ Pure functions over compact per-frame arrays (numpy only). Memory is linear in t
 frames or beats: sections use a windowed novelty (no full self-similarity matrix), so an
 hour-long mix costs a few MB here. Entry points (what the pipeline calls):
 
-- ``segments.find_segments(curves, rhythm) -> Segments``
+- ``segments.find_segments(curves) -> Segments``
 - ``key.estimate_key(chroma) -> Tonality``
-- ``sections.find_sections(curves, rhythm, segments, tonality) -> list[Section]``
+- ``sections.find_sections(curves, rhythm) -> list[Section]``
 - ``fades.find_fades(curves, duration) -> (end_of_fade_in, start_of_fade_out)``
 - ``loudness.track_loudness(curves) -> float``
 """

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.profile import Curves, Rhythm, Section, Segments, Tonality
+from featherbeat.analysis.profile import Curves, Rhythm, Section
 from featherbeat.analysis.structure._frames import (
     FLOOR_DB,
     block_means,
@@ -251,15 +251,9 @@ def _section(
     )
 
 
-def find_sections(
-    curves: Curves, rhythm: Rhythm, segments: Segments, tonality: Tonality
-) -> list[Section]:
-    """Sections covering the whole track, in order, each with a ``label`` letter.
-
-    ``segments`` and ``tonality`` are part of the contract for refinements; the boundaries and
-    per-section keys come from the frame curves directly.
-    """
-    del segments, tonality
+def find_sections(curves: Curves, rhythm: Rhythm) -> list[Section]:
+    """Sections covering the whole track, in order, each with a ``label`` letter; boundaries
+    and per-section keys come from the frame curves, tempo and bars from ``rhythm``."""
     rate = float(curves.frame_rate)
     n = int(np.asarray(curves.loudness).size)
     if n == 0 or rate <= 0:

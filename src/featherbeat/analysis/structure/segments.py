@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.profile import Curves, Rhythm, Segments
+from featherbeat.analysis.profile import Curves, Segments
 from featherbeat.analysis.structure._frames import (
     FLOOR_DB,
     block_means,
@@ -106,10 +106,8 @@ def _boundaries(
     return out, np.where(step == 0, confs[idx], 0.0)
 
 
-def find_segments(curves: Curves, rhythm: Rhythm) -> Segments:
-    """Segments of the track described by ``curves`` (``rhythm`` is not needed yet: onsets
-    alone place Spotify's segments; it is part of the contract for beat-aware refinements)."""
-    del rhythm
+def find_segments(curves: Curves) -> Segments:
+    """Segments of the track described by ``curves`` (onsets alone place Spotify's segments)."""
     loud = np.asarray(curves.loudness, dtype=np.float64).reshape(-1)
     rate = float(curves.frame_rate)
     n = loud.size
