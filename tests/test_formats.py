@@ -17,6 +17,7 @@ from featherbeat.analysis import formats
 from featherbeat.analysis.formats import jams as jams_format
 from featherbeat.analysis.formats import spotify
 from featherbeat.analysis.profile import Profile, Rhythm
+from featherbeat.analysis.rhythm.bars import intervals, with_intervals
 
 # jams.load(strict=True) calls jsonschema in a way newer jsonschema deprecates (not our code).
 JAMS_WARNING = "ignore:Passing a schema to Validator.iter_errors:DeprecationWarning"
@@ -97,12 +98,27 @@ def test_spotify_never_writes_nan() -> None:
     p.curves.onset[10] = np.inf
     p.rhythm.tempo_confidence = float("nan")
     p.segments.timbre[0, 3] = np.nan
-    p.rhythm.tempo_curve_bpm = p.rhythm.tempo_curve_bpm[:-3]  # arrays of unequal length
     data = _strict_json(_written(p, "spotify"))
-    curve = data["featherbeat"]["tempo_curve"]
-    assert len(curve["times"]) == len(curve["bpm"]) == p.rhythm.tempo_curve_bpm.size
     assert data["track"]["tempo_confidence"] == 0.0
     assert data["segments"][0]["timbre"][3] == 0.0
+
+
+@pytest.mark.parametrize("fmt", formats.FORMATS)
+def test_a_profile_whose_lists_do_not_line_up_is_refused(fmt: str) -> None:
+    """Profile.check() is the one place the invariants live; every writer refuses before
+    writing a byte, naming the broken field, instead of guessing how to align."""
+    p = synthetic_profile(20.0)
+    p.rhythm.beat_position = p.rhythm.beat_position[:-1]
+    with pytest.raises(ValueError, match="rhythm.beat_position has"):
+        _written(p, fmt)
+    q = synthetic_profile(20.0)
+    q.rhythm.tempo_curve_bpm = q.rhythm.tempo_curve_bpm[:-3]
+    with pytest.raises(ValueError, match="rhythm.bpm has"):
+        q.check()
+    q = synthetic_profile(20.0)
+    q.segments.timbre = q.segments.timbre[:, :11]
+    with pytest.raises(ValueError, match="segments.timbre must have shape"):
+        q.check()
 
 
 def test_empty_profile_still_has_every_key() -> None:
@@ -172,8 +188,15 @@ def test_beats_round_trip(profile: Profile, tmp_path: Path) -> None:
 
 
 def test_beats_without_positions_and_empty() -> None:
-    r = Rhythm(beats=np.array([0.5, 1.0]), beat_position=np.zeros(0, dtype=np.int16))
-    assert _written(Profile(rhythm=r), "beats") == "0.50000\n1.00000\n"
+    r = Rhythm(
+        beats=np.array([0.5, 1.0]),
+        beat_confidence=np.ones(2),
+        beat_position=np.zeros(2, dtype=np.int16),  # 0: position in bar unknown
+    )
+    profile = Profile(rhythm=with_intervals(r, 1.5))
+    assert _written(profile, "beats") == "0.50000\n1.00000\n"
+    assert [b["duration"] for b in spotify.to_dict(profile)["beats"]] == [0.5, 0.5]
+    assert spotify.to_dict(profile)["bars"] == []
     assert _written(Profile(), "beats") == ""
 
 
@@ -240,8 +263,6 @@ def test_every_format_of_a_real_analysis_parses(
 
 
 def test_event_before_a_silent_gap_does_not_span_it() -> None:
-    from featherbeat.analysis.formats._util import intervals
-
     beats = np.array([0.0, 0.5, 1.0, 1.5, 12.0, 12.5, 13.0])  # no beats in 1.5..12 s of silence
     starts, durations = intervals(beats, end=13.4)
     assert np.allclose(starts, beats)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves, Peaks, Profile, Rhythm, Source
+from featherbeat.analysis.rhythm.bars import with_intervals
 from featherbeat.analysis.structure import fades, key, loudness, sections, segments
 
 FRAME_RATE = 22050 / 512
@@ -101,7 +102,7 @@ def synthetic_profile(duration: float = 60.0, **kw) -> Profile:
         peaks=Peaks(
             rate=100.0, min=(wave - 0.1).astype(np.float32), max=(wave + 0.1).astype(np.float32)
         ),
-        rhythm=rhythm,
+        rhythm=with_intervals(rhythm, duration),
         segments=segs,
         sections=sections.find_sections(curves, rhythm),
         tonality=tone,

@@ -116,6 +116,18 @@ def test_a_failing_stage_is_recorded_not_raised():
     assert profile.status_code == 1 and "key: failed" in profile.detailed_status
 
 
+def test_a_stage_result_that_breaks_the_invariants_counts_as_failed():
+    from featherbeat.analysis.profile import Rhythm
+
+    profile = Profile()
+    bad = Rhythm(beats=np.array([0.5, 1.0]), beat_confidence=np.ones(2))  # no positions
+    with guard(profile, "rhythm"):
+        bad.check()
+        profile.rhythm = bad
+    assert profile.rhythm.beats.size == 0
+    assert profile.missing["rhythm"].startswith("failed (ValueError: rhythm.beat_position has 0")
+
+
 def test_analysis_runs_with_one_blas_thread_and_restores_it(clicks_path):
     from featherbeat.analysis.pipeline import _one_blas_thread, _openblas
 

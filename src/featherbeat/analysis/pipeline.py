@@ -39,6 +39,7 @@ from featherbeat.analysis.features.frame import FrameCurves, FrameFeatures
 from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves, Profile
+from featherbeat.analysis.rhythm.bars import with_intervals
 from featherbeat.analysis.structure.fades import find_fades
 from featherbeat.analysis.structure.key import estimate_key
 from featherbeat.analysis.structure.loudness import track_loudness
@@ -243,18 +244,22 @@ def _analyze(
 
     # ---- rhythm -------------------------------------------------------------------------------
     report(_DECODE_SHARE, "rhythm")
+    duration = profile.source.duration
     with guard(profile, "rhythm"):
-        profile.rhythm = rhythm.track(curves, reduced=reduced)
+        found = with_intervals(rhythm.track(curves, reduced=reduced), duration)
+        found.check()  # a rhythm whose lists do not line up counts as failed
+        profile.rhythm = found
 
     # ---- structure ------------------------------------------------------------------------------
     report(_DECODE_SHARE + _RHYTHM_SHARE, "structure")
-    duration = profile.source.duration
     if reduced:
         for stage in ("segments", "key", "sections"):
             profile.missing[stage] = _REDUCED_SKIP
     else:
         with guard(profile, "segments"):
-            profile.segments = find_segments(curves)
+            segments = find_segments(curves)
+            segments.check()
+            profile.segments = segments
         with guard(profile, "key"):
             profile.tonality = estimate_key(curves.chroma)
         report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, "structure")

@@ -22,6 +22,20 @@ def _empty(shape: tuple[int, ...] = (0,)) -> np.ndarray:
     return np.zeros(shape, dtype=np.float32)
 
 
+def _times() -> np.ndarray:
+    return np.zeros(0, dtype=np.float64)
+
+
+def _same_length(owner: str, **arrays: np.ndarray) -> None:
+    """Raise ValueError unless every array has as many rows as the first one."""
+    (first, ref), *rest = arrays.items()
+    n = np.shape(ref)[0] if np.ndim(ref) else 0
+    for name, values in rest:
+        m = np.shape(values)[0] if np.ndim(values) else 0
+        if m != n:
+            raise ValueError(f"{owner}.{name} has {m} entries for {n} {owner}.{first}")
+
+
 @dataclass
 class Source:
     """What was decoded: the input as the decoder saw it."""
@@ -83,10 +97,47 @@ class Rhythm:
     tatum_confidence: np.ndarray = field(default_factory=_empty)
     tempo_curve_times: np.ndarray = field(default_factory=_empty)  # local tempo, sampled
     tempo_curve_bpm: np.ndarray = field(default_factory=_empty)
+    # Beats, tatums and bars as intervals (rhythm.bars.with_intervals fills these in): each
+    # lasts until the next; a bar runs from a downbeat to the next one.
+    beat_duration: np.ndarray = field(default_factory=_times)  # (len(beats),)
+    tatum_duration: np.ndarray = field(default_factory=_times)  # (len(tatums),)
+    bar_start: np.ndarray = field(default_factory=_times)
+    bar_duration: np.ndarray = field(default_factory=_times)
+    bar_confidence: np.ndarray = field(default_factory=_times)  # mean of its beats' confidences
 
     @property
     def downbeats(self) -> np.ndarray:
         return self.beats[self.beat_position == 1]
+
+    @property
+    def positions_known(self) -> bool:
+        """True when every beat has a position in bar (0 marks an unknown one)."""
+        return bool(np.all(self.beat_position >= 1))
+
+    def check(self) -> None:
+        """Raise ValueError unless every per-beat, per-tatum and per-bar array lines up."""
+        _same_length(
+            "rhythm",
+            beats=self.beats,
+            beat_confidence=self.beat_confidence,
+            beat_position=self.beat_position,
+            beat_duration=self.beat_duration,
+        )
+        _same_length(
+            "rhythm",
+            tatums=self.tatums,
+            tatum_confidence=self.tatum_confidence,
+            tatum_duration=self.tatum_duration,
+        )
+        _same_length(
+            "rhythm",
+            bar_start=self.bar_start,
+            bar_duration=self.bar_duration,
+            bar_confidence=self.bar_confidence,
+        )
+        _same_length("rhythm", tempo_curve_times=self.tempo_curve_times, bpm=self.tempo_curve_bpm)
+        if np.any(self.beat_position < 0):
+            raise ValueError("rhythm.beat_position must be >= 0 (0 = unknown, 1 = downbeat)")
 
 
 @dataclass
@@ -105,6 +156,24 @@ class Segments:
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
+
+    def check(self) -> None:
+        """Raise ValueError unless every column has one row per segment (12 wide for vectors)."""
+        _same_length(
+            "segments",
+            start=self.start,
+            duration=self.duration,
+            confidence=self.confidence,
+            loudness_start=self.loudness_start,
+            loudness_max=self.loudness_max,
+            loudness_max_time=self.loudness_max_time,
+            loudness_end=self.loudness_end,
+            pitches=self.pitches,
+            timbre=self.timbre,
+        )
+        for name, rows in (("pitches", self.pitches), ("timbre", self.timbre)):
+            if np.ndim(rows) != 2 or np.shape(rows)[1] != 12:
+                raise ValueError(f"segments.{name} must have shape (segments, 12)")
 
 
 @dataclass
@@ -178,3 +247,11 @@ class Profile:
         if not self.missing:
             return "OK"
         return "; ".join(f"{stage}: {why}" for stage, why in sorted(self.missing.items()))
+
+    def check(self) -> None:
+        """Raise ValueError naming the first broken invariant: the arrays that describe one
+        list of events line up. The pipeline checks each stage's result as it lands (a stage
+        that breaks them is recorded as failed); serializers check once, then only map."""
+        self.rhythm.check()
+        self.segments.check()
+        _same_length("peaks", min=self.peaks.min, max=self.peaks.max)

@@ -50,35 +50,6 @@ def units(values: Iterable[float]) -> list:
     return nums(np.clip(a, 0.0, 1.0))
 
 
-def per_event(values: np.ndarray, n: int, default: float = 0.5) -> np.ndarray:
-    """``values`` when it has one entry per event, else ``default`` for each (never misaligned)."""
-    a = np.asarray(values, dtype=np.float64).reshape(-1)
-    if a.shape[0] == n:
-        return np.clip(np.nan_to_num(a, nan=default), 0.0, 1.0)
-    return np.full(n, default)
-
-
-def intervals(times: np.ndarray, end: float) -> tuple[np.ndarray, np.ndarray]:
-    """(starts, durations) of events that each last until the next one.
-
-    The last event lasts one median inter-event interval, clipped at ``end`` (the track's
-    duration), because there is no next event to end it. No event lasts longer than twice the
-    median interval: the rhythm stage places no beats in a silent gap, and the beat before the
-    gap should not claim the whole gap.
-    """
-    starts = np.asarray(times, dtype=np.float64).reshape(-1)
-    if starts.size == 0:
-        return starts, starts.copy()
-    gaps = np.diff(starts)
-    last = float(np.median(gaps)) if gaps.size else max(end - starts[-1], 0.0)
-    if gaps.size:
-        gaps = np.minimum(gaps, 2.0 * last)
-    if end > starts[-1]:
-        last = min(last, end - starts[-1])
-    durations = np.append(gaps, max(last, 0.0))
-    return starts, durations
-
-
 def key_name(key: int) -> str:
     """ "C".."B", or "" when no key was found (key -1)."""
     return KEY_NAMES[key] if 0 <= key < 12 else ""

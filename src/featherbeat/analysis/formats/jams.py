@@ -25,9 +25,9 @@ from featherbeat.analysis.formats._util import (
     key_name,
     mode_name,
     num,
-    per_event,
     t,
     unit,
+    units,
     write_json_array,
 )
 from featherbeat.analysis.formats.spotify import sections_or_whole
@@ -53,36 +53,26 @@ def _obs(time: float, duration: float, value: Any, confidence: float | None) -> 
     return {"time": t(time), "duration": t(duration), "value": value, "confidence": confidence}
 
 
-def _positions(profile: Profile) -> np.ndarray | None:
-    r = profile.rhythm
-    pos = np.asarray(r.beat_position).reshape(-1)
-    if pos.size != np.asarray(r.beats).size or (pos.size and pos.min() < 1):
-        return None
-    return pos.astype(np.int64)
-
-
 def beat_obs(profile: Profile) -> Iterator[dict[str, Any]]:
     r = profile.rhythm
-    times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
-    conf = per_event(r.beat_confidence, times.size).tolist()
-    pos = _positions(profile)
-    values = [None] * times.size if pos is None else pos.tolist()
-    for x, v, c in zip(times.tolist(), values, conf, strict=True):
-        yield _obs(x, 0.0, v, unit(c))
+    conf = units(r.beat_confidence)
+    values = r.beat_position.tolist() if r.positions_known else [None] * len(conf)
+    for x, v, c in zip(r.beats.tolist(), values, conf, strict=True):
+        yield _obs(x, 0.0, v, c)
 
 
 def beat_position_obs(profile: Profile) -> Iterator[dict[str, Any]]:
+    """Only when every beat has a position (the namespace has no "unknown")."""
     r = profile.rhythm
-    pos = _positions(profile)
-    if pos is None:
+    if not r.positions_known:
         return
-    times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
-    conf = per_event(r.beat_confidence, times.size).tolist()
-    measures = np.cumsum(pos == 1).tolist()  # 0 for a pickup before the first downbeat
+    pos = r.beat_position.tolist()
+    measures = np.cumsum(r.beat_position == 1).tolist()  # 0 for a pickup before the first downbeat
     ts = int(r.time_signature)
-    for x, p, m, c in zip(times.tolist(), pos.tolist(), measures, conf, strict=True):
+    conf = units(r.beat_confidence)
+    for x, p, m, c in zip(r.beats.tolist(), pos, measures, conf, strict=True):
         value = {"position": p, "measure": m, "num_beats": max(ts, p, 1), "beat_units": 4}
-        yield _obs(x, 0.0, value, unit(c))
+        yield _obs(x, 0.0, value, c)
 
 
 def _annotation(namespace: str, duration: float) -> dict[str, Any]:
@@ -137,10 +127,11 @@ def _sandbox(profile: Profile) -> dict[str, Any]:
 
 def to_dict(profile: Profile) -> dict[str, Any]:
     """The JAMS object as a dict (the same content :func:`write` streams)."""
+    profile.check()
     beat = _annotation("beat", profile.duration)
     beat["data"] = list(beat_obs(profile))
     annotations = [beat]
-    if _positions(profile) is not None:
+    if profile.rhythm.positions_known:
         position = _annotation("beat_position", profile.duration)
         position["data"] = list(beat_position_obs(profile))
         annotations.append(position)
@@ -160,9 +151,10 @@ def _write_streamed(fp: TextIO, head: dict[str, Any], items: Iterator[dict[str, 
 
 
 def write(profile: Profile, fp: TextIO) -> None:
+    profile.check()
     fp.write('{"annotations":[')
     _write_streamed(fp, _annotation("beat", profile.duration), beat_obs(profile))
-    if _positions(profile) is not None:
+    if profile.rhythm.positions_known:
         fp.write(",")
         _write_streamed(
             fp, _annotation("beat_position", profile.duration), beat_position_obs(profile)

@@ -20,12 +20,10 @@ from featherbeat import __version__
 from featherbeat.analysis.formats._util import (
     TIME_DECIMALS,
     dumps,
-    intervals,
     key_name,
     mode_name,
     num,
     nums,
-    per_event,
     t,
     unit,
     units,
@@ -167,43 +165,17 @@ def _interval_objects(
 
 def beats(profile: Profile) -> Iterator[dict]:
     r = profile.rhythm
-    starts, durations = intervals(r.beats, profile.duration)
-    yield from _interval_objects(starts, durations, per_event(r.beat_confidence, starts.size))
+    yield from _interval_objects(r.beats, r.beat_duration, r.beat_confidence)
 
 
 def tatums(profile: Profile) -> Iterator[dict]:
     r = profile.rhythm
-    starts, durations = intervals(r.tatums, profile.duration)
-    yield from _interval_objects(starts, durations, per_event(r.tatum_confidence, starts.size))
-
-
-def bar_intervals(profile: Profile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, durations, confidences) of bars: from each downbeat to the next.
-
-    The last bar lasts as many median beat periods as the bar has beats. A bar's confidence is
-    the mean confidence of its beats. Beats before the first downbeat (a pickup) are in no bar.
-    """
-    r = profile.rhythm
-    times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
-    pos = np.asarray(r.beat_position).reshape(-1)
-    if times.size == 0 or pos.size != times.size:
-        empty = np.zeros(0)
-        return empty, empty, empty
-    first = np.flatnonzero(pos == 1)
-    if first.size == 0:
-        empty = np.zeros(0)
-        return empty, empty, empty
-    conf = per_event(r.beat_confidence, times.size)
-    starts = times[first]
-    period = float(np.median(np.diff(times))) if times.size > 1 else 0.0
-    end = min(starts[-1] + _time_signature(r.time_signature) * period, profile.duration)
-    durations = np.diff(np.append(starts, max(end, starts[-1])))
-    bar_conf = np.add.reduceat(conf, first) / np.diff(np.append(first, times.size))
-    return starts, durations, bar_conf
+    yield from _interval_objects(r.tatums, r.tatum_duration, r.tatum_confidence)
 
 
 def bars(profile: Profile) -> Iterator[dict]:
-    yield from _interval_objects(*bar_intervals(profile))
+    r = profile.rhythm
+    yield from _interval_objects(r.bar_start, r.bar_duration, r.bar_confidence)
 
 
 def sections_or_whole(profile: Profile) -> list[Section]:
@@ -252,45 +224,36 @@ def sections(profile: Profile) -> Iterator[dict]:
 
 def segments(profile: Profile) -> Iterator[dict]:
     seg = profile.segments
-    n = len(seg)
     # Every column rounded at once, then one dict per segment: ~5x faster than per value.
     columns = {
-        "start": nums(seg.start[:n], TIME_DECIMALS),
-        "duration": nums(seg.duration[:n], TIME_DECIMALS),
-        "confidence": units(per_event(seg.confidence, n, default=0.0)),
-        "loudness_start": _dbs(seg.loudness_start[:n]),
-        "loudness_max": _dbs(seg.loudness_max[:n]),
-        "loudness_max_time": nums(seg.loudness_max_time[:n], TIME_DECIMALS),
-        "loudness_end": _dbs(seg.loudness_end[:n]),
-        "pitches": units(np.asarray(seg.pitches).reshape(-1, 12)[:n]),
-        "timbre": nums(np.asarray(seg.timbre).reshape(-1, 12)[:n]),
+        "start": nums(seg.start, TIME_DECIMALS),
+        "duration": nums(seg.duration, TIME_DECIMALS),
+        "confidence": units(seg.confidence),
+        "loudness_start": _dbs(seg.loudness_start),
+        "loudness_max": _dbs(seg.loudness_max),
+        "loudness_max_time": nums(seg.loudness_max_time, TIME_DECIMALS),
+        "loudness_end": _dbs(seg.loudness_end),
+        "pitches": units(seg.pitches),
+        "timbre": nums(seg.timbre),
     }
     names = list(columns)
     for row in zip(*columns.values(), strict=True):
         yield dict(zip(names, row, strict=True))
 
 
-def _tempo_curve(times: np.ndarray, bpm: np.ndarray) -> dict[str, list[float]]:
-    """Paired samples only: a curve whose arrays disagree in length is cut to the shorter."""
-    times, bpm = np.asarray(times).reshape(-1), np.asarray(bpm).reshape(-1)
-    m = min(times.size, bpm.size)
-    return {"times": nums(times[:m], TIME_DECIMALS), "bpm": nums(np.clip(bpm[:m], 0.0, None))}
-
-
 def extras(profile: Profile) -> dict[str, Any]:
     """The ``"featherbeat"`` object: what Spotify's format has no place for."""
     r, c, p = profile.rhythm, profile.curves, profile.peaks
-    beat_times = np.asarray(r.beats, dtype=np.float64).reshape(-1)
-    pos = np.asarray(r.beat_position).reshape(-1)
-    if pos.size != beat_times.size:
-        pos = np.zeros(beat_times.size, dtype=np.int64)  # unknown: 0, never misaligned
     wave_rate, wave_min = decimate(p.min, p.rate, WAVEFORM_LIMITS, _min)
     _, wave_max = decimate(p.max, p.rate, WAVEFORM_LIMITS, _max)
     return {
         "version": __version__,
-        "downbeats": nums(beat_times[pos == 1], 5),
-        "beat_positions": [int(x) for x in pos.tolist()],
-        "tempo_curve": _tempo_curve(r.tempo_curve_times, r.tempo_curve_bpm),
+        "downbeats": nums(r.downbeats, TIME_DECIMALS),
+        "beat_positions": [int(x) for x in r.beat_position.tolist()],  # 0 = unknown
+        "tempo_curve": {
+            "times": nums(r.tempo_curve_times, TIME_DECIMALS),
+            "bpm": nums(np.clip(r.tempo_curve_bpm, 0.0, None)),
+        },
         "onset": _curve(c.onset, c.onset_rate, _max),
         "loudness": _curve(c.loudness, c.frame_rate, _mean_power_db),
         "energy": _curve(c.energy, c.frame_rate, _mean, 5),
@@ -321,11 +284,13 @@ def _parts(profile: Profile) -> Iterator[tuple[str, Any]]:
 
 def to_dict(profile: Profile) -> dict[str, Any]:
     """The whole analysis as one dict (the same content :func:`write` streams)."""
+    profile.check()
     return {k: (v if isinstance(v, dict) else list(v)) for k, v in _parts(profile)}
 
 
 def write(profile: Profile, fp: TextIO) -> None:
     """Stream the JSON to ``fp``: at most ``_CHUNK`` events, or one curve, as text at a time."""
+    profile.check()
     fp.write("{")
     for n, (key, value) in enumerate(_parts(profile)):
         fp.write(("," if n else "") + dumps(key) + ":")

@@ -149,12 +149,8 @@ def snap_to_downbeats(
     its novelty is much lower, and moving the boundary there would only make it worse.
     """
     starts = unit_times[chosen]
-    beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
-    pos = np.asarray(rhythm.beat_position).reshape(-1)
-    if starts.size == 0 or pos.size != beats.size or unit_times.size < 2:
-        return starts
-    downbeats = beats[pos == 1]
-    if downbeats.size < 2:
+    downbeats = rhythm.downbeats.astype(np.float64)
+    if starts.size == 0 or unit_times.size < 2 or downbeats.size < 2:
         return starts
     bar = float(np.median(np.diff(downbeats)))
     j = np.clip(np.searchsorted(downbeats, starts), 1, downbeats.size - 1)
@@ -230,11 +226,9 @@ def _section(
     tone = estimate_key(chroma[a:b])
     ts = int(rhythm.time_signature)
     ts_conf = float(rhythm.time_signature_confidence)
-    pos = np.asarray(rhythm.beat_position).reshape(-1)
-    if pos.size == beats.size:
-        down = np.flatnonzero(inside & (pos == 1))
-        if down.size >= 2:
-            ts_conf *= float(np.mean(np.diff(down) == ts))
+    down = np.flatnonzero(inside & (rhythm.beat_position == 1))
+    if down.size >= 2:
+        ts_conf *= float(np.mean(np.diff(down) == ts))
     return Section(
         start=t0,
         duration=t1 - t0,
