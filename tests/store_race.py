@@ -43,3 +43,41 @@ def same_bytes_at_once(stores: list[JobStore], n: int = 16) -> str:
     assert winner != "old", "a failed job does not block a new upload of the same bytes"
     assert stores[0].counts() == {"queued": 1, "running": 0, "done": 0, "failed": 1}
     return winner
+
+
+def links_share_one_analysis(store: JobStore) -> None:
+    """Every upload of the same bytes gets its own id (a link) to one analysis; a delete
+    removes only the caller's id, and the analysis goes with the last id naming it."""
+    first = job_of("ln-first", "ln-shared")
+    assert store.create_unless_duplicate(first) is first
+    for name in ("ln-second", "ln-third"):
+        got = store.create_unless_duplicate(job_of(name, "ln-shared"))
+        assert got.id == "ln-first" and store.get(name) is None
+        link = store.get_link(name)
+        assert link is not None and link.source == "ln-first" and link.filename == f"{name}.wav"
+    assert store.get_link("ln-first") is None
+    # The first uploader deletes: the analysis stays for the others, unreadable by its id.
+    assert store.release("ln-first") is None
+    kept = store.get("ln-first")
+    assert kept is not None and kept.withdrawn
+    assert store.release("ln-second") is None and store.get_link("ln-second") is None
+    # A new upload of those bytes still shares the withdrawn analysis.
+    assert store.create_unless_duplicate(job_of("ln-fourth", "ln-shared")).id == "ln-first"
+    assert store.release("ln-fourth") is None
+    gone = store.release("ln-third")  # the last id: the analysis goes, blobs for the caller
+    assert gone is not None and gone.id == "ln-first" and store.get("ln-first") is None
+    assert store.release("ln-third") is None and store.release("ln-nobody") is None
+    # Not shared: its own id going takes the job at once.
+    alone = job_of("ln-alone", "ln-alone-bytes")
+    store.create(alone)
+    assert (store.release("ln-alone") or job_of("x", "x")).id == "ln-alone"
+    assert store.get("ln-alone") is None
+    # Retention deletes a job with every link to it.
+    store.create(job_of("ln-old", "ln-old-bytes"))
+    store.create_unless_duplicate(job_of("ln-old-link", "ln-old-bytes"))
+    assert store.delete("ln-old") and store.get_link("ln-old-link") is None
+    # Repeating our own create (a retry after a lost reply) is not a link to ourselves.
+    again = job_of("ln-again", "ln-again-bytes")
+    store.create(again)
+    assert store.create_unless_duplicate(job_of("ln-again", "ln-again-bytes")).id == "ln-again"
+    assert store.get_link("ln-again") is None and store.release("ln-again") is not None

@@ -35,17 +35,24 @@ def test_upload_events_results_cache_delete(tmp_path: Path, redis_server: RedisS
         assert code in (200, 410)  # uploads are dropped once analysed unless kept
 
         status, cached = svc.upload(audio, "same-bytes.wav")  # sha256 dedupe across Redis
-        assert status == 200 and cached["id"] == job["id"] and cached["status"] == "done"
+        assert status == 202 and cached["status"] == "done"
+        assert cached["id"] != job["id"] and cached["filename"] == "same-bytes.wav"
 
         code, _headers, _body = svc.request("DELETE", job["links"]["self"])
         assert code == 204
         status, gone = svc.json("GET", job["links"]["self"])
         assert status == 404 and gone["error"]["code"]
+        # The other uploader's id still reads the shared analysis, until it goes too.
+        code, _headers, body = svc.request("GET", cached["links"]["analysis"])
+        assert code == 200 and body
+        code, _headers, _body = svc.request("DELETE", cached["links"]["self"])
+        assert code == 204
 
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
     leftovers = [k for k in client.scan_iter(f"*{job['id']}*")]
+    leftovers += [k for k in client.scan_iter(f"*{cached['id']}*")]
     assert leftovers == []  # record, stream and blobs of the deleted job are all gone
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from redis_harness import RedisServer, redis_server  # noqa: F401 (fixture)
-from store_race import same_bytes_at_once
+from store_race import links_share_one_analysis, same_bytes_at_once
 
 from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs, StorageFullError
 from featherbeat.jobs.redis_store import RedisJobStore
@@ -80,6 +80,14 @@ def test_same_bytes_at_once_create_one_job(redis_server: RedisServer) -> None:  
     assert stores[1].create_unless_duplicate(other) is other and stores[1].get("other").seq == 1
     with pytest.raises(KeyError):
         stores[1].create_unless_duplicate(new_job("other", sha="new"))  # ids are never reused
+
+
+def test_links_share_one_analysis(redis_server: RedisServer) -> None:  # noqa: F811
+    st = store_of(redis_server)
+    links_share_one_analysis(st)
+    # Nothing of the deleted jobs and links is left in Redis.
+    left = [k.decode() for k in st.r.scan_iter("featherbeat:*ln-*")]
+    assert left == [], left
 
 
 def test_only_the_owner_updates_and_finishes_once(redis_server: RedisServer) -> None:  # noqa: F811

@@ -68,7 +68,7 @@ def test_one_file_to_stdout_same_as_the_service_result(service: Service, tmp_pat
     again = featherbeat("analyze", "--via", service.base_url + "/", "-f", "beats", str(track))
     assert again.returncode == 0 and again.stdout == done.stdout
     status, job = service.upload(track)
-    assert status == 200 and job["status"] == "done"
+    assert status == 202 and job["status"] == "done"
     _, _, body = service.request("GET", f"{job['links']['analysis']}?format=beats")
     assert done.stdout == body
 

@@ -21,6 +21,7 @@ the command line). Stdlib only: the web process must stay light.
 | FEATHERBEAT_HEARTBEAT_SECONDS | 2 | how often a running job proves it is alive |
 | FEATHERBEAT_STALE_SECONDS | 20 | a job silent this long is recovered by the reaper |
 | FEATHERBEAT_UPLOAD_IDLE_TIMEOUT | 30 | seconds an upload may stall before it is cut (408) |
+| FEATHERBEAT_INCOMING_MAX_AGE | 600 | seconds after which an unwritten temp upload (a killed web process's) is swept |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """
 
@@ -91,6 +92,7 @@ class Settings:
     heartbeat_seconds: float = 2.0
     stale_seconds: float = 20.0
     upload_idle_timeout: float = 30.0
+    incoming_max_age: float = 600.0
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -119,6 +121,7 @@ class Settings:
             heartbeat_seconds=_number(env, "FEATHERBEAT_HEARTBEAT_SECONDS", 2, 0.1),
             stale_seconds=_number(env, "FEATHERBEAT_STALE_SECONDS", 20, 0.5),
             upload_idle_timeout=_number(env, "FEATHERBEAT_UPLOAD_IDLE_TIMEOUT", 30, 0.1),
+            incoming_max_age=_number(env, "FEATHERBEAT_INCOMING_MAX_AGE", 600, 1),
             host=_get(env, "HOST") or "127.0.0.1",
             port=int(_number(env, "PORT", 8000, 0)),
         )

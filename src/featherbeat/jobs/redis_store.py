@@ -10,8 +10,11 @@ way the SQLite store's conditional ``UPDATE ... WHERE status=? AND owner=?`` is:
   and recovered elsewhere loses ownership, so it can never finish the job a second time.
 - ``requeue``: back to queued, conditional on the owner or on staleness, so of two reapers that
   see the same stale job only one re-queues it.
-- ``create_unless_duplicate``: the dedupe lookup (``sha:<sha256>``) and the create in one
-  script, so of two web processes accepting the same bytes at once only one creates a job.
+- ``create_unless_duplicate``: the dedupe lookup (``sha:<sha256>``) and the create (of the job,
+  or of a link to the job found) in one script, so of two web processes accepting the same
+  bytes at once only one creates a job and every other upload gets its own link id.
+- ``release``/``delete``: a link or a job id goes, and the job with it once nothing points at
+  it, in one script (a link created at that moment either keeps the job or finds none).
 
 Layout (``P`` is the key prefix, default ``featherbeat:``):
 
@@ -20,6 +23,8 @@ Layout (``P`` is the key prefix, default ``featherbeat:``):
 - ``P status:<status>`` sorted sets: queued by ``created_at`` (FIFO rank = queue position),
   running by heartbeat (the stale ones are a range query), done/failed by ``finished_at``;
 - ``P sha:<sha256>`` sorted set of the job ids of those bytes (dedupe);
+- ``P link:<id>`` hash (``source``, ``filename``, ``created_at``, JSON values) of an upload that
+  joined another's job, and ``P links:<job id>`` the set of link ids pointing at a job;
 - ``P events:<id>`` stream: one entry per change (``seq``), which ``wait_change()`` blocks on, so an
   SSE response in any web process wakes at once instead of polling;
 - ``P counters`` hash.
@@ -35,7 +40,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from featherbeat.jobs.store import _COLUMNS, FINISHED, STATUSES, Job, JobStore
+from featherbeat.jobs.store import _COLUMNS, FINISHED, STATUSES, Job, JobStore, Link
 
 STREAM_MAXLEN = 32  # SSE only needs "something changed since seq N"
 
@@ -80,8 +85,10 @@ bump()
 return 1
 """
 
-# The same ARGV as _CREATE. A job of the same bytes that is not failed (a done one first, then
-# the newest): its whole hash instead of creating ours; else _CREATE's 1 (or 0).
+# The same ARGV as _CREATE, plus the link's filename and created_at (JSON) at ARGV[6], ARGV[7]
+# ahead of the fields (so apply() starts at 8). A job of the same bytes that is not failed (a
+# done one first, then the newest): ours becomes a link to it and its whole hash is returned;
+# else _CREATE's 1 (or 0).
 _CREATE_UNLESS_DUPLICATE = (
     """
 local pick = nil
@@ -90,9 +97,68 @@ for _, other in ipairs(redis.call('ZREVRANGE', P .. 'sha:' .. ARGV[5], 0, -1)) d
   if st == '"done"' then pick = other break end
   if st and st ~= '"failed"' and not pick then pick = other end
 end
-if pick then return redis.call('HGETALL', P .. 'job:' .. pick) end
+if pick == id then return redis.call('HGETALL', job) end  -- a retry of our own create
+if pick then
+  redis.call('HSET', P .. 'link:' .. id, 'source', cjson.encode(pick), 'filename', ARGV[6],
+    'created_at', ARGV[7])
+  redis.call('SADD', P .. 'links:' .. pick, id)
+  return redis.call('HGETALL', P .. 'job:' .. pick)
+end
 """
-    + _CREATE
+    + _CREATE.replace("apply(6)", "apply(8)")
+)
+
+# Deleting a job with everything that names it; returns its hash (empty if it was gone).
+_DROP = """
+local function drop(jid, with_links)
+  local jk = P .. 'job:' .. jid
+  local all = redis.call('HGETALL', jk)
+  if #all == 0 then return all end
+  local sha = redis.call('HGET', jk, 'sha256')
+  if sha then redis.call('ZREM', P .. 'sha:' .. cjson.decode(sha), jid) end
+  for _, s in ipairs({'queued', 'running', 'done', 'failed'}) do
+    redis.call('ZREM', P .. 'status:' .. s, jid)
+  end
+  if with_links then
+    for _, l in ipairs(redis.call('SMEMBERS', P .. 'links:' .. jid)) do
+      redis.call('DEL', P .. 'link:' .. l)
+    end
+  end
+  redis.call('DEL', jk, P .. 'events:' .. jid, P .. 'links:' .. jid)
+  return all
+end
+"""
+
+# ARGV: P, id. The hash of the job to purge now, or an empty list.
+_RELEASE = (
+    _DROP
+    + """
+local lk = P .. 'link:' .. id
+local src = redis.call('HGET', lk, 'source')
+if src then
+  src = cjson.decode(src)
+  redis.call('DEL', lk)
+  redis.call('SREM', P .. 'links:' .. src, id)
+  if redis.call('SCARD', P .. 'links:' .. src) > 0 then return {} end
+  if redis.call('HGET', P .. 'job:' .. src, 'withdrawn') ~= 'true' then return {} end
+  return drop(src, false)
+end
+if redis.call('EXISTS', job) == 0 then return {} end
+if redis.call('SCARD', P .. 'links:' .. id) > 0 then
+  redis.call('HSET', job, 'withdrawn', 'true')
+  bump()
+  return {}
+end
+return drop(id, false)
+"""
+)
+
+# ARGV: P, id. 1 if the job existed.
+_DELETE = (
+    _DROP
+    + """
+return #drop(id, true) > 0 and 1 or 0
+"""
 )
 
 # ARGV: P, id, owner(json), stale_age (seconds without a heartbeat that make a job stale)
@@ -209,6 +275,8 @@ class RedisJobStore(JobStore):
         scripts = {
             "create": _CREATE,
             "create_unless_duplicate": _CREATE_UNLESS_DUPLICATE,
+            "release": _RELEASE,
+            "delete": _DELETE,
             "claim": _CLAIM,
             "update": _UPDATE,
             "finish": _FINISH,
@@ -247,7 +315,9 @@ class RedisJobStore(JobStore):
         job.seq = 1
 
     def create_unless_duplicate(self, job: Job) -> Job:
-        got = self._call("create_unless_duplicate", job.id, *self._create_args(job))
+        status, created, sha, *fields = self._create_args(job)
+        link = [json.dumps(job.filename), json.dumps(job.created_at)]
+        got = self._call("create_unless_duplicate", job.id, status, created, sha, *link, *fields)
         if isinstance(got, list):  # HGETALL of the job of the same bytes
             return _decode(dict(zip(got[::2], got[1::2], strict=True)))
         if not got:
@@ -259,17 +329,19 @@ class RedisJobStore(JobStore):
         raw = self.r.hgetall(self._key("job", job_id))
         return _decode(raw) if raw else None
 
+    def get_link(self, link_id: str) -> Link | None:
+        raw = self.r.hgetall(self._key("link", link_id))
+        if not raw:
+            return None
+        values = {k.decode(): json.loads(v) for k, v in raw.items()}
+        return Link(id=link_id, **values)
+
+    def release(self, job_id: str) -> Job | None:
+        got = self._call("release", job_id)
+        return _decode(dict(zip(got[::2], got[1::2], strict=True))) if got else None
+
     def delete(self, job_id: str) -> bool:
-        job = self.get(job_id)
-        if job is None:
-            return False
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._key("job", job_id), self._key("events", job_id))
-        for status in STATUSES:
-            pipe.zrem(self._key("status", status), job_id)
-        pipe.zrem(self._key("sha", job.sha256), job_id)
-        pipe.execute()
-        return True
+        return bool(self._run("delete", job_id))
 
     def find_by_sha256(self, sha256: str) -> Job | None:
         ids = self.r.zrevrange(self._key("sha", sha256), 0, 20)

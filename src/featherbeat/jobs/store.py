@@ -12,7 +12,15 @@ The ``JobStore`` interface (implement it for another database, e.g. Redis hashes
   a done one first
 - ``create_unless_duplicate(job) -> Job``: atomically, the job ``find_by_sha256`` would return
   if there is one, else ``job`` just created; so of two uploads of the same bytes racing each
-  other only one creates a job (a failed job never blocks a new one)
+  other only one creates a job (a failed job never blocks a new one). When an existing job is
+  returned, ``job`` was recorded in the same step as a *link* to it (``Link``: its own id,
+  file name and time, pointing at the shared analysis), so every upload has its own id
+- ``get_link(id) -> Link | None``: the link of an upload that joined another's analysis
+- ``release(id) -> Job | None``: the caller's id goes (a link, or a job's own id); returns the
+  job whose analysis must now be deleted with its blobs, once no id points at it any more.
+  A job whose own id goes while links still point at it stays, ``withdrawn`` (not readable
+  by its id), until its last link goes
+- ``delete(id)``: the job and every link to it, at once (retention)
 - ``claim(id, owner, stale_before)``: queued -> running (or take over a running job whose
   heartbeat is older than ``stale_before``); returns the claimed Job or None
 - ``update(id, owner, **fields)``: progress/stage/heartbeat/attempts of a job we own
@@ -32,6 +40,7 @@ Times are Unix seconds (wall clock) because heartbeats are compared across proce
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -75,6 +84,7 @@ class Job:
     result_keys: dict[str, str] | None = None
     analysis_seconds: float | None = None
     peak_rss_mb: float | None = None
+    withdrawn: bool = False  # its own id was deleted; kept for the links that share it
     seq: int = 0
 
     @property
@@ -85,9 +95,20 @@ class Job:
         return asdict(self)
 
 
+@dataclass
+class Link:
+    """An upload of bytes another upload's job is analysing (or has analysed): the uploader's
+    own id, name and time; everything else is read from the job ``source``."""
+
+    id: str
+    source: str
+    filename: str
+    created_at: float
+
+
 _COLUMNS = [f.name for f in fields(Job)]
 _JSON_COLUMNS = {"result_keys"}
-_BOOL_COLUMNS = {"reduced"}
+_BOOL_COLUMNS = {"reduced", "withdrawn"}
 
 
 class JobStore(ABC):
@@ -107,6 +128,12 @@ class JobStore(ABC):
 
     @abstractmethod
     def create_unless_duplicate(self, job: Job) -> Job: ...
+
+    @abstractmethod
+    def get_link(self, link_id: str) -> Link | None: ...
+
+    @abstractmethod
+    def release(self, job_id: str) -> Job | None: ...
 
     @abstractmethod
     def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None: ...
@@ -184,12 +211,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     result_keys TEXT,
     analysis_seconds REAL,
     peak_rss_mb REAL,
+    withdrawn INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256, status);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS links (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS links_source ON links (source);
 """
+
+# Columns added after the first release: an existing jobs.db gets them on open.
+_ADDED_COLUMNS = {"withdrawn": "INTEGER NOT NULL DEFAULT 0"}
 
 # The job dedupe joins: not failed, a done one first, then the newest.
 _FIND_BY_SHA256 = (
@@ -232,7 +270,13 @@ class SqliteJobStore(JobStore):
         self.path = str(path)
         self.timeout = timeout
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)  # idempotent; executescript manages its own commit
+        conn = self._conn()
+        conn.executescript(_SCHEMA)  # idempotent; executescript manages its own commit
+        have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS.items():
+            if name not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process won
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -281,7 +325,13 @@ class SqliteJobStore(JobStore):
         # process) waits for our COMMIT, then sees our row.
         with self._tx() as db:
             row = db.execute(_FIND_BY_SHA256, (job.sha256,)).fetchone()
+            if row is not None and row["id"] == job.id:  # a retry of our own create
+                return _from_row(row)
             if row is not None:
+                db.execute(
+                    "INSERT INTO links (id, source, filename, created_at) VALUES (?, ?, ?, ?)",
+                    (job.id, row["id"], job.filename, job.created_at),
+                )
                 return _from_row(row)
             self._insert(db, job)
         job.seq = 1
@@ -291,8 +341,38 @@ class SqliteJobStore(JobStore):
         row = self._conn().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _from_row(row) if row else None
 
+    def get_link(self, link_id: str) -> Link | None:
+        row = self._conn().execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
+        return Link(**dict(row)) if row else None
+
+    def release(self, job_id: str) -> Job | None:
+        with self._tx() as db:
+            link = db.execute("SELECT source FROM links WHERE id = ?", (job_id,)).fetchone()
+            if link is not None:
+                db.execute("DELETE FROM links WHERE id = ?", (job_id,))
+                source = db.execute(
+                    "SELECT * FROM jobs WHERE id = ? AND withdrawn = 1", (link["source"],)
+                ).fetchone()
+                if source is None or self._linked(db, source["id"]):
+                    return None
+                db.execute("DELETE FROM jobs WHERE id = ?", (source["id"],))
+                return _from_row(source)
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            if self._linked(db, job_id):
+                self._set(db, job_id, "1 = 1", {}, {"withdrawn": True})
+                return None
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            return _from_row(row)
+
+    @staticmethod
+    def _linked(db: sqlite3.Connection, job_id: str) -> bool:
+        return db.execute("SELECT 1 FROM links WHERE source = ? LIMIT 1", (job_id,)).fetchone() is not None
+
     def delete(self, job_id: str) -> bool:
         with self._tx() as db:
+            db.execute("DELETE FROM links WHERE source = ?", (job_id,))
             return db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
     def find_by_sha256(self, sha256: str) -> Job | None:

@@ -40,7 +40,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     from featherbeat.jobs.services import Services
     from featherbeat.web import api, errors, ops
-    from featherbeat.web.uploads import UploadRequest
+    from featherbeat.web.uploads import UploadRequest, start_sweeper
 
     settings = _settings(config)
     app = Flask(__name__)
@@ -61,6 +61,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     if isinstance(app.json, DefaultJSONProvider):  # keep our field order in the JSON
         app.json.sort_keys = False
     app.extensions["featherbeat"] = Services.from_settings(settings)
+    # Temp uploads of a web process that was killed mid-upload: nobody else would delete them.
+    start_sweeper(settings.data_dir / "incoming", settings.incoming_max_age)
     errors.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)

@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 from featherbeat.jobs.blobs import LocalBlobStore, upload_key
 from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
-from featherbeat.jobs.store import Job
+from featherbeat.jobs.store import Job, Link
 from featherbeat.web import uploads
 from featherbeat.web.errors import ApiError
 from featherbeat.web.sniff import NotAudioError, sniff
@@ -41,24 +42,47 @@ def services() -> Services:
     return current_app.extensions["featherbeat"]
 
 
-def job_json(job: Job, svc: Services, root: str = "") -> dict[str, Any]:
-    """The public JOB object (docs/api.md); ``root`` is the app's URL prefix."""
-    base = f"{root}/api/v1/analyses/{job.id}"
+@dataclass
+class Target:
+    """What an id in a URL names: a job, or a link (an upload that joined ``job``'s analysis).
+    ``id`` is the caller's own id either way."""
+
+    job: Job
+    link: Link | None = None
+
+    @property
+    def id(self) -> str:
+        return self.link.id if self.link else self.job.id
+
+
+def job_json(
+    job: Job, svc: Services, root: str = "", link: Link | None = None
+) -> dict[str, Any]:
+    """The public JOB object (docs/api.md); ``root`` is the app's URL prefix. Seen through a
+    ``link``, it carries the link's id, name and time, never the first uploader's: times of
+    the shared analysis show no earlier than the link's own creation."""
+    own_id = link.id if link else job.id
+    created = link.created_at if link else job.created_at
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else max(t, created)
+
+    base = f"{root}/api/v1/analyses/{own_id}"
     error = None
     if job.status == "failed":
         error = {"code": job.error_code or "failed", "message": job.error_message or "failed"}
     return {
-        "id": job.id,
+        "id": own_id,
         "status": job.status,
         "stage": job.stage,
         "progress": round(float(job.progress), 4),
         "queue_position": svc.store.queue_position(job),
-        "filename": job.filename,
+        "filename": link.filename if link else job.filename,
         "size_bytes": job.size_bytes,
         "duration": None if job.duration is None else round(float(job.duration), 3),
-        "created_at": iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "finished_at": iso(job.finished_at),
+        "created_at": iso(created),
+        "started_at": iso(since(job.started_at)),
+        "finished_at": iso(since(job.finished_at)),
         "attempts": job.attempts,
         "error": error,
         "links": {
@@ -95,15 +119,21 @@ def require_token() -> None:
     raise ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="featherbeat"'})
 
 
-def get_job(job_id: str) -> Job:
-    job = services().store.get(job_id) if len(job_id) <= 128 else None
-    if job is None:
-        raise ApiError(
-            404,
-            "not_found",
-            f"There is no analysis with id {job_id!r}; it may have been deleted or expired.",
-        )
-    return job
+def get_job(job_id: str) -> Target:
+    store = services().store
+    if len(job_id) <= 128:
+        job = store.get(job_id)
+        if job is not None and not job.withdrawn:
+            return Target(job)
+        link = store.get_link(job_id) if job is None else None
+        source = store.get(link.source) if link else None
+        if link and source:
+            return Target(source, link)
+    raise ApiError(
+        404,
+        "not_found",
+        f"There is no analysis with id {job_id[:128]!r}; it may have been deleted or expired.",
+    )
 
 
 @bp.get("/api/v1/config")
@@ -155,18 +185,6 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
             f"{received.filename} lasts {sniffed.duration / 60:.1f} minutes; this server "
             f"analyses up to {s.max_duration / 60:g} minutes. Cut the file and upload it again.",
         )
-    # A cheap first look (no blob written for a repeat); the atomic check is the create below.
-    existing = svc.store.find_by_sha256(received.sha256)
-    if existing is not None:
-        return _deduplicated(svc, existing)
-    if svc.store.counts()["queued"] >= s.queue_limit:
-        raise _reject(
-            503,
-            "queue_full",
-            f"The queue is full ({s.queue_limit} uploads waiting); try again in "
-            f"{RETRY_AFTER_FULL} seconds.",
-            {"Retry-After": str(RETRY_AFTER_FULL)},
-        )
     now = time.time()
     job = Job(
         id=secrets.token_urlsafe(16),
@@ -179,19 +197,37 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         media_type=sniffed.media_type,
     )
     job.upload_key = upload_key(job.id)
-    try:
-        svc.blobs.put_file(job.upload_key, received.path)
-    except OSError as exc:  # the blob store is full (a local disk, or Redis at maxmemory)
-        if exc.errno != errno.ENOSPC:
-            raise
-        log_event("upload.storage_full", error=str(exc))  # the operator's detail
-        raise uploads.storage_full() from None  # not _reject(): counting needs the full store
+    # A cheap first look: bytes that already have an analysis need no stored copy.
+    stored = svc.store.find_by_sha256(received.sha256) is None
+    if stored:
+        _check_queue(svc)
+        _store_upload(svc, job, received.path)
     # The same bytes may be arriving in another request (thread or web process) right now:
-    # the lookup and the insert are one step in the store, so only one of them creates a job.
-    winner = svc.store.create_unless_duplicate(job)
-    if winner.id != job.id:
-        svc.blobs.delete(job.upload_key)  # ours is not needed: the winner has its own copy
-        return _deduplicated(svc, winner)
+    # the lookup and the insert are one step in the store, so only one of them creates a job;
+    # every other upload is recorded as a link to it, with its own id.
+    try:
+        shared = svc.store.create_unless_duplicate(job)
+    except Exception as exc:
+        if stored:  # no record will ever name this blob: it must not stay behind
+            svc.blobs.delete(job.upload_key)
+        log_event("upload.record_failed", filename=job.filename, error=repr(exc)[:300])
+        raise ApiError(  # not _reject(): counting needs the store that just failed
+            503,
+            "store_unavailable",
+            "The server could not record this upload right now; try again in a few seconds.",
+            {"Retry-After": "5"},
+        ) from None
+    if shared.id != job.id:
+        if stored:
+            svc.blobs.delete(job.upload_key)  # ours is not needed: the analysis has its copy
+        return _linked(svc, shared, Link(job.id, shared.id, job.filename, job.created_at))
+    if not stored:
+        # The analysis we meant to join went away meanwhile: this upload is a new one.
+        try:
+            _store_upload(svc, job, received.path)
+        except BaseException:
+            svc.store.release(job.id)
+            raise
     # If this process dies right here the record is queued without a message: the reaper
     # finds it (queued, old, not in the queue) and enqueues it.
     svc.queue.enqueue(job.id)
@@ -204,53 +240,77 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         format=sniffed.format,
         duration=sniffed.duration,
     )
-    return _json(job_json(job, svc, request.script_root), 202, job)
+    return _json(job_json(job, svc, request.script_root), 202, job.id)
 
 
-def _deduplicated(svc: Services, existing: Job) -> Response:
-    """The answer to an upload of bytes that already have a job that is not failed."""
-    svc.store.incr("uploads:cached" if existing.status == "done" else "uploads:joined")
-    log_event("job.deduplicated", job=existing.id, status=existing.status)
-    return _json(
-        job_json(existing, svc, request.script_root),
-        200 if existing.status == "done" else 202,
-        existing,
-    )
+def _check_queue(svc: Services) -> None:
+    limit = svc.settings.queue_limit
+    if svc.store.counts()["queued"] >= limit:
+        raise _reject(
+            503,
+            "queue_full",
+            f"The queue is full ({limit} uploads waiting); try again in "
+            f"{RETRY_AFTER_FULL} seconds.",
+            {"Retry-After": str(RETRY_AFTER_FULL)},
+        )
 
 
-def _json(body: Any, status: int = 200, job: Job | None = None) -> Response:
+def _store_upload(svc: Services, job: Job, path: Path) -> None:
+    assert job.upload_key is not None
+    try:
+        svc.blobs.put_file(job.upload_key, path)
+    except OSError as exc:  # the blob store is full (a local disk, or Redis at maxmemory)
+        if exc.errno != errno.ENOSPC:
+            raise
+        log_event("upload.storage_full", error=str(exc))  # the operator's detail
+        raise uploads.storage_full() from None  # not _reject(): counting needs the full store
+
+
+def _linked(svc: Services, shared: Job, link: Link) -> Response:
+    """The answer to an upload of bytes that already have a job that is not failed: the
+    uploader's own id (a link to that job), always 202 like a new upload."""
+    svc.store.incr("uploads:cached" if shared.status == "done" else "uploads:joined")
+    log_event("job.linked", job=shared.id, link=link.id, status=shared.status)
+    return _json(job_json(shared, svc, request.script_root, link), 202, link.id)
+
+
+def _json(body: Any, status: int = 200, location: str | None = None) -> Response:
     response = current_app.response_class(
         json.dumps(body), status=status, mimetype="application/json"
     )
-    if job is not None and status in (200, 202) and request.method == "POST":
-        response.headers["Location"] = f"{request.script_root}/api/v1/analyses/{job.id}"
+    if location is not None:
+        response.headers["Location"] = f"{request.script_root}/api/v1/analyses/{location}"
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @bp.get("/api/v1/analyses/<job_id>")
 def get_analysis(job_id: str) -> Response:
-    return _json(job_json(get_job(job_id), services(), request.script_root))
+    target = get_job(job_id)
+    return _json(job_json(target.job, services(), request.script_root, target.link))
 
 
 @bp.delete("/api/v1/analyses/<job_id>")
 def delete_analysis(job_id: str) -> Response:
+    """Only the caller's id goes; the shared analysis goes with the last id naming it."""
     require_token()
     svc = services()
-    job = get_job(job_id)
+    target = get_job(job_id)
     # Record first: a running analysis then loses its lease at the next heartbeat and stops.
-    svc.store.delete(job.id)
-    for key in [*(job.result_keys or {}).values(), job.upload_key]:
-        if key:
-            svc.blobs.delete(key)
-    log_event("job.deleted", job=job.id, status=job.status)
+    gone = svc.store.release(target.id)
+    if gone is not None:
+        for key in [*(gone.result_keys or {}).values(), gone.upload_key]:
+            if key:
+                svc.blobs.delete(key)
+    log_event("job.deleted", job=target.id, analysis=target.job.id, purged=gone is not None)
     return Response(status=204)
 
 
 @bp.get("/api/v1/analyses/<job_id>/events")
 def events(job_id: str) -> Response:
     svc = services()
-    job = get_job(job_id)
+    target = get_job(job_id)
+    job, link = target.job, target.link
     try:
         last = int(request.headers.get("Last-Event-ID", "0"))
     except ValueError:
@@ -269,7 +329,7 @@ def events(job_id: str) -> Response:
             # a client always learns the end and the stream always closes.
             if current.seq != seen or current.finished:
                 seen = current.seq
-                data = json.dumps(job_json(current, svc, root))
+                data = json.dumps(job_json(current, svc, root, link))
                 yield f"id: {seen}\nevent: status\ndata: {data}\n\n"
                 if current.finished:
                     return
@@ -277,7 +337,7 @@ def events(job_id: str) -> Response:
                 return  # the client reconnects with Last-Event-ID
             if svc.store.wait_change(current.id, seen, timeout=keepalive) == seen:
                 yield ": keep-alive\n\n"
-            current = svc.store.get(current.id)
+            current = _still_named(svc, current.id, link)
         yield 'event: gone\ndata: {"error": {"code": "not_found", "message": "deleted"}}\n\n'
 
     slots = current_app.extensions["featherbeat.sse_slots"]
@@ -286,7 +346,7 @@ def events(job_id: str) -> Response:
             503,
             "too_many_streams",
             "This server follows as many live streams as it can right now; poll "
-            f"{request.script_root}/api/v1/analyses/{job.id} instead, or retry in 5 seconds.",
+            f"{request.script_root}/api/v1/analyses/{target.id} instead, or retry in 5 seconds.",
             {"Retry-After": "5"},
         )
     response = Response(
@@ -302,13 +362,23 @@ def events(job_id: str) -> Response:
     return response
 
 
+def _still_named(svc: Services, job_id: str, link: Link | None) -> Job | None:
+    """The job again, or None once the caller's id (its own, or the link) is gone."""
+    job = svc.store.get(job_id)
+    if job is None:
+        return None
+    if link is not None:
+        return job if svc.store.get_link(link.id) is not None else None
+    return None if job.withdrawn else job
+
+
 def _result(job_id: str, fmt: str) -> Response:
     if fmt not in FORMATS:
         raise ApiError(
             400, "bad_format", f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}."
         )
     svc = services()
-    job = get_job(job_id)
+    job = get_job(job_id).job
     if job.status == "failed":
         raise ApiError(
             409, "job_failed", f"This analysis failed, so there is no result: {job.error_message}"
@@ -347,7 +417,7 @@ def spotify_compatible(job_id: str) -> Response:
 @bp.get("/api/v1/analyses/<job_id>/audio")
 def audio(job_id: str) -> Response:
     svc = services()
-    job = get_job(job_id)
+    job = get_job(job_id).job
     gone = ApiError(
         410,
         "audio_gone",

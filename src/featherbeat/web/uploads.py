@@ -8,27 +8,49 @@ front from ``Content-Length``), so a 10 GB upload costs 100 MB of disk at most b
 A client that stalls mid-upload would hold a server thread for ever: under gunicorn the
 socket gets a read timeout (``FEATHERBEAT_UPLOAD_IDLE_TIMEOUT``) while the body is read, and a
 stall ends in 408.
+
+Disk: the whole request body (every multipart part together, chunked or not) is capped at the
+upload limit plus a little room for the multipart framing, only one file part is accepted, and
+every error path deletes every temp file the request wrote. Files a killed web process left in
+``incoming/`` are swept by a thread of each web process (``start_sweeper``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import tempfile
+import threading
+import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from flask import Request, current_app
-from werkzeug.exceptions import ClientDisconnected
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from featherbeat.web.errors import ApiError
 
 CHUNK = 64 * 1024
+# Room for the multipart framing (boundaries, part headers, small form fields) on top of the
+# file itself: the whole request may be this much larger than the upload limit, no more.
+FRAMING_ALLOWANCE = 64 * 1024
+
+try:  # gunicorn's body reader raises these for a malformed chunked body: the client's fault
+    from gunicorn.http.errors import ParseException as _BodyParseError
+except ImportError:  # pragma: no cover (the app runs without gunicorn in some tools)
+
+    class _BodyParseError(Exception):  # type: ignore[no-redef]
+        pass
 
 
 class UploadTooLargeError(Exception):  # not a ValueError: werkzeug's parser would swallow that
+    pass
+
+
+class TooManyFilesError(Exception):
     pass
 
 
@@ -74,6 +96,37 @@ class UploadSink:
         self.path.unlink(missing_ok=True)
 
 
+class CappedInput:
+    """The request body as read from the socket, stopped once it exceeds ``cap`` bytes in
+    total (the per-file limit alone let nine 60 MB parts through one request)."""
+
+    def __init__(self, raw: IO[bytes], cap: int) -> None:
+        self.raw = raw
+        self.cap = cap
+        self.read_bytes = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.read_bytes += len(data)
+        if self.read_bytes > self.cap:
+            raise UploadTooLargeError
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._count(self.raw.read(size))
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._count(self.raw.readline(size))
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
 class UploadRequest(Request):
     """Flask request whose multipart file parts stream into ``UploadSink``s."""
 
@@ -88,10 +141,13 @@ class UploadRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         services = current_app.extensions["featherbeat"]
+        sinks = self.__dict__.setdefault("sinks", [])
+        if sinks:  # one file per upload: a second part would only cost disk
+            raise TooManyFilesError
         sink = UploadSink(
             services.settings.data_dir / "incoming", services.settings.max_upload_bytes
         )
-        self.__dict__.setdefault("sinks", []).append(sink)
+        sinks.append(sink)
         return sink  # type: ignore[return-value]
 
 
@@ -139,30 +195,61 @@ def _set_read_timeout(request: Request, seconds: float | None) -> None:
 
 
 def receive(request: UploadRequest, limit: int, idle_timeout: float) -> Received:
-    """Stream the request body to a temp file; the caller owns (and deletes) ``path``."""
+    """Stream the request body to a temp file; the caller owns (and deletes) ``path``.
+
+    Whatever goes wrong, no temp file of this request is left behind."""
+    multipart = request.mimetype == "multipart/form-data"
+    cap = limit + (FRAMING_ALLOWANCE if multipart else 0)
     length = request.content_length
-    if length is not None and length > limit:
+    if length is not None and length > cap:
         raise _too_large(limit)
+    # Before anything reads the body: request.stream wraps wsgi.input on first use.
+    request.environ["wsgi.input"] = CappedInput(request.environ["wsgi.input"], cap)
     _set_read_timeout(request, idle_timeout)
     try:
-        if request.mimetype == "multipart/form-data":
+        if multipart:
             return _receive_multipart(request, limit)
         return _receive_raw(request, limit)
-    except UploadTooLargeError:
-        raise _too_large(limit) from None
-    except StorageFullError:
-        raise storage_full() from None
-    except (TimeoutError, ClientDisconnected, OSError) as exc:
-        raise ApiError(
-            408 if isinstance(exc, TimeoutError) else 400,
-            "upload_stalled" if isinstance(exc, TimeoutError) else "upload_incomplete",
-            "The upload stopped before its end; check the connection and send the file again.",
-            {"Connection": "close"},
-        ) from None
+    except BaseException as exc:
+        for sink in request.__dict__.get("sinks", []):
+            sink.discard()
+        raise _as_api_error(exc, limit) from None
     finally:
         for sink in request.__dict__.get("sinks", []):
             sink.close()
         _set_read_timeout(request, None)
+
+
+def _as_api_error(exc: BaseException, limit: int) -> BaseException:
+    """The client-facing error for what stopped the intake (``exc`` itself if none fits)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, UploadTooLargeError | RequestEntityTooLarge):
+        return _too_large(limit)
+    if isinstance(exc, TooManyFilesError):
+        return ApiError(
+            400,
+            "too_many_files",
+            "Send one audio file per upload, in the multipart field 'file'.",
+            {"Connection": "close"},
+        )
+    if isinstance(exc, StorageFullError):
+        return storage_full()
+    if isinstance(exc, _BodyParseError):
+        return ApiError(
+            400,
+            "malformed_body",
+            "The request body is not valid HTTP (a broken chunked encoding); send it again.",
+            {"Connection": "close"},
+        )
+    if isinstance(exc, TimeoutError | ClientDisconnected | OSError):
+        return ApiError(
+            408 if isinstance(exc, TimeoutError) else 400,
+            "upload_stalled" if isinstance(exc, TimeoutError) else "upload_incomplete",
+            "The upload stopped before its end; check the connection and send the file again.",
+            {"Connection": "close"},
+        )
+    return exc
 
 
 def _receive_multipart(request: UploadRequest, limit: int) -> Received:
@@ -218,3 +305,34 @@ def _receive_raw(request: UploadRequest, limit: int) -> Received:
 
 def discard(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def sweep_incoming(folder: Path, max_age: float) -> int:
+    """Delete temp files nobody has written to for ``max_age`` seconds (an upload in
+    progress writes at least every few seconds; these are left by a killed web process)."""
+    if not folder.is_dir():
+        return 0
+    limit = time.time() - max_age
+    removed = 0
+    for entry in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if entry.is_file() and entry.stat().st_mtime < limit:
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+def start_sweeper(folder: Path, max_age: float) -> threading.Thread:
+    """A daemon thread of the web process sweeping ``folder`` every quarter of ``max_age``
+    (at most every minute): abandoned upload files live ``max_age`` plus a quarter at most."""
+    interval = min(60.0, max(0.5, max_age / 4))
+
+    def run() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a sweep must never end the thread
+                sweep_incoming(folder, max_age)
+            time.sleep(interval)
+
+    thread = threading.Thread(target=run, name="featherbeat-incoming-sweeper", daemon=True)
+    thread.start()
+    return thread

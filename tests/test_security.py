@@ -1,0 +1,272 @@
+"""Hostile clients against a real gunicorn + consumer on 127.0.0.1 (issue 14).
+
+Each test reproduces one way a client on the open internet could hurt the service or other
+users, in bounded loops, and checks the defence: refusals are 4xx JSON errors naming the
+problem, nothing is left on disk, and the service keeps answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_harness import Service, running_service
+from signals import click_track, write_audio
+
+pytestmark = pytest.mark.service
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    env = {
+        "FEATHERBEAT_MAX_UPLOAD_MB": "1",
+        "FEATHERBEAT_UPLOAD_IDLE_TIMEOUT": "1",
+        "FEATHERBEAT_INCOMING_MAX_AGE": "2",
+    }
+    with running_service(tmp_path_factory.mktemp("security"), env) as service:
+        yield service
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def leftovers(svc: Service) -> list[str]:
+    """Every file an upload could have left: temp uploads and stored blobs."""
+    found = []
+    for folder in ("incoming", "blobs"):
+        root = svc.data_dir / folder
+        if root.is_dir():
+            found += [str(p.relative_to(svc.data_dir)) for p in root.rglob("*") if p.is_file()]
+    return found
+
+
+def wait_no_leftovers(svc: Service, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := leftovers(svc)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"left on disk: {left}"
+
+
+def read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (headers, then Content-Length bytes of body)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and lines[0] else 0
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
+
+
+def stream_request(
+    port: int, head: bytes, pieces: Iterable[bytes], pause: float = 0.0
+) -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` then ``pieces``; stop sending as soon as the server answers (it may
+    refuse early and close), then read that answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for piece in pieces:
+                if select.select([sock], [], [], pause)[0]:
+                    break  # an early answer
+                sock.sendall(piece)
+        return read_response(sock)
+
+
+def chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def part_head(boundary: str, name: str, filename: str) -> bytes:
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+        f'filename="{filename}"\r\nContent-Type: audio/wav\r\n\r\n'
+    ).encode()
+
+
+def error_of(status: int, body: bytes) -> dict[str, Any]:
+    assert 400 <= status < 500, (status, body[:300])
+    error = json.loads(body)["error"]
+    assert error["code"] and error["message"], error
+    return error
+
+
+# --- 14.1: failed uploads never fill the disk -------------------------------------------------
+
+
+def test_many_file_parts_in_one_chunked_request_leave_nothing(svc: Service) -> None:
+    """Nine file parts of 0.9 MB each, each under the 1 MB limit, chunked: refused, and no
+    part is left on disk (each used to land in its own temp file, kept after the 413)."""
+    boundary = uuid.uuid4().hex
+    head = (
+        "POST /api/v1/analyses HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+
+    def pieces() -> Iterator[bytes]:
+        for i in range(9):
+            yield chunked(part_head(boundary, "file", f"part{i}.wav"))
+            for _ in range(9):
+                yield chunked(b"\x01" * 100_000)
+            yield chunked(b"\r\n")
+        yield chunked(f"--{boundary}--\r\n".encode()) + b"0\r\n\r\n"
+
+    status, _, body = stream_request(svc.port, head, pieces())
+    assert error_of(status, body)["code"] in ("too_many_files", "too_large")
+    wait_no_leftovers(svc)
+    assert svc.request("GET", "/healthz")[0] == 200
+
+
+def test_one_oversized_part_chunked_leaves_nothing(svc: Service) -> None:
+    boundary = uuid.uuid4().hex
+    head = (
+        "POST /api/v1/analyses HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    pieces = [chunked(part_head(boundary, "file", "big.wav"))]
+    pieces += [chunked(b"\x02" * 100_000)] * 15  # 1.5 MB, over the 1 MB limit
+    status, _, body = stream_request(svc.port, head, pieces)
+    assert status == 413 and error_of(status, body)["code"] == "too_large"
+    wait_no_leftovers(svc)
+
+
+def test_stalled_multipart_upload_leaves_nothing(svc: Service) -> None:
+    boundary = uuid.uuid4().hex
+    first = part_head(boundary, "file", "stall.wav") + b"\x03" * 200_000
+    head = (
+        "POST /api/v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(head + first)  # then nothing: the idle timeout is 1 s
+        status, _, body = read_response(sock)
+    assert status == 408 and error_of(status, body)["code"] == "upload_stalled"
+    wait_no_leftovers(svc)
+
+
+def test_abandoned_multipart_upload_leaves_nothing(svc: Service) -> None:
+    boundary = uuid.uuid4().hex
+    head = (
+        "POST /api/v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(head + part_head(boundary, "file", "gone.wav") + b"\x04" * 300_000)
+        time.sleep(0.3)
+    wait_no_leftovers(svc)
+    assert svc.request("GET", "/healthz")[0] == 200
+
+
+def test_upload_of_a_killed_web_process_is_swept(svc: Service) -> None:
+    """A web worker killed mid-upload cannot clean up: its temp file is swept on a schedule
+    (FEATHERBEAT_INCOMING_MAX_AGE=2 here), not only when the consumer restarts."""
+    assert svc.web is not None
+    boundary = uuid.uuid4().hex
+    head = (
+        "POST /api/v1/analyses HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    incoming = svc.data_dir / "incoming"
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+        sock.sendall(head + part_head(boundary, "file", "killed.wav") + b"\x05" * 300_000)
+        deadline = time.monotonic() + 5
+        while not any(incoming.glob("upload-*")):
+            assert time.monotonic() < deadline, "the upload never reached the disk"
+            time.sleep(0.05)
+        for pid in svc.children(svc.web.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert any(incoming.glob("upload-*")), "the killed worker's file is still there"
+    wait_no_leftovers(svc, timeout=15)
+    deadline = time.monotonic() + 15  # the master has started a fresh worker
+    while svc.request("GET", "/healthz", timeout=2)[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+# --- 14.3: the same bytes from two uploaders ---------------------------------------------------
+
+
+def test_second_uploader_gets_own_id_and_cannot_delete_the_first(
+    svc: Service, tmp_path: Path
+) -> None:
+    clicks = click_track(117.0, 4.0)
+    data = write_audio(tmp_path, "mine", clicks.audio, clicks.sr, "wav").read_bytes()
+    status, alice = svc.upload(data, "alice-private-name.wav")
+    assert status == 202
+    alice = svc.wait_done(alice["id"])
+    status, bob = svc.upload(data, "bob.wav")
+    # Bob sees his own id, name and times, and the same status code as for a new file.
+    assert status == 202 and bob["id"] != alice["id"], bob
+    assert bob["filename"] == "bob.wav" and "alice" not in json.dumps(bob)
+    assert bob["created_at"] >= alice["finished_at"] and bob["finished_at"] >= bob["created_at"]
+    assert bob["status"] == "done"  # the shared analysis: no second run
+    # Bob deletes: only his id goes; Alice's analysis and result stay.
+    assert svc.request("DELETE", f"/api/v1/analyses/{bob['id']}")[0] == 204
+    assert svc.json("GET", f"/api/v1/analyses/{bob['id']}")[0] == 404
+    assert svc.job(alice["id"])["filename"] == "alice-private-name.wav"
+    code, _, body = svc.request("GET", alice["links"]["analysis"])
+    assert code == 200 and json.loads(body)["track"]
+    # Carol shares it too; Alice deletes; Carol still reads it; Carol's delete removes it all.
+    carol = svc.upload(data, "carol.wav")[1]
+    assert svc.request("DELETE", f"/api/v1/analyses/{alice['id']}")[0] == 204
+    assert svc.json("GET", f"/api/v1/analyses/{alice['id']}")[0] == 404
+    code, _, _ = svc.request("GET", carol["links"]["analysis"])
+    assert code == 200
+    results = svc.data_dir / "blobs" / "results" / alice["id"]
+    assert results.is_dir()
+    assert svc.request("DELETE", f"/api/v1/analyses/{carol['id']}")[0] == 204
+    assert not results.exists(), "the shared result goes with its last id"
+
+
+# --- 10.12: a stored upload is never left without its record ----------------------------------
+
+
+def test_upload_whose_record_cannot_be_written_leaves_no_blob(svc: Service, tmp_path: Path) -> None:
+    """Another process holds the job store's write lock longer than the store waits (10 s):
+    the upload is refused 503 and the copy it stored is deleted, not orphaned."""
+    import sqlite3
+
+    clicks = click_track(143.0, 3.0)
+    data = write_audio(tmp_path, "locked", clicks.audio, clicks.sr, "wav").read_bytes()
+    uploads_dir = svc.data_dir / "blobs" / "uploads"
+    before = set(uploads_dir.iterdir()) if uploads_dir.is_dir() else set()
+    db = sqlite3.connect(svc.data_dir / "jobs.db", isolation_level=None, timeout=30)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        status, body = svc.upload(data, "locked.wav")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert status == 503, body
+    assert body["error"]["code"] == "store_unavailable"
+    after = set(uploads_dir.iterdir()) if uploads_dir.is_dir() else set()
+    assert after == before, "the stored upload of a job that was never recorded is deleted"
+    assert not list((svc.data_dir / "incoming").iterdir())
+    status, job = svc.upload(data, "locked.wav")  # the store is back: accepted
+    assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
