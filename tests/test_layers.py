@@ -90,3 +90,22 @@ def test_importing_the_whole_core_loads_no_service_module() -> None:
     )
     assert len(core) > 20
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_format_registry_and_the_version_load_no_numpy() -> None:
+    """Every layer reads FORMATS / MEDIA_TYPES / EXTENSIONS and __version__ from their one home;
+    the CLI must do so before numpy loads (it sets OPENBLAS_NUM_THREADS first)."""
+    script = (
+        "import sys\n"
+        "import featherbeat\n"
+        "from featherbeat.analysis.formats import EXTENSIONS, FORMATS, MEDIA_TYPES\n"
+        "assert set(FORMATS) == set(EXTENSIONS) == set(MEDIA_TYPES)\n"
+        "print(featherbeat.__version__, 'numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    version, numpy_loaded = out.stdout.split()
+    assert numpy_loaded == "False"
+    pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text()
+    assert f'\nversion = "{version}"\n' in pyproject

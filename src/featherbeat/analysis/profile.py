@@ -17,6 +17,10 @@ import numpy as np
 ANALYSIS_SAMPLE_RATE = 22050
 """The rate every track is resampled to before analysis (as Spotify's analyzer does)."""
 
+LOUDNESS_FLOOR_DB = -60.0
+"""The floor of every loudness in dBFS (curves, segments, sections, the track): "silence".
+Spotify documents loudness within -60..0 dB; below -60 is silence for every use we have."""
+
 
 def _empty(shape: tuple[int, ...] = (0,)) -> np.ndarray:
     return np.zeros(shape, dtype=np.float32)
@@ -59,7 +63,7 @@ class Curves:
     onset_rate: float = 0.0
     onset: np.ndarray = field(default_factory=_empty)  # onset strength, >= 0
     frame_rate: float = 0.0
-    loudness: np.ndarray = field(default_factory=_empty)  # dBFS per frame (floor -60)
+    loudness: np.ndarray = field(default_factory=_empty)  # dBFS per frame, >= LOUDNESS_FLOOR_DB
     energy: np.ndarray = field(default_factory=_empty)  # RMS, linear 0..1
     centroid: np.ndarray = field(default_factory=_empty)  # spectral centroid in Hz
     chroma: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), C..B
@@ -212,7 +216,7 @@ class Profile:
     segments: Segments = field(default_factory=Segments)
     sections: list[Section] = field(default_factory=list)
     tonality: Tonality = field(default_factory=Tonality)
-    loudness: float = -60.0  # integrated track loudness, dBFS
+    loudness: float = LOUDNESS_FLOOR_DB  # integrated track loudness, dBFS
     end_of_fade_in: float = 0.0
     start_of_fade_out: float = 0.0
     analysis_time: float = 0.0  # wall seconds spent analysing

@@ -24,9 +24,7 @@ from typing import Any, TextIO
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-FORMATS = ("spotify", "beats", "jams")  # as featherbeat.analysis.formats.FORMATS (kept light)
-EXTENSIONS = {"spotify": ".json", "beats": ".beats", "jams": ".jams"}
-
+from featherbeat.analysis.formats import EXTENSIONS, FORMATS  # noqa: E402 (numpy-free)
 
 DEFAULT_MAX_MINUTES = 240.0
 """A tiny file can claim (and truly hold) a day of silence; without a limit its curves alone

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("spotify", "beats", "jams")
+from featherbeat.analysis.formats import FORMATS
+
 EXIT_BAD_INPUT = 3
 
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from featherbeat.analysis.formats import FORMATS
 from featherbeat.config import Settings
 from featherbeat.jobs.blobs import BlobStore, result_key
-from featherbeat.jobs.child import EXIT_BAD_INPUT, FORMATS
+from featherbeat.jobs.child import EXIT_BAD_INPUT
 from featherbeat.jobs.log import log_event
 from featherbeat.jobs.store import Job, JobStore
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, request, send_file
 
+from featherbeat.analysis.formats import FORMATS, MEDIA_TYPES
 from featherbeat.jobs.blobs import LocalBlobStore, upload_key
 from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
@@ -28,12 +29,6 @@ from featherbeat.web.sniff import NotAudioError, sniff
 
 bp = Blueprint("api", __name__)
 
-FORMATS = ("spotify", "beats", "jams")
-MEDIA_TYPES = {
-    "spotify": "application/json",
-    "beats": "text/plain; charset=utf-8",
-    "jams": "application/json",
-}
 OPENAPI = Path(__file__).with_name("openapi.json")
 RETRY_AFTER_FULL = 30  # seconds a client should wait when the queue is full
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.features._store import GrowingArray
-
-LOUDNESS_FLOOR_DB = -60.0
+from featherbeat.analysis.profile import LOUDNESS_FLOOR_DB
 
 
 def loudness_db(mean_square: np.ndarray) -> np.ndarray:
-    """dBFS of a mean square, floored at -60 dB (below that is silence for every use we have)."""
+    """dBFS of a mean square, floored at ``LOUDNESS_FLOOR_DB``."""
     floor = 10.0 ** (LOUDNESS_FLOOR_DB / 10.0)
     db = 10.0 * np.log10(np.maximum(mean_square, floor))
     return np.maximum(db, LOUDNESS_FLOOR_DB).astype(np.float32)  # exactly -60, not -60.000004

@@ -1,5 +1,9 @@
 """Serializers of a :class:`~featherbeat.analysis.profile.Profile`: Spotify JSON, ``.beats``, JAMS.
 
+The registry below (names, media types, file extensions) is the one place these facts live;
+the CLI, the job child and the web API all read it. Importing this package loads no numpy, so
+every layer can use the registry cheaply; the writers load on the first :func:`write`.
+
 Every writer streams to a text file object, one object (beat, segment, ...) at a time, so an
 hour-long mix never exists as one big string. Field-by-field meaning: docs/formats.md.
 
@@ -11,31 +15,37 @@ hour-long mix never exists as one big string. Field-by-field meaning: docs/forma
 
 from __future__ import annotations
 
-import importlib
-from typing import TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from featherbeat.analysis.profile import Profile
+if TYPE_CHECKING:
+    from featherbeat.analysis.profile import Profile
 
-FORMATS: tuple[str, ...] = ("spotify", "beats", "jams")
+
+class Format(NamedTuple):
+    name: str
+    media_type: str  # the HTTP Content-Type of a result in this format
+    extension: str  # of a file the CLI writes
+
+
+REGISTRY: tuple[Format, ...] = (
+    Format("spotify", "application/json", ".json"),
+    Format("beats", "text/plain; charset=utf-8", ".beats"),
+    Format("jams", "application/json", ".jams"),
+)
+
+FORMATS: tuple[str, ...] = tuple(f.name for f in REGISTRY)
 """Names accepted by :func:`write`; the first is the default everywhere."""
 
-MEDIA_TYPES: dict[str, str] = {
-    "spotify": "application/json",
-    "beats": "text/plain; charset=utf-8",
-    "jams": "application/json",
-}
-
-EXTENSIONS: dict[str, str] = {
-    "spotify": ".json",
-    "beats": ".beats",
-    "jams": ".jams",
-}
+MEDIA_TYPES: dict[str, str] = {f.name: f.media_type for f in REGISTRY}
+EXTENSIONS: dict[str, str] = {f.name: f.extension for f in REGISTRY}
 
 
 def write(profile: Profile, fmt: str, fp: TextIO) -> None:
     """Write ``profile`` in format ``fmt`` (one of :data:`FORMATS`) to the text stream ``fp``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    # Imported on demand: a caller that writes .beats never pays for the JSON writers.
-    module = importlib.import_module(f"featherbeat.analysis.formats.{fmt}")
-    module.write(profile, fp)
+    # Here, not at the top: the registry must stay importable without numpy.
+    from featherbeat.analysis.formats import beats, jams, spotify
+
+    writers = {"spotify": spotify.write, "beats": beats.write, "jams": jams.write}
+    writers[fmt](profile, fp)

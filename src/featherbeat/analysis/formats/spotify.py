@@ -29,7 +29,7 @@ from featherbeat.analysis.formats._util import (
     units,
     write_json_array,
 )
-from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Profile, Section
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, LOUDNESS_FLOOR_DB, Profile, Section
 
 ANALYZER_VERSION = f"featherbeat-{__version__}"
 
@@ -135,11 +135,12 @@ def track(profile: Profile) -> dict[str, Any]:
 
 def _db(x: float) -> float:
     """A level in dB within Spotify's documented -60..0 (a clipped input can read above 0)."""
-    return num(min(max(float(x), -60.0), 0.0))
+    return num(min(max(float(x), LOUDNESS_FLOOR_DB), 0.0))
 
 
 def _dbs(x: np.ndarray) -> list[float]:
-    return nums(np.clip(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-60.0), -60.0, 0.0))
+    levels = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=LOUDNESS_FLOOR_DB)
+    return nums(np.clip(levels, LOUDNESS_FLOOR_DB, 0.0))
 
 
 def _time_signature(ts: int) -> int:

@@ -24,7 +24,8 @@ from featherbeat.analysis.rhythm import beats as _beats
 from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
-from featherbeat.analysis.rhythm.novelty import condition, moving_average
+from featherbeat.analysis.rhythm.novelty import condition
+from featherbeat.analysis.spans import moving_mean
 
 # "Is there a pulse at all?" The significance of the autocorrelation at the chosen period (in
 # standard errors of an uncorrelated curve) is biased upwards by picking the best of ~100
@@ -110,7 +111,7 @@ def _active(curves: Curves, onset: np.ndarray, rate: float, frames: np.ndarray) 
         loud = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1), mode="same") > 0
         idx = np.round(frames / rate * curves.frame_rate).astype(np.int64)
         return loud[np.clip(idx, 0, loud.size - 1)]
-    act = moving_average(onset, int(round(2.0 * rate)))
+    act = moving_mean(onset, int(round(2.0 * rate)) // 2)
     return act[frames] > 0.01 * float(np.percentile(act, 95))
 
 

@@ -4,26 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average of odd ``width`` (edges use the frames available)."""
-    width = max(1, int(width) | 1)
-    if x.size == 0 or width == 1:
-        return x.astype(np.float64)
-    n, half = x.size, width // 2
-    c = np.zeros(n + 1)
-    np.cumsum(x, out=c[1:])
-    # Slices, not index arrays: one extra full-length array (the cumulative sum) in all.
-    out = np.empty(n)
-    if n > 2 * half:
-        out[half : n - half] = (c[2 * half + 1 :] - c[: n - 2 * half]) / width
-        edge = np.r_[np.arange(half), np.arange(n - half, n)]
-    else:
-        edge = np.arange(n)
-    lo = np.maximum(edge - half, 0)
-    hi = np.minimum(edge + half + 1, n)
-    out[edge] = (c[hi] - c[lo]) / (hi - lo)
-    return out
+from featherbeat.analysis.spans import moving_mean
 
 
 def condition(onset: np.ndarray, rate: float) -> np.ndarray:
@@ -37,7 +18,7 @@ def condition(onset: np.ndarray, rate: float) -> np.ndarray:
     if x.size == 0:
         return x
     # In place after the moving average: an hour is 310 000 frames, 2.5 MB per float64 copy.
-    out = moving_average(x, int(round(0.4 * rate)))
+    out = moving_mean(x, int(round(0.4 * rate)) // 2)
     np.subtract(x, out, out=out)
     np.maximum(out, 0.0, out=out)
     rms = float(np.sqrt(np.dot(out, out) / out.size))

@@ -14,7 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves
-from featherbeat.analysis.structure._frames import FLOOR_DB, db_to_power, moving_mean, power_to_db
+from featherbeat.analysis.spans import (
+    LOUDNESS_FLOOR_DB,
+    db_to_power,
+    moving_mean,
+    power_to_db,
+)
 
 SMOOTH_SECONDS = 0.5
 FADE_IN_DB = 15.0
@@ -33,9 +38,9 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     rate = float(curves.frame_rate)
     if db.size == 0 or rate <= 0 or duration == 0:
         return 0.0, duration
-    db = np.nan_to_num(db, nan=FLOOR_DB)
+    db = np.nan_to_num(db, nan=LOUDNESS_FLOOR_DB)
     smooth = power_to_db(moving_mean(db_to_power(db), max(1, int(SMOOTH_SECONDS * rate / 2))))
-    sounding = smooth[smooth > FLOOR_DB + 1.0]
+    sounding = smooth[smooth > LOUDNESS_FLOOR_DB + 1.0]
     if sounding.size == 0:
         return 0.0, duration  # silence: neither fade
     ref = float(np.percentile(sounding, REFERENCE_PERCENTILE))

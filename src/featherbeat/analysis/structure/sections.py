@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves, Rhythm, Section
-from featherbeat.analysis.structure._frames import (
-    FLOOR_DB,
+from featherbeat.analysis.spans import (
+    LOUDNESS_FLOOR_DB,
     block_means,
     db_to_power,
     frame_of,
@@ -214,7 +214,7 @@ def _section(
 ) -> Section:
     a, b = span
     loud = loudness_db[a:b]
-    loudness = float(power_to_db(db_to_power(loud).mean())) if loud.size else FLOOR_DB
+    loudness = float(power_to_db(db_to_power(loud).mean())) if loud.size else LOUDNESS_FLOOR_DB
     beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
     inside = (beats >= t0) & (beats < t1)
     ibi = np.diff(beats[inside])
@@ -277,7 +277,9 @@ def find_sections(curves: Curves, rhythm: Rhythm) -> list[Section]:
     starts, conf, frames = starts[keep], conf[keep], frames[keep]
     ends = np.append(starts[1:], duration)
     frame_ends = np.append(frames[1:], n)
-    loud = np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64).reshape(-1), nan=FLOOR_DB)
+    loud = np.nan_to_num(
+        np.asarray(curves.loudness, dtype=np.float64).reshape(-1), nan=LOUDNESS_FLOOR_DB
+    )
     chroma = frame_rows(curves.chroma, n)
     sections = [
         _section(loud, chroma, rhythm, (int(a), int(max(b, a + 1))), float(t0), float(t1), float(c))

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves, Segments
-from featherbeat.analysis.structure._frames import (
-    FLOOR_DB,
+from featherbeat.analysis.spans import (
+    LOUDNESS_FLOOR_DB,
     block_means,
     frame_of,
     frame_rows,
@@ -121,7 +121,7 @@ def find_segments(curves: Curves) -> Segments:
     first = np.concatenate([[True], np.diff(a) > 0])
     starts, confs, a = starts[first], confs[first], a[first]
     b = np.append(a[1:], n)
-    loud = np.nan_to_num(loud, nan=FLOOR_DB)
+    loud = np.nan_to_num(loud, nan=LOUDNESS_FLOOR_DB)
     seg_max = np.maximum.reduceat(loud, a)
     seg_id = np.repeat(np.arange(a.size), b - a)
     at_max = np.where(loud == seg_max[seg_id], np.arange(n), n)
@@ -133,7 +133,7 @@ def find_segments(curves: Curves) -> Segments:
     # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
     # Digital silence still leaves FFT round-off in the chroma, so judge silence by level,
     # not by an exact zero.
-    silent = (seg_max <= FLOOR_DB + 1.0)[:, None] | (peak <= 0)
+    silent = (seg_max <= LOUDNESS_FLOOR_DB + 1.0)[:, None] | (peak <= 0)
     pitches = np.where(silent, 1.0, pitches / np.where(peak > 0, peak, 1.0))
     ends = np.append(starts[1:], duration)
     # Level at each boundary: the quieter of the frames either side, i.e. before the attack

@@ -1,10 +1,14 @@
-"""Helpers shared by the structure stages: per-span reductions and level conversions."""
+"""Per-span reductions over per-frame curves and level conversions, shared by rhythm and structure.
+
+Every mean over a run of frames (a moving mean, a segment, a section, a beat) comes from here,
+computed from one cumulative sum, so the stages agree to the last bit on what a mean is.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-FLOOR_DB = -60.0  # the loudness curve's floor (Curves.loudness): "silence"
+from featherbeat.analysis.profile import LOUDNESS_FLOOR_DB
 
 
 def db_to_power(db: np.ndarray) -> np.ndarray:
@@ -12,7 +16,7 @@ def db_to_power(db: np.ndarray) -> np.ndarray:
 
 
 def power_to_db(power: np.ndarray | float) -> np.ndarray:
-    return 10.0 * np.log10(np.maximum(power, 10.0 ** (FLOOR_DB / 10.0)))
+    return 10.0 * np.log10(np.maximum(power, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0)))
 
 
 def span_means(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -27,13 +31,28 @@ def span_means(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
 
 
 def moving_mean(x: np.ndarray, half: int) -> np.ndarray:
-    """Centred moving mean over ±``half`` samples, shrinking at the edges (no zero padding)."""
+    """Centred moving mean over ±``half`` samples, shrinking at the edges (no zero padding).
+
+    Slices, not index arrays, in the interior: one extra full-length array (the cumulative
+    sum) in all; an hour of onset curve is 310 000 frames, 2.5 MB per float64 copy.
+    """
     x = np.asarray(x, dtype=np.float64)
-    n = x.shape[0]
-    idx = np.arange(n)
-    lo = np.clip(idx - half, 0, n)
-    hi = np.clip(idx + half + 1, 0, n)
-    return span_means(x, lo, hi)
+    half = max(0, int(half))
+    if x.size == 0 or half == 0:
+        return x.astype(np.float64)  # a copy: callers may work on it in place
+    n, width = x.size, 2 * half + 1
+    c = np.zeros(n + 1)
+    np.cumsum(x, out=c[1:])
+    out = np.empty(n)
+    if n > 2 * half:
+        out[half : n - half] = (c[2 * half + 1 :] - c[: n - 2 * half]) / width
+        edge = np.r_[np.arange(half), np.arange(n - half, n)]
+    else:
+        edge = np.arange(n)
+    lo = np.maximum(edge - half, 0)
+    hi = np.minimum(edge + half + 1, n)
+    out[edge] = (c[hi] - c[lo]) / (hi - lo)
+    return out
 
 
 def frame_of(times: np.ndarray, rate: float, n: int) -> np.ndarray:
