@@ -109,3 +109,17 @@ def test_the_format_registry_and_the_version_load_no_numpy() -> None:
     assert numpy_loaded == "False"
     pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text()
     assert f'\nversion = "{version}"\n' in pyproject
+
+
+def test_stage_names_have_one_home() -> None:
+    """analysis/progress.Stage is the list; the API's schema and the page's words follow it."""
+    import re
+
+    from featherbeat.analysis.progress import Stage
+
+    spec = json.loads((PACKAGE / "web" / "openapi.json").read_text())
+    enum = spec["components"]["schemas"]["Job"]["properties"]["stage"]["enum"]
+    assert enum == [*Stage, None]
+    page = (PACKAGE / "web" / "static" / "js" / "progress.js").read_text()
+    table = page[page.index("const STAGE_TEXT = {") : page.index("};", page.index("STAGE_TEXT"))]
+    assert re.findall(r"^\s+(\w+):", table, flags=re.M) == list(Stage)

@@ -6,8 +6,8 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
 
 - ``source``: a path (str / os.PathLike) or a binary file object (seekable).
 - ``progress(fraction: float, stage: str)``: called often (at most every ~1 % of the track);
-  ``fraction`` is 0..1 over the whole analysis, ``stage`` one of
-  "decoding", "rhythm", "structure", "done".
+  ``fraction`` is 0..1 over the whole analysis, ``stage`` a :class:`~.progress.Stage`
+  (a str): DECODING, RHYTHM, STRUCTURE, then DONE.
 - ``reduced=True``: rhythm and loudness only (what the service's watchdog retries with).
 - ``max_duration``: seconds; raises InputTooLongError before decoding the whole file
   when the header says longer, or as soon as decoding passes it.
@@ -31,7 +31,7 @@ import ctypes
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, ParamSpec, TypeVar
+from typing import IO, Any
 
 from featherbeat.analysis import rhythm
 from featherbeat.analysis.decode import open_audio
@@ -39,16 +39,13 @@ from featherbeat.analysis.features.frame import FrameCurves, FrameFeatures
 from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves, Profile
+from featherbeat.analysis.progress import Progress, Stage
 from featherbeat.analysis.rhythm.bars import with_intervals
 from featherbeat.analysis.structure.fades import find_fades
 from featherbeat.analysis.structure.key import estimate_key
 from featherbeat.analysis.structure.loudness import track_loudness
 from featherbeat.analysis.structure.sections import find_sections
 from featherbeat.analysis.structure.segments import find_segments
-
-Progress = Callable[[float, str], None]
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _MAX_PRESIZE_S = 4 * 3600.0
 
@@ -210,7 +207,7 @@ def _analyze(
         "peaks": peaks.push,
         "onset": onset.push,
     }
-    report(0.0, "decoding")
+    report(0.0, Stage.DECODING)
     with stream:
         for block in stream:
             for name, push in list(consumers.items()):
@@ -219,7 +216,7 @@ def _analyze(
                     push(block)
                 if name in profile.missing:
                     del consumers[name]
-            report(_DECODE_SHARE * stream.fraction, "decoding")
+            report(_DECODE_SHARE * stream.fraction, Stage.DECODING)
     profile.source = stream.source_info()
     if stream.truncated:
         profile.missing["decode"] = (
@@ -243,7 +240,7 @@ def _analyze(
     _release_memory()
 
     # ---- rhythm -------------------------------------------------------------------------------
-    report(_DECODE_SHARE, "rhythm")
+    report(_DECODE_SHARE, Stage.RHYTHM)
     duration = profile.source.duration
     with guard(profile, "rhythm"):
         found = with_intervals(rhythm.track(curves, reduced=reduced), duration)
@@ -251,7 +248,7 @@ def _analyze(
         profile.rhythm = found
 
     # ---- structure ------------------------------------------------------------------------------
-    report(_DECODE_SHARE + _RHYTHM_SHARE, "structure")
+    report(_DECODE_SHARE + _RHYTHM_SHARE, Stage.STRUCTURE)
     if reduced:
         for stage in ("segments", "key", "sections"):
             profile.missing[stage] = _REDUCED_SKIP
@@ -262,10 +259,10 @@ def _analyze(
             profile.segments = segments
         with guard(profile, "key"):
             profile.tonality = estimate_key(curves.chroma)
-        report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, "structure")
+        report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, Stage.STRUCTURE)
         with guard(profile, "sections"):
             profile.sections = find_sections(curves, profile.rhythm)
-    report(0.97, "structure")
+    report(0.97, Stage.STRUCTURE)
     profile.start_of_fade_out = duration  # Spotify's "no fade-out", kept if fades fail
     with guard(profile, "fades"):
         profile.end_of_fade_in, profile.start_of_fade_out = find_fades(curves, duration)
@@ -273,5 +270,5 @@ def _analyze(
         profile.loudness = track_loudness(curves)
 
     profile.analysis_time = time.perf_counter() - started
-    report(1.0, "done")
+    report(1.0, Stage.DONE)
     return profile

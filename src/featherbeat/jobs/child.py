@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from featherbeat.analysis.formats import FORMATS
+from featherbeat.analysis.progress import Stage
 
 EXIT_BAD_INPUT = 3
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     except DecodeError as exc:
         reporter.emit(event="error", code="not_audio", message=str(exc))
         return EXIT_BAD_INPUT
-    reporter.emit(event="progress", stage="writing", progress=1.0)
+    reporter.emit(event="progress", stage=Stage.WRITING, progress=1.0)
     write_results(profile, Path(args.outdir))
     reporter.emit(
         event="done",

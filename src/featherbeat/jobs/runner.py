@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from featherbeat.analysis.formats import FORMATS
+from featherbeat.analysis.progress import Stage
 from featherbeat.config import Settings
 from featherbeat.jobs.blobs import BlobStore, result_key
 from featherbeat.jobs.child import EXIT_BAD_INPUT
@@ -197,7 +198,7 @@ class Runner:
                     owner,
                     attempts=attempts,
                     reduced=reduced,
-                    stage="decoding",
+                    stage=Stage.DECODING,
                     progress=0.0,
                     heartbeat_at=time.time(),
                 ):
@@ -270,7 +271,7 @@ class Runner:
             t.start()
         started = time.monotonic()
         last_write = 0.0
-        stage, progress, peak = "decoding", 0.0, 0.0
+        stage, progress, peak = str(Stage.DECODING), 0.0, 0.0
         final: dict[str, Any] | None = None
         killed: tuple[str, str] | None = None
         try:
@@ -360,7 +361,7 @@ class Runner:
             job.id,
             owner,
             "done",
-            stage="done",
+            stage=Stage.DONE,
             progress=1.0,
             result_keys=keys,
             duration=info.get("duration"),
@@ -404,7 +405,7 @@ class Runner:
 
 
 def _overall(stage: str, fraction: float) -> float:
-    if stage in ("writing", "done"):
+    if stage in (Stage.WRITING, Stage.DONE):
         return _ANALYSIS_SHARE
     return min(1.0, max(0.0, fraction)) * _ANALYSIS_SHARE
 
