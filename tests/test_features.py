@@ -7,9 +7,9 @@ import pytest
 import signals
 
 from featherbeat.analysis.features.chroma import chroma_matrix
-from featherbeat.analysis.features.frame import HOP, FrameFeatures
 from featherbeat.analysis.features.peaks import WaveformPeaks
-from featherbeat.analysis.frames import STFT, Framer
+from featherbeat.analysis.features.spectrum import HOP, FrameFeatures
+from featherbeat.analysis.stft import STFT, Framer
 
 SR = 22050
 

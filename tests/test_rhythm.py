@@ -20,7 +20,7 @@ def _curves(y: np.ndarray, with_chroma: bool = True) -> Curves:
     onset, low, rate = onset_strength(y)
     c = Curves(onset=onset, onset_low=low, onset_rate=rate)
     if with_chroma:
-        from featherbeat.analysis.features.frame import FrameFeatures
+        from featherbeat.analysis.features.spectrum import FrameFeatures
 
         ff = FrameFeatures(SR)
         ff.push(y)
@@ -334,7 +334,7 @@ def test_no_beats_in_silent_intro_gap_and_outro():
     gap = signals.silence(15.0)
     y = np.concatenate([gap, a.audio, gap, a.audio, gap])
     onset, low, rate = onset_strength(y)
-    from featherbeat.analysis.features.frame import FrameFeatures
+    from featherbeat.analysis.features.spectrum import FrameFeatures
 
     ff = FrameFeatures(SR)
     ff.push(y)

@@ -44,7 +44,7 @@ MIN_RATE, MAX_RATE = 1000, 768000  # sample rates accepted from a header
 # libsndfile a non-audio file makes its MP3 probe print resync notes on stderr.
 _SNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"caff", b".snd")
 
-Source_ = str | os.PathLike[str] | IO[bytes]
+AudioInput = str | os.PathLike[str] | IO[bytes]
 
 
 def _looks_like_mpeg_audio(head: bytes) -> bool:
@@ -71,7 +71,7 @@ class AudioStream:
 
     def __init__(
         self,
-        source: Source_,
+        source: AudioInput,
         *,
         max_duration: float | None = None,
         block_size: int = BLOCK_SIZE,
@@ -440,7 +440,7 @@ class AudioStream:
 
 
 def open_audio(
-    source: Source_, *, max_duration: float | None = None, block_size: int = BLOCK_SIZE
+    source: AudioInput, *, max_duration: float | None = None, block_size: int = BLOCK_SIZE
 ) -> AudioStream:
     """Open ``source`` (path or seekable binary file) for streaming decode.
 

@@ -35,9 +35,9 @@ from typing import IO, Any
 
 from featherbeat.analysis import rhythm
 from featherbeat.analysis.decode import open_audio
-from featherbeat.analysis.features.frame import FrameCurves, FrameFeatures
 from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
+from featherbeat.analysis.features.spectrum import FrameCurves, FrameFeatures
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, Curves, Profile
 from featherbeat.analysis.progress import Progress, Stage
 from featherbeat.analysis.rhythm.bars import with_intervals

@@ -27,7 +27,7 @@ def num(x: float, decimals: int = VALUE_DECIMALS) -> float:
     return round(x, decimals) + 0.0  # "+ 0.0" turns -0.0 into 0.0
 
 
-def t(x: float) -> float:
+def seconds(x: float) -> float:
     """A time in seconds, rounded like Spotify's (5 decimals)."""
     return num(x, TIME_DECIMALS)
 

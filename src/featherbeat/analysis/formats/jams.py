@@ -25,7 +25,7 @@ from featherbeat.analysis.formats._util import (
     key_name,
     mode_name,
     num,
-    t,
+    seconds,
     unit,
     units,
     write_json_array,
@@ -50,7 +50,12 @@ def _metadata() -> dict[str, Any]:
 
 
 def _obs(time: float, duration: float, value: Any, confidence: float | None) -> dict[str, Any]:
-    return {"time": t(time), "duration": t(duration), "value": value, "confidence": confidence}
+    return {
+        "time": seconds(time),
+        "duration": seconds(duration),
+        "value": value,
+        "confidence": confidence,
+    }
 
 
 def beat_obs(profile: Profile) -> Iterator[dict[str, Any]]:
@@ -81,7 +86,7 @@ def _annotation(namespace: str, duration: float) -> dict[str, Any]:
         "namespace": namespace,
         "sandbox": {},
         "time": 0.0,
-        "duration": t(duration),
+        "duration": seconds(duration),
     }
 
 
@@ -106,7 +111,7 @@ def _file_metadata(profile: Profile) -> dict[str, Any]:
         "title": profile.source.name,
         "artist": "",
         "release": "",
-        "duration": t(max(profile.duration, 0.0)),
+        "duration": seconds(max(profile.duration, 0.0)),
         "identifiers": {},
         "jams_version": JAMS_VERSION,
     }
@@ -117,8 +122,8 @@ def _sandbox(profile: Profile) -> dict[str, Any]:
         "featherbeat": {
             "version": __version__,
             "loudness": num(profile.loudness),
-            "end_of_fade_in": t(profile.end_of_fade_in),
-            "start_of_fade_out": t(profile.start_of_fade_out),
+            "end_of_fade_in": seconds(profile.end_of_fade_in),
+            "start_of_fade_out": seconds(profile.start_of_fade_out),
             "missing": dict(profile.missing),
             "reduced": bool(profile.reduced),
         }

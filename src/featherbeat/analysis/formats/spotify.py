@@ -24,7 +24,7 @@ from featherbeat.analysis.formats._util import (
     mode_name,
     num,
     nums,
-    t,
+    seconds,
     unit,
     units,
     write_json_array,
@@ -94,7 +94,7 @@ def meta(profile: Profile) -> dict[str, Any]:
         "detailed_status": profile.detailed_status,
         "status_code": int(profile.status_code),
         "timestamp": int(profile.timestamp),
-        "analysis_time": t(profile.analysis_time),
+        "analysis_time": seconds(profile.analysis_time),
         "input_process": profile.source.decoder or "unknown",
     }
 
@@ -104,14 +104,14 @@ def track(profile: Profile) -> dict[str, Any]:
     fade_out = profile.start_of_fade_out if profile.start_of_fade_out > 0 else dur
     return {
         "num_samples": int(profile.source.num_samples),
-        "duration": t(dur),
+        "duration": seconds(dur),
         "sample_md5": "",  # Spotify documents this as always empty
         "offset_seconds": 0,  # the whole track is analysed
         "window_seconds": 0,
         "analysis_sample_rate": ANALYSIS_SAMPLE_RATE,
         "analysis_channels": 1,  # mixed to mono before analysis
-        "end_of_fade_in": t(min(max(profile.end_of_fade_in, 0.0), dur)),
-        "start_of_fade_out": t(min(max(fade_out, 0.0), dur)),
+        "end_of_fade_in": seconds(min(max(profile.end_of_fade_in, 0.0), dur)),
+        "start_of_fade_out": seconds(min(max(fade_out, 0.0), dur)),
         "loudness": _db(profile.loudness),
         "tempo": num(r.tempo),
         "tempo_confidence": unit(r.tempo_confidence),
@@ -208,8 +208,8 @@ def sections_or_whole(profile: Profile) -> list[Section]:
 def sections(profile: Profile) -> Iterator[dict]:
     for s in sections_or_whole(profile):
         yield {
-            "start": t(s.start),
-            "duration": t(s.duration),
+            "start": seconds(s.start),
+            "duration": seconds(s.duration),
             "confidence": unit(s.confidence),
             "loudness": _db(s.loudness),
             "tempo": num(s.tempo),

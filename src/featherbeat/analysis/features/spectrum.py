@@ -10,8 +10,8 @@ from featherbeat.analysis.features.centroid import Centroid
 from featherbeat.analysis.features.chroma import Chroma
 from featherbeat.analysis.features.energy import Energy
 from featherbeat.analysis.features.timbre import Timbre
-from featherbeat.analysis.frames import STFT
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE
+from featherbeat.analysis.stft import STFT
 
 N_FFT = 2048  # 93 ms: enough frequency resolution for chroma above ~65 Hz (as librosa's default)
 HOP = 512  # 23 ms, 43.07 frames/s: segments and loudness envelopes need no finer
