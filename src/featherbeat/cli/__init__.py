@@ -1,19 +1,18 @@
 """The ``featherbeat`` command: ``analyze`` (core), ``serve`` and ``worker`` (service).
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``, which registers
-the subcommand and sets ``func`` (returning the process exit code). Modules are imported only
-when present so the analysis core's CLI works without the service extras installed.
+the subcommand and sets ``func`` (returning the process exit code). The modules always ship and
+import only the standard library at load time (the service extras load when a service command
+runs), so the analysis core's CLI works without them installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from featherbeat import __version__
-
-_SUBCOMMANDS = ("analyze", "serve", "worker")
+from featherbeat.cli import analyze, serve, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,14 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"featherbeat {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"featherbeat.cli.{name}")
-        except ModuleNotFoundError as exc:
-            # Only skip when the subcommand's own module is absent, never hide a broken import.
-            if exc.name != f"featherbeat.cli.{name}":
-                raise
-            continue
+    for module in (analyze, serve, worker):
         module.add_parser(subparsers)
     return parser
 
