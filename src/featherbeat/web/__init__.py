@@ -5,13 +5,12 @@
 ``config`` is a ``Settings``, a mapping of environment-style names (``{"FEATHERBEAT_DATA_DIR":
 ...}``, layered over the real environment) or None (the environment alone). Blueprints: the
 HTTP API (``featherbeat.web.api``), health and metrics (``featherbeat.web.ops``) and the page
-(``featherbeat.web.pages``, registered when that module exists). The app only enqueues: the
+(``featherbeat.web.pages``). The app only enqueues: the
 analyses run in the consumer (``featherbeat worker``), so web processes stay small and fast.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 from collections.abc import Mapping
@@ -39,7 +38,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     from flask.json.provider import DefaultJSONProvider
 
     from featherbeat.jobs.services import Services
-    from featherbeat.web import api, errors, ops
+    from featherbeat.web import api, errors, ops, pages
     from featherbeat.web.uploads import UploadRequest, start_sweeper
 
     settings = _settings(config)
@@ -66,13 +65,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
-    try:
-        pages = importlib.import_module("featherbeat.web.pages")
-    except ModuleNotFoundError as exc:
-        if exc.name != "featherbeat.web.pages":
-            raise
-    else:
-        app.register_blueprint(pages.bp)
+    app.register_blueprint(pages.bp)
 
     origins = settings.cors_origins
 
