@@ -241,6 +241,31 @@ class Profile:
     def downbeats(self) -> np.ndarray:
         return self.rhythm.downbeats
 
+    def sections_or_whole(self) -> list[Section]:
+        """The sections; when none were computed (reduced run, failed stage), one section
+        spanning the track with the track's values and confidence 0, so Spotify clients that
+        index ``sections[0]`` keep working (``missing`` says why). What every format shows."""
+        if self.sections:
+            return self.sections
+        r, tone = self.rhythm, self.tonality
+        return [
+            Section(
+                start=0.0,
+                duration=self.duration,
+                confidence=0.0,
+                loudness=self.loudness,
+                tempo=r.tempo,
+                tempo_confidence=r.tempo_confidence,
+                key=tone.key,
+                key_confidence=tone.key_confidence,
+                mode=tone.mode,
+                mode_confidence=tone.mode_confidence,
+                time_signature=r.time_signature,
+                time_signature_confidence=r.time_signature_confidence,
+                label="A",
+            )
+        ]
+
     @property
     def status_code(self) -> int:
         """0 when every stage ran, 1 when some stage is missing (see ``missing``)."""

@@ -30,7 +30,6 @@ from featherbeat.analysis.formats._util import (
     units,
     write_json_array,
 )
-from featherbeat.analysis.formats.spotify import sections_or_whole
 from featherbeat.analysis.profile import Profile
 
 JAMS_VERSION = "0.3.4"
@@ -101,7 +100,7 @@ def _small_annotations(profile: Profile) -> list[dict[str, Any]]:
     segments = _annotation("segment_open", dur)
     segments["data"] = [
         _obs(s.start, s.duration, s.label or "A", unit(s.confidence))
-        for s in sections_or_whole(profile)
+        for s in profile.sections_or_whole()
     ]
     return [tempo, key, segments]
 

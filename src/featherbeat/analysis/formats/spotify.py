@@ -29,7 +29,7 @@ from featherbeat.analysis.formats._util import (
     units,
     write_json_array,
 )
-from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, LOUDNESS_FLOOR_DB, Profile, Section
+from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE, LOUDNESS_FLOOR_DB, Profile
 
 ANALYZER_VERSION = f"featherbeat-{__version__}"
 
@@ -179,34 +179,8 @@ def bars(profile: Profile) -> Iterator[dict]:
     yield from _interval_objects(r.bar_start, r.bar_duration, r.bar_confidence)
 
 
-def sections_or_whole(profile: Profile) -> list[Section]:
-    """The profile's sections; when none were computed (reduced run, failed stage), one section
-    spanning the track with the track's values and confidence 0, so Spotify clients that index
-    ``sections[0]`` keep working. ``featherbeat.missing`` says why."""
-    if profile.sections:
-        return profile.sections
-    r, tone = profile.rhythm, profile.tonality
-    return [
-        Section(
-            start=0.0,
-            duration=profile.duration,
-            confidence=0.0,
-            loudness=profile.loudness,
-            tempo=r.tempo,
-            tempo_confidence=r.tempo_confidence,
-            key=tone.key,
-            key_confidence=tone.key_confidence,
-            mode=tone.mode,
-            mode_confidence=tone.mode_confidence,
-            time_signature=r.time_signature,
-            time_signature_confidence=r.time_signature_confidence,
-            label="A",
-        )
-    ]
-
-
 def sections(profile: Profile) -> Iterator[dict]:
-    for s in sections_or_whole(profile):
+    for s in profile.sections_or_whole():
         yield {
             "start": seconds(s.start),
             "duration": seconds(s.duration),
@@ -263,7 +237,7 @@ def extras(profile: Profile) -> dict[str, Any]:
             "min": nums(np.clip(wave_min, -1.0, 1.0)),
             "max": nums(np.clip(wave_max, -1.0, 1.0)),
         },
-        "section_labels": [s.label or "A" for s in sections_or_whole(profile)],
+        "section_labels": [s.label or "A" for s in profile.sections_or_whole()],
         "key_name": key_name(profile.tonality.key),
         "mode_name": mode_name(profile.tonality.mode),
         "missing": {str(k): str(v) for k, v in profile.missing.items()},
