@@ -270,3 +270,141 @@ def test_upload_whose_record_cannot_be_written_leaves_no_blob(svc: Service, tmp_
     assert not list((svc.data_dir / "incoming").iterdir())
     status, job = svc.upload(data, "locked.wav")  # the store is back: accepted
     assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
+
+
+# --- 14.2: slow clients cannot stall the service ----------------------------------------------
+
+SLOW_ENV = {
+    "FEATHERBEAT_THREADS": "16",  # the production default, whose threads slow clients took
+    "FEATHERBEAT_HEADER_TIMEOUT": "4",
+    "FEATHERBEAT_UPLOAD_IDLE_TIMEOUT": "30",
+    "FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT": "0",  # every client here is 127.0.0.1
+}
+
+
+def healthz_seconds(port: int, timeout: float = 3.0) -> float:
+    """Time for one GET /healthz on a fresh connection (``timeout`` if it never answers)."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, _, _ = read_response(sock, timeout)
+            assert status == 200
+    except (TimeoutError, OSError):
+        return timeout
+    return time.monotonic() - started
+
+
+def probe(port: int, seconds: float) -> list[float]:
+    """/healthz latencies, one every 0.2 s for ``seconds``."""
+    latencies = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        latencies.append(healthz_seconds(port))
+        time.sleep(0.2)
+    return latencies
+
+
+def test_64_slow_heads_do_not_stall_healthz(tmp_path: Path) -> None:
+    """64 sockets send a request line and one header, then nothing: before, they took every
+    pool thread and /healthz timed out; now heads wait in the event loop, never on a thread,
+    and each is answered 408 (JSON) once FEATHERBEAT_HEADER_TIMEOUT passes."""
+    with running_service(tmp_path, SLOW_ENV) as svc:
+        slow = []
+        try:
+            for _ in range(64):
+                sock = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nUser-Agent: slow\r\n")
+                slow.append(sock)
+            latencies = probe(svc.port, 2.5)
+            assert max(latencies) < 1.0, latencies
+            answers = [read_response(sock) for sock in slow]
+        finally:
+            for sock in slow:
+                sock.close()
+        print(f"healthz under 64 slow heads: max {max(latencies) * 1000:.0f} ms")
+        assert {status for status, _, _ in answers} == {408}
+        assert json.loads(answers[0][2])["error"]["code"] == "request_timeout"
+        assert healthz_seconds(svc.port) < 1.0
+
+
+def test_64_slow_upload_bodies_do_not_stall_healthz(tmp_path: Path) -> None:
+    """64 uploads whose bodies trickle in (a byte per 2 s): a bounded share of threads takes
+    uploads (the rest are refused 503 at once), those are cut by the minimum body rate (408
+    upload_too_slow) and /healthz answers within 1 s throughout."""
+    with running_service(tmp_path, SLOW_ENV) as svc:
+        head = (
+            b"POST /api/v1/analyses?filename=slow.wav HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+        )
+        slow = []
+        try:
+            for _ in range(64):
+                sock = socket.create_connection(("127.0.0.1", svc.port), timeout=15)
+                sock.sendall(head + b"R")
+                slow.append(sock)
+            latencies = []
+            for _ in range(4):  # a byte from each every 2 s, /healthz probed meanwhile
+                latencies += probe(svc.port, 2.0)
+                for sock in slow:
+                    with contextlib.suppress(OSError):
+                        sock.send(b"I")
+            answers = [read_response(sock) for sock in slow]
+        finally:
+            for sock in slow:
+                sock.close()
+        print(f"healthz under 64 slow bodies: max {max(latencies) * 1000:.0f} ms")
+        assert max(latencies) < 1.0, latencies
+        codes = {json.loads(body)["error"]["code"] for _, _, body in answers if body}
+        statuses = {status for status, _, _ in answers}
+        assert statuses <= {408, 503} and "upload_too_slow" in codes, (statuses, codes)
+        assert not leftovers(svc)
+
+
+def test_connections_per_client_are_capped(tmp_path: Path) -> None:
+    env = {**SLOW_ENV, "FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT": "4"}
+    with running_service(tmp_path, env) as svc:
+        idle = [socket.create_connection(("127.0.0.1", svc.port), timeout=10) for _ in range(4)]
+        try:
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as extra:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, headers, body = read_response(extra)
+            assert status == 429 and headers.get("retry-after") == "5"
+            assert json.loads(body)["error"]["code"] == "too_many_connections"
+            idle.pop().close()  # one goes: a new connection is served again
+            deadline = time.monotonic() + 5
+            while svc.request("GET", "/healthz", timeout=3)[0] != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+# --- 14.9: protocol faults are 4xx JSON errors -------------------------------------------------
+
+
+def test_malformed_chunked_body_is_a_json_400(svc: Service) -> None:
+    head = (
+        b"POST /api/v1/analyses?filename=x.wav HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    status, _, body = stream_request(svc.port, head, [b"zz\r\nRIFF\r\n0\r\n\r\n"])
+    assert status == 400 and error_of(status, body)["code"] == "malformed_body", body
+    wait_no_leftovers(svc)
+
+
+def test_gunicorn_refusals_are_json(svc: Service) -> None:
+    for raw, expected in (
+        (b"NOT A REQUEST LINE\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+    ):
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(raw)
+            status, headers, body = read_response(sock)
+        assert status == expected, (status, body[:200])
+        assert headers["content-type"] == "application/json"
+        assert error_of(status, body)["message"]
+    assert svc.request("GET", "/healthz")[0] == 200

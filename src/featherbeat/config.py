@@ -21,6 +21,10 @@ the command line). Stdlib only: the web process must stay light.
 | FEATHERBEAT_HEARTBEAT_SECONDS | 2 | how often a running job proves it is alive |
 | FEATHERBEAT_STALE_SECONDS | 20 | a job silent this long is recovered by the reaper |
 | FEATHERBEAT_UPLOAD_IDLE_TIMEOUT | 30 | seconds an upload may stall before it is cut (408) |
+| FEATHERBEAT_HEADER_TIMEOUT | 10 | seconds a request head may take to arrive (408 after) |
+| FEATHERBEAT_UPLOAD_MIN_RATE_KB | 8 | KiB/s a request body must average after the header timeout (0 = off) |
+| FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT | 32 | open connections per peer address and web worker (0 = no cap) |
+| FEATHERBEAT_MAX_UPLOADS | threads / 2 | uploads receiving bodies at once per web worker (503 beyond) |
 | FEATHERBEAT_INCOMING_MAX_AGE | 600 | seconds after which an unwritten temp upload (a killed web process's) is swept |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """
@@ -93,6 +97,10 @@ class Settings:
     stale_seconds: float = 20.0
     upload_idle_timeout: float = 30.0
     incoming_max_age: float = 600.0
+    header_timeout: float = 10.0
+    upload_min_rate: float = 8 * 1024.0  # bytes per second
+    max_connections_per_client: int = 32
+    max_uploads: int = 8
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -122,6 +130,19 @@ class Settings:
             stale_seconds=_number(env, "FEATHERBEAT_STALE_SECONDS", 20, 0.5),
             upload_idle_timeout=_number(env, "FEATHERBEAT_UPLOAD_IDLE_TIMEOUT", 30, 0.1),
             incoming_max_age=_number(env, "FEATHERBEAT_INCOMING_MAX_AGE", 600, 1),
+            header_timeout=_number(env, "FEATHERBEAT_HEADER_TIMEOUT", 10, 0.1),
+            upload_min_rate=_number(env, "FEATHERBEAT_UPLOAD_MIN_RATE_KB", 8, 0) * 1024,
+            max_connections_per_client=int(
+                _number(env, "FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT", 32, 0)
+            ),
+            max_uploads=int(
+                _number(
+                    env,
+                    "FEATHERBEAT_MAX_UPLOADS",
+                    max(1, int(_number(env, "FEATHERBEAT_THREADS", 16, 1)) // 2),
+                    1,
+                )
+            ),
             host=_get(env, "HOST") or "127.0.0.1",
             port=int(_number(env, "PORT", 8000, 0)),
         )

@@ -57,6 +57,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.extensions["featherbeat.sse_slots"] = threading.BoundedSemaphore(
         app.config["SSE_MAX_STREAMS"]
     )
+    app.extensions["featherbeat.upload_slots"] = threading.BoundedSemaphore(settings.max_uploads)
     if isinstance(app.json, DefaultJSONProvider):  # keep our field order in the JSON
         app.json.sort_keys = False
     app.extensions["featherbeat"] = Services.from_settings(settings)

@@ -154,13 +154,27 @@ def create_analysis() -> Response:
     svc = services()
     s = svc.settings
     require_token()
+    # Each upload holds a thread while its body arrives: a bounded share of the threads, so
+    # slow (but not too slow) uploaders can never take the ones status requests need.
+    slots = current_app.extensions["featherbeat.upload_slots"]
+    if not slots.acquire(blocking=False):
+        raise _reject(
+            503,
+            "uploads_busy",
+            f"This server is receiving as many uploads as it can ({s.max_uploads}); "
+            "try again in 5 seconds.",
+            {"Retry-After": "5", "Connection": "close"},
+        )
     try:
-        # create_app sets request_class = UploadRequest, so the proxy stands for one
-        upload_request = cast(uploads.UploadRequest, request)
-        received = uploads.receive(upload_request, s.max_upload_bytes, s.upload_idle_timeout)
-    except ApiError as exc:
-        svc.store.incr(f"rejected:{exc.code}")
-        raise
+        try:
+            # create_app sets request_class = UploadRequest, so the proxy stands for one
+            upload_request = cast(uploads.UploadRequest, request)
+            received = uploads.receive(upload_request, s.max_upload_bytes, s.upload_idle_timeout)
+        except ApiError as exc:
+            svc.store.incr(f"rejected:{exc.code}")
+            raise
+    finally:
+        slots.release()
     try:
         return _accept(svc, received)
     finally:
@@ -337,7 +351,7 @@ def events(job_id: str) -> Response:
 
     slots = current_app.extensions["featherbeat.sse_slots"]
     if not slots.acquire(blocking=False):
-        raise ApiError(
+        raise _reject(
             503,
             "too_many_streams",
             "This server follows as many live streams as it can right now; poll "

@@ -2,7 +2,10 @@
 ``featherbeat serve`` passes it as ``-c python:featherbeat.web.gunicorn_conf``).
 
 - gthread: a Server-Sent-Events stream holds one thread, never the whole worker, so status
-  requests still answer while many pages follow their jobs.
+  requests still answer while many pages follow their jobs. Our subclass of it
+  (``featherbeat.web.guard``) reads request heads in the event loop with a deadline, puts a
+  minimum rate on bodies and caps connections per client, so slow clients cannot take the
+  threads (the process faces the internet directly in the documented deployments).
 - one worker by default: the app only reads/writes the job store and streams files, and
   every extra worker costs ~35 MB of the 200 MB budget. Scale with threads first.
 - max_requests + jitter recycle the worker now and then (a slow leak never grows unbounded).
@@ -16,7 +19,7 @@ import os
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 wsgi_app = "featherbeat.web:create_app()"
-worker_class = "gthread"
+worker_class = "featherbeat.web.guard.GuardedThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 threads = int(os.environ.get("FEATHERBEAT_THREADS", "16"))
 max_requests = 2000

@@ -32,6 +32,7 @@ from flask import Request, current_app
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from featherbeat.web.errors import ApiError
+from featherbeat.web.guard import BodyTooSlowError
 
 CHUNK = 64 * 1024
 # Room for the multipart framing (boundaries, part headers, small form fields) on top of the
@@ -240,6 +241,13 @@ def _as_api_error(exc: BaseException, limit: int) -> BaseException:
             400,
             "malformed_body",
             "The request body is not valid HTTP (a broken chunked encoding); send it again.",
+            {"Connection": "close"},
+        )
+    if isinstance(exc, BodyTooSlowError):
+        return ApiError(
+            408,
+            "upload_too_slow",
+            "The upload arrived too slowly for this server; send it over a faster connection.",
             {"Connection": "close"},
         )
     if isinstance(exc, TimeoutError | ClientDisconnected | OSError):
