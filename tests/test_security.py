@@ -43,9 +43,10 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 def leftovers(svc: Service) -> list[str]:
-    """Every file an upload could have left: temp uploads and stored blobs."""
+    """Every file a refused upload could have left: temp uploads and stored uploads (results
+    belong to accepted uploads)."""
     found = []
-    for folder in ("incoming", "blobs"):
+    for folder in ("incoming", "blobs/uploads"):
         root = svc.data_dir / folder
         if root.is_dir():
             found += [str(p.relative_to(svc.data_dir)) for p in root.rglob("*") if p.is_file()]
@@ -270,6 +271,7 @@ def test_upload_whose_record_cannot_be_written_leaves_no_blob(svc: Service, tmp_
     assert not list((svc.data_dir / "incoming").iterdir())
     status, job = svc.upload(data, "locked.wav")  # the store is back: accepted
     assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
+    assert svc.request("DELETE", f"/api/v1/analyses/{job['id']}")[0] == 204
 
 
 # --- 14.2: slow clients cannot stall the service ----------------------------------------------
