@@ -54,7 +54,7 @@ def test_one_file_to_output_file_and_folder(audio, tmp_path, capfd):
 def test_batch_goes_on_past_a_bad_file(audio, tmp_path, capfd):
     _, good, other, bad = audio
     outdir = tmp_path / "out"
-    code = main(["analyze", str(good), str(bad), str(other), "-o", str(outdir)])
+    code = main(["analyze", str(good), str(bad), str(other), "-o", f"{outdir}/"])
     assert code == 1
     assert sorted(p.name for p in outdir.iterdir()) == ["good.json", "other.json"]
     err = capfd.readouterr().err.strip().splitlines()
@@ -68,6 +68,24 @@ def test_batch_with_the_same_stem_keeps_both(audio, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.flac.beats", "good.mp3.beats"]
 
 
+def test_a_trailing_slash_always_means_a_folder(audio, tmp_path, capfd):
+    """Issue 10.1: `-o out/` with one input (a shell glob that matched one file) writes
+    out/<name>.json, never a file called `out`; several inputs with a name that is not a folder
+    are a usage error, never a folder created under a file's name."""
+    _, good, other, _ = audio
+    assert main(["analyze", str(good), "-o", f"{tmp_path / 'out'}/", "-q"]) == 0
+    assert (tmp_path / "out").is_dir()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json"]
+    # The next batch into it works (it used to fail: "out exists and is not a folder").
+    assert main(["analyze", str(good), str(other), "-o", f"{tmp_path / 'out'}/", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.json", "other.json"]
+    capfd.readouterr()
+    assert main(["analyze", str(good), str(other), "-o", str(tmp_path / "single.json")]) == 2
+    assert not (tmp_path / "single.json").exists()
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "single.json" in err[0] and "FOLDER/" in err[0]
+
+
 def test_usage_errors(audio, tmp_path, capfd):
     _, good, other, _ = audio
     assert main(["analyze", str(good), str(other)]) == 2
@@ -75,6 +93,7 @@ def test_usage_errors(audio, tmp_path, capfd):
     file_target = tmp_path / "f.json"
     file_target.write_text("{}")
     assert main(["analyze", str(good), str(other), "-o", str(file_target)]) == 2
+    assert "is a file" in capfd.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(good), "--format", "xml"])
     assert exc.value.code == 2
@@ -169,3 +188,58 @@ def test_max_minutes(audio, tmp_path, capfd):
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(good), "--max-minutes", "0"])
     assert exc.value.code == 2
+
+
+def _cut_mp3(folder):
+    """An MP3 with a Xing header (it tells the full length) cut to its first 8 %."""
+    y = signals.click_track(120.0, 30.0).audio + signals.noise(30.0, amplitude=0.05)
+    whole = signals.write_audio(folder, "whole", y, SR, "mp3")
+    cut = folder / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.08)])
+    return cut
+
+
+def _lying_wav(folder):
+    """A WAV whose header claims six hours and holds two seconds."""
+    import struct
+
+    path = signals.write_audio(folder, "liar", signals.noise(2.0), SR, "wav")
+    data = bytearray(path.read_bytes())
+    i = data.find(b"data")
+    data[i + 4 : i + 8] = struct.pack("<I", 6 * 3600 * SR * 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make", [_cut_mp3, _lying_wav])
+def test_truncated_input_gets_one_warning_line_even_when_quiet(tmp_path, make):
+    """Issue 10.2: a cut-off input is analysed (the readable part) and the user is told, on
+    stderr, in one line naming the problem; --quiet silences progress, not warnings."""
+    path = make(tmp_path)
+    out = tmp_path / "out.json"
+    cmd = [sys.executable, "-m", "featherbeat.cli", "analyze", str(path), "-o", str(out), "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0  # the output is usable
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"featherbeat: {path}: warning: decode: input truncated: ")
+    assert "header says" in lines[0]
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["status_code"] == 1 and "truncated" in meta["detailed_status"]
+
+
+def test_help_says_it_rather_than_pointing_at_source():
+    """Issue 10.10: the help and the library's docstring explain; they do not send the reader
+    to a source file."""
+    import featherbeat
+    from featherbeat.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    helptext = sub.choices["analyze"].format_help()
+    assert ".py" not in helptext and "--via URL" in helptext
+    assert "FEATHERBEAT_API_TOKEN" in helptext
+    doc = featherbeat.analyze.__doc__
+    assert "module docstring" not in doc
+    for word in ("progress", "max_duration", "reduced", "DecodeError", "status_code"):
+        assert word in doc

@@ -177,7 +177,26 @@ def analyze(
     reduced: bool = False,
     max_duration: float | None = None,
 ) -> Profile:
-    """Analyse one track; see the module docstring for the contract."""
+    """Analyse one track: decode it once, streaming, then find rhythm and structure.
+
+    ``source``: a path or a seekable binary file object, in any format libsndfile or FFmpeg
+    reads (WAV, FLAC, OGG Vorbis, Opus, MP3, M4A/AAC, ...).
+
+    ``progress(fraction, stage)``: called at most once per percent, never backwards;
+    ``fraction`` runs 0..1 over the whole analysis and ``stage`` is "decoding", "rhythm",
+    "structure", then "done".
+
+    ``reduced=True``: rhythm and loudness only (segments, key and sections are skipped).
+
+    ``max_duration``: seconds; InputTooLongError as soon as the header or the decoded audio
+    passes it.
+
+    Returns a :class:`Profile` (``tempo``, ``beats``, ``rhythm``, ``segments``, ``sections``,
+    ``tonality``, ``curves`` ...). Raises DecodeError (a ValueError) only when the input cannot
+    be read as audio at all. Anything short of that still gives a Profile: a later stage that
+    fails, or an input cut short (the readable part is analysed), is named in
+    ``Profile.missing`` and makes ``status_code`` 1 (``detailed_status`` says why).
+    """
     with _one_blas_thread():
         return _analyze(source, progress, reduced=reduced, max_duration=max_duration)
 

@@ -1,10 +1,12 @@
 """``featherbeat analyze FILE [FILE ...] [-o FILE_OR_DIR] [--format spotify|beats|jams] [--quiet]``
 
-Two modes, as madmom's programs: one file goes to stdout (or to ``-o FILE``, or into ``-o DIR``);
-several files go into the folder ``-o DIR`` as ``<name>.json`` / ``.beats`` / ``.jams``. A file
-that cannot be read gets one line on stderr and the batch goes on; the exit code is 1 when any
-input was unreadable, 2 for bad usage, 0 otherwise (a missing late stage is reported in the
-output's ``meta.status_code``, not by the exit code).
+Two modes, as madmom's programs: one file goes to stdout (or to ``-o FILE``, or into ``-o DIR/``);
+several files go into the folder ``-o DIR/`` as ``<name>.json`` / ``.beats`` / ``.jams``. A
+trailing slash or an existing directory always means a folder. A file that cannot be read gets
+one line on stderr and the batch goes on; the exit code is 1 when any input was unreadable, 2 for
+bad usage, 0 otherwise. An analysis with a non-zero ``meta.status_code`` (an input cut short, a
+stage that failed) gets one ``warning`` line on stderr, also with ``--quiet`` (which silences the
+progress bar only); the exit code stays 0, as the output is usable.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def add_parser(subparsers: Any) -> None:
         "-o",
         "--output",
         metavar="FILE_OR_DIR",
-        help="output file (one input) or folder (required for several inputs); default: stdout",
+        help="output file (one input), or folder: a name ending in / or an existing folder "
+        "(needed for several inputs; created when missing); default: stdout",
     )
     p.add_argument(
         "-f",
@@ -63,7 +66,9 @@ def add_parser(subparsers: Any) -> None:
         default="spotify",
         help="output format (default: spotify)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar (warnings are still shown)"
+    )
     p.add_argument(
         "--max-minutes",
         type=_positive_minutes,
@@ -75,7 +80,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--via",
         metavar="URL",
-        help="analyse on a running featherbeat service instead of locally (see cli/via.py)",
+        help="analyse on the featherbeat service at URL (e.g. http://127.0.0.1:8000) instead of "
+        "locally: each file is uploaded, its job followed and its result written as a local run "
+        "writes it; the token in FEATHERBEAT_API_TOKEN is sent when set",
     )
     p.set_defaults(func=run)
 
@@ -126,21 +133,49 @@ def _fail(message: str) -> None:
     print(f"featherbeat: {message}", file=sys.stderr)
 
 
+def warning_line(path: str | os.PathLike[str], detail: str) -> str:
+    """The one stderr line for an analysis that is usable but incomplete (status_code 1)."""
+    return f"featherbeat: {path}: warning: {' '.join(detail.split())}"
+
+
+def _warn(path: str, detail: str) -> None:
+    print(warning_line(path, detail), file=sys.stderr)
+
+
+def _is_folder(output: str) -> bool:
+    """A trailing slash or an existing directory always means a folder; anything else a file."""
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
 def _targets(args: argparse.Namespace) -> list[Path | None] | None:
-    """Where each input's output goes (None = stdout), or None after a usage error."""
+    """Where each input's output goes (None = stdout), or None after a usage error.
+
+    ``-o out/`` is a folder whether it exists or not (created when missing), so a shell glob
+    that matches one file still writes ``out/<name>.json``. Several inputs need such a folder:
+    a name that is not one (``-o single.json a.ogg b.ogg``) is a usage error, never a folder
+    created under a file's name.
+    """
     ext = EXTENSIONS[args.format]
-    out = Path(args.output) if args.output else None
-    if len(args.files) == 1:
-        if out is not None and out.is_dir():
-            return [out / (Path(args.files[0]).stem + ext)]
-        return [out]
-    if out is None:
-        _fail("several input files need -o FOLDER")
+    if not args.output:
+        if len(args.files) == 1:
+            return [None]
+        _fail("several input files need -o FOLDER/ (a folder, or a name ending in /)")
         return None
-    if out.exists() and not out.is_dir():
-        _fail(f"{out}: exists and is not a folder (several inputs need -o FOLDER)")
+    out = Path(args.output)
+    if not _is_folder(args.output):
+        if len(args.files) == 1:
+            return [out]
+        why = "is a file" if out.exists() else "is not a folder"
+        _fail(
+            f"{args.output}: {why}; several input files need -o FOLDER/ "
+            "(an existing folder, or a name ending in / to create one)"
+        )
         return None
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"{args.output}: cannot create the folder ({exc.strerror or exc})")
+        return None
     stems = [Path(f).stem for f in args.files]
     # Two inputs with the same stem (a.mp3, a.flac) must not overwrite each other's output.
     names = [
@@ -198,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
                     if bar is not None:
                         bar.close()
             _write(profile, args.format, target)
+            if profile.status_code:
+                _warn(path, profile.detailed_status)
         except KeyboardInterrupt:
             _fail("interrupted")
             return 130
