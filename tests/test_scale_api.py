@@ -20,10 +20,14 @@ def test_upload_events_results_cache_delete(tmp_path: Path, redis_server: RedisS
         assert status == 202 and job["status"] in ("queued", "running")
 
         events = [e for e in svc.events(job["id"]) if e.get("event") == "status"]
-        ids = [int(e["id"]) for e in events]
+        ids = [int(e["id"]) for e in events if "id" in e]  # stages passed between reads: none
         assert ids == sorted(set(ids)) and events[-1]["data"]["status"] == "done"
         progress = [e["data"]["progress"] for e in events]
         assert progress == sorted(progress) and progress[-1] == 1.0
+        stages = [e["data"]["stage"] for e in events]
+        assert [s for i, s in enumerate(stages) if s not in stages[:i]][-5:] == [
+            "decoding", "rhythm", "structure", "writing", "done"
+        ], stages
         # A reconnect after the end gets the final status again, then the stream closes.
         again = [e for e in svc.events(job["id"], last_event_id=str(ids[-1])) if "event" in e]
         assert [e["data"]["status"] for e in again] == ["done"]

@@ -47,16 +47,39 @@ def test_batch_into_folder_with_a_bad_file(service: Service, tmp_path: Path) -> 
     bad.write_text("this is not audio\n")
     out = tmp_path / "out"
     done = featherbeat(
-        "analyze", "--via", service.base_url, *map(str, tracks), str(bad), "-o", str(out)
+        "analyze", "--via", service.base_url, *map(str, tracks), str(bad), "-o", f"{out}/"
     )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "notes.wav" in lines[0] and "not_audio" in lines[0]
+    assert lines[0].count("notes.wav") == 1, lines[0]  # issue 10.7: the name once, not twice
     assert sorted(p.name for p in out.iterdir()) == ["song0.json", "song1.json", "song2.json"]
     for i in range(3):
         doc = json.loads((out / f"song{i}.json").read_text())
         assert abs(doc["track"]["duration"] - (1.5 + i * 0.5)) < 0.1
         assert "featherbeat" in doc
+
+
+def test_one_file_into_a_folder_and_a_warning_for_a_cut_file(
+    service: Service,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issues 10.1 and 10.2 through the service: `-o out/` with one input is a folder, and a
+    file cut short gets the same one warning line a local run gives, also with --quiet."""
+    import struct
+
+    data = bytearray(wav_bytes(300, 2.0))
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 0x7FFFFFF0)  # claims hours, holds 2 s
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    done = featherbeat("analyze", "--via", service.base_url, "-q", str(cut), "-o", f"{out}/")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cut.json"]
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"featherbeat: {cut}: warning: "), lines
+    assert "input truncated" in lines[0]
 
 
 def test_one_file_to_stdout_same_as_the_service_result(service: Service, tmp_path: Path) -> None:  # noqa: F811
@@ -79,7 +102,7 @@ def test_progress_bar_on_a_terminal(service: Service, tmp_path: Path) -> None:  
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "featherbeat.cli", "analyze", "--via", service.base_url]
-            + [*map(str, tracks), "-o", str(tmp_path / "out")],
+            + [*map(str, tracks), "-o", f"{tmp_path / 'out'}/"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=slave,
@@ -123,7 +146,7 @@ def test_full_queue_and_a_web_restart_mid_batch(tmp_path: Path) -> None:
         svc.stop_worker()  # nothing is analysed: the queue fills after one upload
         proc = subprocess.Popen(
             [sys.executable, "-m", "featherbeat.cli", "analyze", "--via", svc.base_url]
-            + [*map(str, tracks), "-o", str(out)],
+            + [*map(str, tracks), "-o", f"{out}/"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -54,11 +54,18 @@ def test_upload_progress_and_results(svc: Service, audio: dict[str, Path], fmt: 
     events = svc.events(job["id"])
     statuses = [e for e in events if e.get("event") == "status"]
     assert statuses, events
-    ids = [int(e["id"]) for e in statuses]
+    ids = [int(e["id"]) for e in statuses if "id" in e]
     assert ids == sorted(set(ids)), "event ids must grow"
     for event in statuses:
         assert event["data"]["id"] == job["id"]
         assert 0.0 <= event["data"]["progress"] <= 1.0
+    # Every stage is reported, in order (issue 10.5: the short rhythm and structure stages
+    # used to fall between two reads), and the bar never goes back.
+    stages = [e["data"]["stage"] for e in statuses]
+    seen = [s for i, s in enumerate(stages) if i == 0 or s != stages[i - 1]]
+    assert seen[-5:] == ["decoding", "rhythm", "structure", "writing", "done"], stages
+    progress = [e["data"]["progress"] for e in statuses]
+    assert progress == sorted(progress), progress
     final = statuses[-1]["data"]
     assert final["status"] == "done", (final, svc.logs())
     assert final["progress"] == 1.0 and final["stage"] == "done" and final["attempts"] == 1
@@ -91,6 +98,9 @@ def test_upload_progress_and_results(svc: Service, audio: dict[str, Path], fmt: 
     assert len(rows) == len(doc["beats"]) and all(len(r) == 2 for r in rows)
     status, _, jams_doc = svc.request("GET", job["links"]["analysis"] + "?format=jams")
     assert status == 200 and "annotations" in json.loads(jams_doc)
+    # The JAMS title is the uploaded file's name, not the job id (issue 10.6).
+    assert json.loads(jams_doc)["file_metadata"]["title"] == audio[fmt].name
+    assert final["warning"] is None and doc["meta"]["status_code"] == 0
 
     status, headers, data = svc.request("GET", job["links"]["audio"])  # kept: KEEP_UPLOADS=1
     assert status == 200 and data == audio[fmt].read_bytes()
@@ -303,6 +313,27 @@ def test_truncated_file_is_refused_or_fails_cleanly(svc: Service, audio: dict[st
     assert status in (202, 415), head
     if status == 202:
         assert svc.wait_done(head["id"])["status"] in ("done", "failed")
+
+
+def test_a_wav_cut_short_is_done_with_a_warning(svc: Service, tmp_path: Path) -> None:
+    """Issue 10.2: a WAV whose header claims far more than it holds is analysed (the readable
+    part) and the job says so, as the result's meta does."""
+    import struct
+
+    clicks = click_track(98.0, 6.0)
+    data = bytearray(write_audio(tmp_path, "liar", clicks.audio, clicks.sr, "wav").read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 3600 * clicks.sr * 2)  # an hour of 16-bit mono
+    status, body = svc.upload(bytes(data), "cut short.wav")
+    assert status == 202, body
+    job = svc.wait_done(body["id"])
+    assert job["status"] == "done", job
+    assert "input truncated" in job["warning"] and "header says" in job["warning"], job
+    status, _, raw = svc.request("GET", job["links"]["analysis"])
+    meta = json.loads(raw)["meta"]
+    assert meta["status_code"] == 1 and meta["detailed_status"] == job["warning"]
+    _, _, jams_doc = svc.request("GET", job["links"]["analysis"] + "?format=jams")
+    assert json.loads(jams_doc)["file_metadata"]["title"] == "cut short.wav"
 
 
 def test_path_traversal_file_names_are_only_labels(svc: Service, audio: dict[str, Path]) -> None:

@@ -220,7 +220,7 @@ class Batch:
 
     def fail(self, item: Item, message: str) -> None:
         item.error = message
-        self.log(f"featherbeat: {item.path}: {message}")
+        self.log(f"featherbeat: {item.path}: {_without_name(message, item.path.name)}")
 
     def transient(self, item: Item, exc: ServiceError) -> bool:
         """A 5xx (restarting, overloaded, a proxy between deploys): try this file again later,
@@ -300,6 +300,11 @@ class Batch:
             self.fail(item, f"cannot write output ({exc.strerror or exc})")
             return True
         item.written = True
+        warning = item.job.get("warning")
+        if warning:  # usable but incomplete: said even with --quiet, as a local run says it
+            from featherbeat.cli.analyze import warning_line
+
+            self.log(warning_line(item.path, str(warning)))
         return True
 
     def run(self, bar: ProgressBar) -> int:
@@ -321,6 +326,12 @@ class Batch:
         bar.draw(self.items)
         bar.close()
         return 1 if any(i.error is not None for i in self.items) else 0
+
+
+def _without_name(message: str, name: str) -> str:
+    """The service's message without its leading "name: ": our line names the path already."""
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
 @contextlib.contextmanager

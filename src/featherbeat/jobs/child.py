@@ -1,4 +1,5 @@
-"""One analysis in a fresh process: ``python -m featherbeat.jobs.child INPUT OUTDIR [--reduced]``.
+"""One analysis in a fresh process: ``python -m featherbeat.jobs.child INPUT OUTDIR [--reduced]
+[--max-duration S] [--name UPLOADED_NAME]``.
 
 A fresh interpreter (not a fork) so the analysis never inherits the consumer's memory and a
 crash or a memory blow-up kills only this process. It knows nothing of jobs, queues or
@@ -9,7 +10,8 @@ Protocol with the watchdog (``featherbeat.jobs.runner``): one JSON object per li
 ORIGINAL stdout (the analysis' own prints are sent to stderr so they cannot corrupt it):
 
     {"event": "progress", "stage": "rhythm", "progress": 0.42}
-    {"event": "done", "duration": 181.2, "analysis_seconds": 3.1, "peak_rss_mb": 61.0, "missing": {}}
+    {"event": "done", "duration": 181.2, "analysis_seconds": 3.1, "peak_rss_mb": 61.0, "missing": {},
+     "warning": null}
     {"event": "error", "code": "not_audio", "message": "..."}
 
 Exit codes: 0 done, 3 the input is bad (no retry helps), anything else a crash.
@@ -88,6 +90,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     except DecodeError as exc:
         reporter.emit(event="error", code="not_audio", message=str(exc))
         return EXIT_BAD_INPUT
+    if args.name:
+        # The input is a stored upload named by its job id; the results (the JAMS title)
+        # name the file the person uploaded.
+        profile.source.name = args.name
     reporter.emit(event="progress", stage=Stage.WRITING, progress=1.0)
     write_results(profile, Path(args.outdir))
     reporter.emit(
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
         peak_rss_mb=round(peak_rss_mb(), 1),
         missing=dict(profile.missing),
         reduced=bool(profile.reduced),
+        warning=profile.detailed_status if profile.status_code else None,
     )
     return 0
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir")
     parser.add_argument("--reduced", action="store_true")
     parser.add_argument("--max-duration", type=float, default=None)
+    parser.add_argument("--name", default="", help="the uploaded file's name, for the results")
     args = parser.parse_args(argv)
     # Keep the protocol channel private: fd 1 now goes to stderr for anything else.
     reporter = Reporter(os.dup(1))

@@ -206,7 +206,9 @@ class Runner:
                     return
                 outdir = Path(tmp) / f"out{attempts}"
                 outdir.mkdir()
-                outcome = self.run_child(job.id, owner, input_path, outdir, reduced)
+                outcome = self.run_child(
+                    job.id, owner, input_path, outdir, reduced, name=job.filename
+                )
                 if outcome.kind in ("lost", "stopped"):
                     log_event(f"job.{outcome.kind}", job=job.id, owner=owner)
                     return
@@ -238,7 +240,13 @@ class Runner:
                 reduced = True
 
     def run_child(
-        self, job_id: str, owner: str, input_path: Path, outdir: Path, reduced: bool
+        self,
+        job_id: str,
+        owner: str,
+        input_path: Path,
+        outdir: Path,
+        reduced: bool,
+        name: str = "",
     ) -> Outcome:
         s = self.settings
         cmd = [
@@ -252,6 +260,8 @@ class Runner:
         ]
         if reduced:
             cmd.append("--reduced")
+        if name:
+            cmd += ["--name", name]
         proc = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
             cmd,
             stdin=subprocess.DEVNULL,
@@ -277,13 +287,27 @@ class Runner:
         try:
             while True:
                 rc = proc.poll()
+                lost = False
                 while messages:
                     msg = messages.popleft()
                     if msg.get("event") == "progress":
-                        stage = str(msg.get("stage") or stage)
-                        progress = _overall(stage, float(msg.get("progress") or 0.0))
+                        new_stage = str(msg.get("stage") or stage)
+                        progress = _overall(new_stage, float(msg.get("progress") or 0.0))
+                        if new_stage != stage and not lost:
+                            # A new stage is written as it starts, not at the next tick: the
+                            # record then passes through every stage in order, however fast
+                            # the short ones (rhythm, structure) are.
+                            lost = not self.store.update(
+                                job_id, owner, stage=new_stage, progress=round(progress, 4)
+                            )
+                            last_write = time.monotonic()
+                        stage = new_stage
                     else:
                         final = msg
+                if lost:
+                    proc.kill()
+                    proc.wait()
+                    return Outcome("lost")
                 if rc is not None:
                     break
                 rss = read_rss_mb(proc.pid)
@@ -369,6 +393,7 @@ class Runner:
             peak_rss_mb=round(outcome.peak_rss_mb, 1),
             error_code=None,
             error_message=None,
+            warning=info.get("warning") or None,
         ):
             # Someone else finished it meanwhile (we were presumed dead). Result keys are
             # per job, so both wrote the same analysis to the same keys: nothing to undo.

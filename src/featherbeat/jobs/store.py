@@ -86,6 +86,10 @@ class Job:
     peak_rss_mb: float | None = None
     withdrawn: bool = False  # its own id was deleted; kept for the links that share it
     seq: int = 0
+    # A done job whose analysis is usable but incomplete (meta.detailed_status when its
+    # status_code is 1: an input cut short, a stage that failed). Last, so older records and
+    # SQLite files without the column still load.
+    warning: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -212,7 +216,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     analysis_seconds REAL,
     peak_rss_mb REAL,
     withdrawn INTEGER NOT NULL DEFAULT 0,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    warning TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256, status);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
@@ -227,7 +232,7 @@ CREATE INDEX IF NOT EXISTS links_source ON links (source);
 """
 
 # Columns added after the first release: an existing jobs.db gets them on open.
-_ADDED_COLUMNS = {"withdrawn": "INTEGER NOT NULL DEFAULT 0"}
+_ADDED_COLUMNS = {"withdrawn": "INTEGER NOT NULL DEFAULT 0", "warning": "TEXT"}
 
 # The job dedupe joins: not failed, a done one first, then the newest.
 _FIND_BY_SHA256 = (

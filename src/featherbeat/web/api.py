@@ -19,6 +19,7 @@ from typing import Any, cast
 from flask import Blueprint, Response, current_app, request, send_file
 
 from featherbeat.analysis.formats import FORMATS, MEDIA_TYPES
+from featherbeat.analysis.progress import Stage
 from featherbeat.jobs.blobs import LocalBlobStore, upload_key
 from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
@@ -80,13 +81,22 @@ def job_json(
         "finished_at": iso(since(job.finished_at)),
         "attempts": job.attempts,
         "error": error,
+        "warning": job.warning if job.status == "done" else None,
         "links": {
             "self": base,
             "events": f"{base}/events",
             "analysis": f"{base}/analysis",
-            "audio": f"{base}/audio",
+            # null once the upload is deleted (after analysis, unless kept): the page learns
+            # it here instead of asking /audio for a 410.
+            "audio": f"{base}/audio" if _audio_kept(job, svc) else None,
         },
     }
+
+
+def _audio_kept(job: Job, svc: Services) -> bool:
+    """Whether the upload is still stored: until the analysis ends, or for good when kept.
+    From the settings, not a blob lookup per job answer (GET /audio still checks the blob)."""
+    return bool(job.upload_key) and (not job.finished or svc.settings.keep_uploads)
 
 
 def _reject(
@@ -315,6 +325,21 @@ def delete_analysis(job_id: str) -> Response:
     return Response(status=204)
 
 
+def _passed_stages(last: str | None, job: Job) -> list[str]:
+    """The running stages between the last one sent and the job's current one, in order.
+
+    Nothing on a (re)connect (``last`` None: the client is told where the job is now) nor for
+    a failed job (it stopped where it stopped).
+    """
+    # Every job passes through the stages in Stage's order (a reduced analysis too: its
+    # structure stage only computes fades and loudness).
+    order = list(Stage)
+    if last not in order or job.stage not in order or job.status == "failed":
+        return []
+    a, b = order.index(Stage(last)), order.index(Stage(job.stage))
+    return [str(s) for s in order[a + 1 : b] if s not in (Stage.QUEUED, Stage.DONE)]
+
+
 @bp.get("/api/v1/analyses/<job_id>/events")
 def events(job_id: str) -> Response:
     svc = services()
@@ -332,14 +357,24 @@ def events(job_id: str) -> Response:
         yield "retry: 2000\n\n"
         seen = last
         current: Job | None = job
+        progress = 0.0
         deadline = time.monotonic() + max_seconds
+        stage = None  # the last stage sent
         while current is not None:
             # The final status is always sent (even on a reconnect that already saw it), so
             # a client always learns the end and the stream always closes.
             if current.seq != seen or current.finished:
                 seen = current.seq
-                data = json.dumps(job_json(current, svc, root, link))
-                yield f"id: {seen}\nevent: status\ndata: {data}\n\n"
+                body = job_json(current, svc, root, link)
+                for passed in _passed_stages(stage, current):
+                    # Stages shorter than our wait between reads (rhythm and structure take
+                    # tens of ms) are still reported, in order, at the progress the client
+                    # last saw: every stream tells the same story.
+                    # No id: a reconnect resumes after the real record these lead up to.
+                    shown = {**body, "status": "running", "stage": passed, "progress": progress}
+                    yield f"event: status\ndata: {json.dumps(shown)}\n\n"
+                stage, progress = current.stage, body["progress"]
+                yield f"id: {seen}\nevent: status\ndata: {json.dumps(body)}\n\n"
                 if current.finished:
                     return
             if time.monotonic() >= deadline:
