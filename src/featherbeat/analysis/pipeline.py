@@ -45,7 +45,7 @@ from featherbeat.analysis.structure.fades import find_fades
 from featherbeat.analysis.structure.key import estimate_key
 from featherbeat.analysis.structure.loudness import track_loudness
 from featherbeat.analysis.structure.sections import find_sections
-from featherbeat.analysis.structure.segments import find_segments
+from featherbeat.analysis.structure.segments import find_segments, sections_until
 
 _MAX_PRESIZE_S = 4 * 3600.0
 
@@ -164,6 +164,7 @@ def _assemble(frame_rate: float, frames: FrameCurves | None, onset: OnsetCurves 
             frames.timbre,
             frames.centroid,
         )
+        curves.envelope, curves.envelope_rate = frames.envelope, frames.envelope_rate
     if onset is not None:
         curves.onset_rate, curves.onset, curves.onset_low = onset.rate, onset.onset, onset.low
         curves.bass_rate, curves.bass = onset.bass_rate, onset.bass
@@ -273,20 +274,21 @@ def _analyze(
             profile.missing[stage] = _REDUCED_SKIP
     else:
         with guard(profile, "segments"):
-            segments = find_segments(curves)
+            segments = find_segments(curves, duration)
             segments.check()
             profile.segments = segments
         with guard(profile, "key"):
             profile.tonality = estimate_key(curves.chroma)
         report(_DECODE_SHARE + _RHYTHM_SHARE + 0.04, Stage.STRUCTURE)
         with guard(profile, "sections"):
-            profile.sections = find_sections(curves, profile.rhythm)
+            profile.sections = sections_until(find_sections(curves, profile.rhythm), duration)
     report(0.97, Stage.STRUCTURE)
     profile.start_of_fade_out = duration  # Spotify's "no fade-out", kept if fades fail
     with guard(profile, "fades"):
         profile.end_of_fade_in, profile.start_of_fade_out = find_fades(curves, duration)
     with guard(profile, "loudness"):
-        profile.loudness = track_loudness(curves)
+        # With segments: track loudness must agree with their levels (structure/loudness.py).
+        profile.loudness = track_loudness(curves, profile.segments)
 
     profile.analysis_time = time.perf_counter() - started
     report(1.0, Stage.DONE)

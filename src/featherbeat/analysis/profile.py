@@ -65,6 +65,10 @@ class Curves:
     frame_rate: float = 0.0
     loudness: np.ndarray = field(default_factory=_empty)  # dBFS per frame, >= LOUDNESS_FLOOR_DB
     energy: np.ndarray = field(default_factory=_empty)  # RMS, linear 0..1
+    # Fine level (dBFS, floor -60) at envelope_rate (86/s): segment attacks; empty when not
+    # computed (then segments read ``loudness``).
+    envelope_rate: float = 0.0
+    envelope: np.ndarray = field(default_factory=_empty)
     centroid: np.ndarray = field(default_factory=_empty)  # spectral centroid in Hz
     chroma: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), C..B
     timbre: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), Spotify scale

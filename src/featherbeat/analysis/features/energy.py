@@ -35,3 +35,40 @@ class Energy:
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(loudness dBFS, RMS)."""
         return self._loudness.result(), self._rms.result()
+
+
+class Envelope:
+    """Fine level envelope (dBFS) of the signal itself: 23 ms windows every 256 samples.
+
+    Segment loudness (loudness_start before the attack, loudness_max at its peak and when) needs
+    the attack's shape; the STFT loudness above averages 93 ms and turns a drum hit's 10 dB
+    rise into ~4 dB spread over 4 frames. Here value i is the mean square of samples
+    [(i - 1) * HOP, (i + 1) * HOP) (rectangular, centred on sample i * HOP like every curve),
+    from running sums of squares: one float per 256 samples (86/s at 22 050 Hz, 1.2 MB/hour).
+    """
+
+    HOP = 256
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._out = GrowingArray(capacity=capacity)
+        self._carry = np.zeros(0, dtype=np.float64)  # samples not yet making a full hop
+        self._prev = 0.0  # sum of squares of the previous hop (zeros before the signal)
+
+    def push(self, block: np.ndarray) -> None:
+        x = np.concatenate((self._carry, np.asarray(block, dtype=np.float64).reshape(-1)))
+        full = x.shape[0] // self.HOP
+        self._carry = x[full * self.HOP :]
+        if full:
+            self._emit(np.square(x[: full * self.HOP]).reshape(full, self.HOP).sum(axis=1))
+
+    def finish(self) -> np.ndarray:
+        """The envelope, one value per started hop (as many as ceil(samples / HOP))."""
+        if self._carry.size:
+            self._emit(np.array([float(np.square(self._carry).sum())]))
+            self._carry = np.zeros(0)
+        return self._out.result()
+
+    def _emit(self, sums: np.ndarray) -> None:
+        pairs = np.concatenate(([self._prev], sums))
+        self._prev = float(sums[-1])
+        self._out.extend(loudness_db((pairs[:-1] + pairs[1:]) / (2 * self.HOP)))

@@ -8,13 +8,13 @@ import numpy as np
 
 from featherbeat.analysis.features.centroid import Centroid
 from featherbeat.analysis.features.chroma import Chroma
-from featherbeat.analysis.features.energy import Energy
+from featherbeat.analysis.features.energy import Energy, Envelope
 from featherbeat.analysis.features.timbre import Timbre
 from featherbeat.analysis.profile import ANALYSIS_SAMPLE_RATE
 from featherbeat.analysis.stft import STFT
 
 N_FFT = 2048  # 93 ms: enough frequency resolution for chroma above ~65 Hz (as librosa's default)
-HOP = 512  # 23 ms, 43.07 frames/s: segments and loudness envelopes need no finer
+HOP = 512  # 23 ms, 43.07 frames/s: chroma, timbre and sections need no finer (attacks: Envelope)
 
 
 def _none() -> np.ndarray:
@@ -39,6 +39,8 @@ class FrameCurves:
     chroma: np.ndarray = field(default_factory=_rows)  # (n, 12), C..B
     timbre: np.ndarray = field(default_factory=_rows)  # (n, 12)
     centroid: np.ndarray = field(default_factory=_none)  # Hz
+    envelope: np.ndarray = field(default_factory=_none)  # fine level, dBFS (Envelope)
+    envelope_rate: float = 0.0
 
 
 @dataclass
@@ -71,6 +73,7 @@ class FrameFeatures:
         cap = max(16, int(expected_frames) + 8)
         freqs = self.stft.frequencies(self.sample_rate)
         self.energy = Energy(capacity=cap)
+        self.envelope = Envelope(capacity=cap * HOP // Envelope.HOP + 8)
         self._tonal = (
             None
             if reduced
@@ -86,13 +89,16 @@ class FrameFeatures:
         return self.sample_rate / HOP
 
     def push(self, block: np.ndarray) -> None:
+        self.envelope.push(block)
         self._update(self.stft.push(block))
 
     def finish(self) -> FrameCurves:
         self._update(self.stft.finish())
         loudness, rms = self.energy.result()
+        envelope = self.envelope.finish()
+        rate = self.sample_rate / Envelope.HOP
         if self._tonal is None:
-            return FrameCurves(self.frame_rate, loudness, rms)
+            return FrameCurves(self.frame_rate, loudness, rms, envelope=envelope, envelope_rate=rate)
         return FrameCurves(
             self.frame_rate,
             loudness,
@@ -100,6 +106,8 @@ class FrameFeatures:
             chroma=self._tonal.chroma.result(),
             timbre=self._tonal.timbre.result(),
             centroid=self._tonal.centroid.result(),
+            envelope=envelope,
+            envelope_rate=rate,
         )
 
     def _update(self, power: np.ndarray) -> None:

@@ -1,19 +1,30 @@
-"""Timbre: the first 12 DCT coefficients of the log-mel spectrum, on Spotify's scale.
+"""Timbre: a segment's spectro-temporal surface projected on 12 basis functions (Echo Nest's).
 
-Spotify describes its 12 timbre dimensions as a basis of spectro-temporal shapes, the first
-tracking loudness and the second brightness; clients compute distances on the raw numbers
-(e.g. the Eternal Jukebox adds timbre distance to 10 x pitch distance), so the scale matters
-more than the exact basis. We use the classic cepstral basis (MFCC-like: 40 mel bands, log,
-DCT-II) and rescale it to the ranges seen in Spotify's responses (see
-../shared/spotify/README.md):
+The Echo Nest documentation describes timbre as "a linear combination of 12 basis functions"
+of a segment's spectro-temporal surface (time x frequency x level), the first one flat
+(average loudness), the second brightness, the third flatness, the fourth attack, then finer
+shapes. Spotify kept that format and scale. We build it in two linear steps:
 
-- dim 1: mean log-mel level, offset so that a segment's average reads like Spotify's
-  (~ 0.9 x loudness_max + 55, i.e. 15..55 on music), clipped at 0 (silence);
-- dim 2: brightness, sign flipped so that more high-frequency energy is positive (~-200..140);
-- dims 3..12: higher cepstral shape, scaled to roughly +-100.
+1. Per frame (this class): 40 mel bands (40 Hz .. 10 kHz, each the *average* power of its bins,
+   so wide bands do not read louder), level in dB of the power per bin of a full-scale-
+   normalised spectrum (white noise at -20 dBFS reads -20 dB in every band), floored at
+   ``FLOOR_DB``, then an orthonormal DCT-II over the bands. Stored per frame:
+   column 0 = mean band level above the floor (0 for digital silence), columns 1..11 = the DCT
+   coefficients 1..11 (column 1 negated, so that it grows with brightness). These are the
+   frequency shapes of the surface; they are kept for sections too.
+2. Per segment (:func:`segment_timbre`): the surface over the segment's frames is projected on
+   12 separable time x frequency cosines (``BASIS``: (time order, frequency order) pairs, as
+   the picture of Echo Nest's basis shows: flat, then frequency slopes and ripples, one attack
+   shape (louder at the start than at the end) and one time ripple), then mapped to Spotify's
+   scale by a per-dimension gain and a share of the level (a basis function with a non-zero
+   mean responds to level; that is also why Spotify's silence vector is not all zeros).
+   Dimension 1 is loudness-like: ``max(0, gain x level + offset)``, 0 for silence.
+   Digital silence has a flat surface at the floor: every projection is 0, so the mapping
+   gives exactly ``SILENCE`` (Spotify's and The Echo Nest's vector for silent segments).
 
-The scale factors were fitted once on a few freely licensed tracks so that the spread of each
-dimension matches Spotify's published examples; they are constants, not tuned per track.
+Scale constants: fitted once (bench/fidelity.py) so that, over full-length songs, the median and
+interquartile range of each dimension fall in the middle of the range of Spotify's genuine
+responses (../shared/spotify/examples); they are constants, not tuned per track.
 """
 
 from __future__ import annotations
@@ -25,17 +36,69 @@ from featherbeat.analysis.features._store import GrowingArray
 N_MELS = 40
 MEL_FMIN = 40.0
 MEL_FMAX = 10000.0
-FLOOR_DB = -100.0
-# dim 1 = mean band level (dB) + offset, clipped at 0. Checked on the segments of 70 real tracks:
-# dim 1 = 1.10 x loudness_max + 57.3 here, mean 39 (Spotify's examples: 0.88..0.97 x + 54.5..57.3,
-# means 35 and 45).
-LEVEL_OFFSET = 40.0
-# Dims 2..12: (raw orthonormal-DCT coefficient - typical value on music) x gain. Gains map the
-# spread of ~0.3 s averages on ten freely licensed tracks (rock, classical, jazz, electronic,
-# game music) to the spread in Spotify's examples; the centre keeps each dimension around 0.
-# The negative gain makes dim 2 grow with brightness, as Spotify's does.
-GAINS = np.array([-1.85, 2.35, 3.7, 3.3, 2.95, 4.4, 3.0, 3.7, 3.1, 2.8, 4.2], dtype=np.float32)
-CENTRES = np.array([83.3, 13.5, 10.8, 1.8, 2.7, -0.2, 1.0, -1.8, 0.4, -1.8, 0.1], dtype=np.float32)
+# Floor of the surface, per bin of a full-scale-normalised spectrum. Low enough never to clip
+# music (a floor at -100 dB clipped quiet high bands and moved section boundaries: 3.5 -> 3.9
+# sections per minute on full songs); digital silence (FFT round-off, ~-360 dB) sits on it.
+FLOOR_DB = -160.0
+
+# Spotify's / The Echo Nest's timbre of a digitally silent segment (loudness -60 dB): a fixed
+# point of their projection, found identical in 2010 and Spotify-era responses.
+SILENCE = np.array(
+    [0.0, 171.13, 9.469, -28.48, 57.491, -50.067, 14.833, 5.359, -27.228, 0.973, -10.64, -7.228]
+)
+# (time order, frequency order) of each basis function: 1 flat, 2 brightness (frequency slope),
+# 3 flatness (frequency curvature), 4 attack (time slope), then frequency ripples, slope x attack
+# and one time ripple.
+BASIS = (
+    (0, 0),
+    (0, 1),
+    (0, 2),
+    (1, 0),
+    (0, 3),
+    (0, 4),
+    (1, 1),
+    (0, 5),
+    (0, 6),
+    (0, 7),
+    (2, 0),
+    (0, 8),
+)
+# Per dimension: timbre = SILENCE + GAIN x projection + LEVEL x (mean level above the floor);
+# dimension 1 instead max(0, GAIN x level + LEVEL). Fitted with bench/fidelity.py --fit-timbre
+# (10 full-length freely licensed songs against Spotify's 12 responses). Dimension 1's gain,
+# 0.91 per dB, matches the 0.88-0.97 x loudness_max slope of Spotify's own responses.
+GAIN = np.array(
+    [
+        0.9135,
+        2.4142,
+        3.4567,
+        23.2951,
+        3.0915,
+        5.3074,
+        4.7624,
+        4.0682,
+        3.2947,
+        2.9473,
+        16.7491,
+        3.0672,
+    ]
+)
+LEVEL = np.array(
+    [
+        -37.3778,
+        0.5719,
+        -0.6238,
+        -0.0388,
+        -0.7037,
+        0.2122,
+        -0.4168,
+        -0.2203,
+        0.2183,
+        -0.0341,
+        0.1016,
+        0.2018,
+    ]
+)
 
 
 def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
@@ -77,23 +140,59 @@ def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 class Timbre:
-    def __init__(self, frequencies: np.ndarray, capacity: int = 1024) -> None:
-        self._mel = mel_matrix(frequencies)
+    """Per-frame frequency shape of the surface (see the module docstring, step 1)."""
+
+    def __init__(self, frequencies: np.ndarray, capacity: int = 1024, n_fft: int = 2048) -> None:
+        # Power per bin -> mean square per bin of a full-scale signal: a periodic Hann window
+        # of n_fft has sum(w^2) = 3 n_fft / 8, and a one-sided spectrum holds half the power
+        # in each of ~n_fft / 2 bins, so white noise of mean square s reads s in every bin.
+        scale = 2.0 / (n_fft * 3.0 * n_fft / 8.0)
+        self._mel = mel_matrix(frequencies) * np.float32(scale)
         dct = dct_matrix(N_MELS, 12)
-        # Fold the scaling into the basis: one matmul per block does it all.
-        dct[:, 0] /= np.sqrt(1.0 / N_MELS) * N_MELS  # -> plain mean of the band levels
-        dct[:, 1:] *= GAINS[None, :]
+        dct[:, 0] = 1.0 / N_MELS  # -> plain mean of the band levels
+        dct[:, 1] *= -1.0  # brightness grows with high-frequency level
         self._dct = dct
-        self._bias = np.concatenate(([LEVEL_OFFSET], -GAINS * CENTRES)).astype(np.float32)
         self._out = GrowingArray(12, capacity=capacity)
 
     def update(self, power: np.ndarray) -> None:
         bands = power @ self._mel
-        level = 10.0 * np.log10(np.maximum(bands, 10.0 ** (FLOOR_DB / 10.0)))
-        timbre = level @ self._dct
-        timbre += self._bias
-        np.maximum(timbre[:, 0], 0.0, out=timbre[:, 0])
-        self._out.extend(timbre)
+        # dB above the floor, >= 0; log10(1) is exactly 0, so digital silence is a flat
+        # surface at exactly 0 (subtracting the floor after the log leaves round-off).
+        bands *= np.float32(10.0 ** (-FLOOR_DB / 10.0))
+        level = 10.0 * np.log10(np.maximum(bands, np.float32(1.0)))
+        self._out.extend(level @ self._dct)
 
     def result(self) -> np.ndarray:
         return self._out.result()
+
+
+def surface_projections(frames: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """(segments, 12) projections of each segment's surface on ``BASIS`` (step 2, before scale).
+
+    ``frames``: the (n, 12) per-frame curve of :class:`Timbre`; segment k spans frames
+    [starts[k], starts[k+1]) (the last ends at ``n``). A time order t weighs frame i of a
+    T-frame segment by cos(pi t (i + 0.5) / T) (DCT-II along time), normalised so that a
+    surface of value 1 where the weight is positive and -1 where it is negative reads 1.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.diff(np.append(starts, n))
+    seg = np.repeat(np.arange(starts.size), lengths)
+    pos = (np.arange(n) - starts[seg] + 0.5) / lengths[seg]
+    out = np.empty((starts.size, 12))
+    for t in sorted({t for t, _ in BASIS}):
+        w = np.cos(np.pi * t * pos)
+        norm = np.add.reduceat(np.abs(w), starts) if t else lengths.astype(np.float64)
+        cols = [d for d, (tt, _) in enumerate(BASIS) if tt == t]
+        freq = [BASIS[d][1] for d in cols]
+        sums = np.add.reduceat(frames[:, freq] * w[:, None], starts, axis=0, dtype=np.float64)
+        out[:, cols] = sums / np.maximum(norm, 1e-9)[:, None]
+    return out
+
+
+def segment_timbre(frames: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """(segments, 12) timbre on Spotify's scale (see the module docstring)."""
+    proj = surface_projections(frames, starts, n)
+    level = proj[:, :1]  # mean band level above the floor: the flat basis function
+    out = SILENCE[None, :] + GAIN[None, :] * proj + LEVEL[None, :] * level
+    out[:, 0] = np.maximum(0.0, GAIN[0] * proj[:, 0] + LEVEL[0])
+    return out

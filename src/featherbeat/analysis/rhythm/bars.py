@@ -38,40 +38,77 @@ def intervals(times: np.ndarray, end: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bar_intervals(
-    beats: np.ndarray, positions: np.ndarray, confidence: np.ndarray, beats_per_bar: int, end: float
+    starts: np.ndarray,
+    ends: np.ndarray,
+    positions: np.ndarray,
+    confidence: np.ndarray,
+    beats_per_bar: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, durations, confidences) of bars: from each downbeat (position 1) to the next.
 
-    The last bar lasts as many median beat periods as the bar has beats. A bar's confidence is
-    the mean confidence of its beats. Beats before the first downbeat (a pickup) are in no bar.
+    ``starts``/``ends``: the beats' intervals. The last bar ends with its last beat, at most
+    ``beats_per_bar`` beats after its downbeat (so never past the last beat's end). A bar's
+    confidence is the mean confidence of its beats. Beats before the first downbeat (a pickup)
+    are in no bar.
     """
-    times = np.asarray(beats, dtype=np.float64).reshape(-1)
+    times = np.asarray(starts, dtype=np.float64).reshape(-1)
     first = np.flatnonzero(np.asarray(positions).reshape(-1) == 1)
     if first.size == 0:
         empty = np.zeros(0)
         return empty, empty, empty
     conf = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.5), 0.0, 1.0)
-    starts = times[first]
-    period = float(np.median(np.diff(times))) if times.size > 1 else 0.0
     meter = min(max(int(beats_per_bar), MIN_TIME_SIGNATURE), MAX_TIME_SIGNATURE)
-    last_end = min(starts[-1] + meter * period, end)
-    durations = np.diff(np.append(starts, max(last_end, starts[-1])))
+    last = min(int(first[-1]) + meter, times.size) - 1
+    bar_ends = np.append(times[first[1:]], np.asarray(ends, dtype=np.float64)[last])
+    durations = np.round(bar_ends - times[first], GRID)
     bar_conf = np.add.reduceat(conf, first) / np.diff(np.append(first, times.size))
-    return starts, durations, bar_conf
+    return times[first], durations, bar_conf
+
+
+GRID = 5  # decimals of the written times (10 µs): intervals are cut on that grid
 
 
 def with_intervals(rhythm: Rhythm, duration: float) -> Rhythm:
     """``rhythm`` with the durations of its beats and tatums and its bars filled in, for a
-    track of ``duration`` seconds (the last event ends by then)."""
-    _, beat_duration = intervals(rhythm.beats, duration)
-    _, tatum_duration = intervals(rhythm.tatums, duration)
+    track of ``duration`` seconds, under Spotify's rules (issue 12; docs/formats.md):
+
+    - no beat, tatum or bar runs past ``duration``; none has zero length (a beat on the very
+      last sample is dropped). Ends are cut on the 10 µs grid the JSON is written on, so a
+      written start + duration never passes the written track duration;
+    - exactly two tatums per beat, each half of it, carrying the beat's confidence: Spotify's
+      always are (all 12 genuine responses), and clients index tatums so. (Our tatum stage may
+      hear thirds; no annotated data says when that beats halves, so halves are written.)
+    - the last bar ends with its last beat (at most time-signature beats after its downbeat).
+    """
+    stop = round(float(duration), GRID)
+    times = np.round(np.asarray(rhythm.beats, dtype=np.float64).reshape(-1), GRID)
+    _, durations = intervals(times, stop)
+    ends = np.minimum(np.round(times + durations, GRID), stop)
+    keep = ends - times > 0
+    if not keep.all():
+        rhythm = replace(
+            rhythm,
+            beats=rhythm.beats[keep],
+            beat_confidence=rhythm.beat_confidence[keep],
+            beat_position=rhythm.beat_position[keep],
+        )
+        times, ends = times[keep], ends[keep]
+    beat_duration = np.round(ends - times, GRID)
+    half = np.round(beat_duration / 2.0, GRID)
+    tatums = np.stack([times, times + half], axis=1).reshape(-1)
+    tatum_duration = np.stack([half, beat_duration - half], axis=1).reshape(-1)
+    tatum_conf = np.repeat(np.asarray(rhythm.beat_confidence, dtype=np.float64), 2)
+    # Tatums of no length (a beat of 10 µs) are dropped like beats.
+    full = tatum_duration > 0
     bar_start, bar_duration, bar_confidence = bar_intervals(
-        rhythm.beats, rhythm.beat_position, rhythm.beat_confidence, rhythm.time_signature, duration
+        times, ends, rhythm.beat_position, rhythm.beat_confidence, rhythm.time_signature
     )
     return replace(
         rhythm,
         beat_duration=beat_duration,
-        tatum_duration=tatum_duration,
+        tatums=tatums[full],  # float64: on the written grid even after an hour
+        tatum_confidence=tatum_conf[full].astype(np.float32),
+        tatum_duration=tatum_duration[full],
         bar_start=bar_start,
         bar_duration=bar_duration,
         bar_confidence=bar_confidence,

@@ -19,9 +19,12 @@ All steps are vectorised over the whole curve (O(frames) time and memory).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from featherbeat.analysis.profile import Curves, Segments
+from featherbeat.analysis.features.timbre import segment_timbre
+from featherbeat.analysis.profile import Curves, Section, Segments
 from featherbeat.analysis.spans import (
     LOUDNESS_FLOOR_DB,
     block_means,
@@ -34,6 +37,10 @@ PEAK_SECONDS = 0.05
 MEAN_SECONDS = 0.25
 MIN_GAP_SECONDS = 0.12
 MAX_SECONDS = 2.0
+# A segment starts at the quietest level frame up to this long before its onset (Echo Nest:
+# segments begin before the attack).
+PRE_SECONDS = 0.05
+PITCH_CONTRAST = 1.6  # exponent on max-normalised chroma (see segment_pitches)
 DELTA = 0.3  # × the curve's scale: its 90th percentile ...
 SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
@@ -106,47 +113,137 @@ def _boundaries(
     return out, np.where(step == 0, confs[idx], 0.0)
 
 
-def find_segments(curves: Curves) -> Segments:
-    """Segments of the track described by ``curves`` (onsets alone place Spotify's segments)."""
-    loud = np.asarray(curves.loudness, dtype=np.float64).reshape(-1)
-    rate = float(curves.frame_rate)
+def _before_attacks(starts: np.ndarray, loud: np.ndarray, rate: float) -> np.ndarray:
+    """Frame of each segment start moved back to the quietest frame just before its attack.
+
+    The Echo Nest's segments begin *before* the onset (loudness_start is the level before the
+    attack, loudness_max the attack's peak). An onset is picked where the spectral flux peaks,
+    i.e. already on the rise; the level curve's minimum within ``PRE_SECONDS`` before it marks
+    where the rise begins. A start never moves to or before the previous segment's start.
+    """
     n = loud.size
-    if n == 0 or rate <= 0:
+    a = frame_of(starts, rate, n - 1)
+    back = max(1, int(round(PRE_SECONDS * rate)))
+    # Level of frames a-back .. a for every start: (segments, back + 1) window, small.
+    offsets = np.arange(-back, 1)
+    idx = np.clip(a[:, None] + offsets[None, :], 0, n - 1)
+    # The latest frame of the minimum (argmin of the reversed window): a flat floor before
+    # the attack keeps the start close to the onset.
+    pick = back - np.argmin(loud[idx][:, ::-1], axis=1)
+    moved = np.clip(a - back + pick, 0, n - 1)
+    moved[0] = a[0]  # the first segment starts at 0 (or its own onset) as before
+    # Keep starts strictly increasing: never before the previous start + 1 frame.
+    floor = np.concatenate([[-1], a[:-1]]) + 1
+    return np.maximum(moved, floor)
+
+
+def _level(curves: Curves) -> tuple[np.ndarray, float]:
+    """(level in dB, its rate): the fine envelope when computed, else the frame loudness."""
+    env = np.asarray(curves.envelope, dtype=np.float64).reshape(-1)
+    if env.size and curves.envelope_rate > 0:
+        return np.nan_to_num(env, nan=LOUDNESS_FLOOR_DB), float(curves.envelope_rate)
+    loud = np.asarray(curves.loudness, dtype=np.float64).reshape(-1)
+    return np.nan_to_num(loud, nan=LOUDNESS_FLOOR_DB), float(curves.frame_rate)
+
+
+def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(maximum level, its offset in frames with sub-frame precision) within each segment.
+
+    A parabola through the highest frame and its neighbours places the peak between frames
+    (Spotify's loudness_max_time is continuous, not on a frame grid); the level itself is the
+    highest measured value.
+    """
+    n = level.size
+    g = np.append(f[1:], n)
+    seg_max = np.maximum.reduceat(level, f)
+    seg_id = np.repeat(np.arange(f.size), g - f)
+    at_max = np.where(level == seg_max[seg_id], np.arange(n), n)
+    p = np.minimum.reduceat(at_max, f)
+    left = level[np.maximum(p - 1, f)]
+    right = level[np.minimum(p + 1, g - 1)]
+    curve = left - 2.0 * level[p] + right
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = np.where(curve < 0, 0.5 * (left - right) / curve, 0.0)
+    offset = np.clip(p - f + np.clip(delta, -0.5, 0.5), 0.0, (g - f - 1).astype(np.float64))
+    return seg_max, offset
+
+
+def find_segments(curves: Curves, duration: float | None = None) -> Segments:
+    """Segments of the track described by ``curves`` (onsets alone place Spotify's segments).
+
+    ``duration``: the track's length in seconds (the decoder's); the last segment ends exactly
+    there, as Spotify's do, and no segment starts at or after it. Without it, the curves'
+    span (to within one frame) is used.
+    """
+    n = int(np.asarray(curves.loudness).size)
+    rate = float(curves.frame_rate)
+    level, level_rate = _level(curves)
+    if n == 0 or rate <= 0 or level.size == 0:
         return Segments()
-    duration = n / rate
+    if duration is None or not duration > 0:
+        duration = n / rate
     onsets, conf = pick_onsets(curves.onset, float(curves.onset_rate))
     starts, confs = _boundaries(onsets, conf, duration)
-    a = frame_of(starts, rate, n - 1)
-    # Two starts can fall in one frame at coarse frame rates: keep the first of each frame.
+    f = _before_attacks(starts, level, level_rate)
+    # Chroma and timbre are read on the coarser frames: two starts in one frame (at coarse
+    # frame rates) keep the first.
+    a = frame_of(f / level_rate, rate, n - 1)
     first = np.concatenate([[True], np.diff(a) > 0])
-    starts, confs, a = starts[first], confs[first], a[first]
-    b = np.append(a[1:], n)
-    loud = np.nan_to_num(loud, nan=LOUDNESS_FLOOR_DB)
-    seg_max = np.maximum.reduceat(loud, a)
-    seg_id = np.repeat(np.arange(a.size), b - a)
-    at_max = np.where(loud == seg_max[seg_id], np.arange(n), n)
-    max_frame = np.minimum.reduceat(at_max, a)
+    f, a, confs = f[first], a[first], confs[first]
+    # On the 10 µs grid the JSON is written on, so that written start + duration is the next
+    # written start (and the track's written duration at the end), not one rounding step off.
+    starts = np.round(f / level_rate, 5)
+    # A start on the last frames of a decoder-length track that ends inside that frame.
+    inside = np.concatenate([[True], starts[1:] < duration - 1e-5])
+    f, a, confs, starts = f[inside], a[inside], confs[inside], starts[inside]
+    seg_max, offset = _peaks(level, f)
     chroma = frame_rows(curves.chroma, n)
     timbre = frame_rows(curves.timbre, n)
-    pitches = block_means(chroma, a, n)
-    peak = pitches.max(axis=1, keepdims=True)
-    # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
-    # Digital silence still leaves FFT round-off in the chroma, so judge silence by level,
-    # not by an exact zero.
-    silent = (seg_max <= LOUDNESS_FLOOR_DB + 1.0)[:, None] | (peak <= 0)
-    pitches = np.where(silent, 1.0, pitches / np.where(peak > 0, peak, 1.0))
-    ends = np.append(starts[1:], duration)
-    # Level at each boundary: the quieter of the frames either side, i.e. before the attack
-    # (an onset's own frame is often already loud). A segment ends at the next one's start.
-    edge = np.minimum(loud[np.maximum(a - 1, 0)], loud[a])
+    pitches = segment_pitches(block_means(chroma, a, n), seg_max)
+    ends = np.append(starts[1:], max(round(duration, 5), float(starts[-1]) + 1e-5))
+    # Level at each start: just before the attack. A segment's level at its end is the next
+    # one's level at its start, as the Echo Nest documents.
+    edge = level[f]
     return Segments(
         start=starts,  # float64: float32 times drift by ~0.2 ms after an hour
         duration=ends - starts,
         confidence=confs.astype(np.float32),
         loudness_start=edge.astype(np.float32),
         loudness_max=seg_max.astype(np.float32),
-        loudness_max_time=(max_frame - a) / rate,
-        loudness_end=np.append(edge[1:], loud[-1]).astype(np.float32),
+        loudness_max_time=np.minimum(offset / level_rate, ends - starts),
+        loudness_end=np.append(edge[1:], level[-1]).astype(np.float32),
         pitches=pitches.astype(np.float32),
-        timbre=block_means(timbre, a, n).astype(np.float32),
+        timbre=segment_timbre(timbre, a, n).astype(np.float32),
     )
+
+
+def segment_pitches(chroma: np.ndarray, seg_max: np.ndarray) -> np.ndarray:
+    """(segments, 12) pitches: mean chroma, strongest class 1, with Spotify's contrast.
+
+    Our chroma sums magnitudes; raised to ``PITCH_CONTRAST`` after max-normalisation, weak
+    classes fall as they do in Spotify's (mean of loud segments 0.25-0.40, share above 0.5
+    0.19-0.32 in its responses; plain magnitudes gave 0.49 and 0.40). A pure tone stays one 1
+    and near-zeros, noise stays near 1 everywhere, as the documentation describes.
+    """
+    peak = chroma.max(axis=1, keepdims=True)
+    # No pitch at all (silence): a flat vector, Spotify's picture of "no dominant pitch".
+    # Digital silence still leaves FFT round-off in the chroma, so judge silence by level,
+    # not by an exact zero.
+    silent = (seg_max <= LOUDNESS_FLOOR_DB + 1.0)[:, None] | (peak <= 0)
+    ratio = np.clip(chroma / np.where(peak > 0, peak, 1.0), 0.0, 1.0)
+    return np.where(silent, 1.0, ratio**PITCH_CONTRAST)
+
+
+def sections_until(sections: list[Section], duration: float) -> list[Section]:
+    """``sections`` tiling 0..``duration``: each ends where the next starts, the last exactly at
+    ``duration`` (Spotify's sections do; ours were cut on the frame grid); none is empty."""
+    out: list[Section] = []
+    stop = round(duration, 5)  # the 10 µs grid the JSON is written on
+    for k, s in enumerate(sections):
+        start = round(s.start, 5) if out else 0.0
+        end = min(round(sections[k + 1].start, 5) if k + 1 < len(sections) else stop, stop)
+        if end - start > 0 or (not out and k + 1 == len(sections)):
+            out.append(replace(s, start=start, duration=max(end - start, 0.0)))
+        elif out:  # an empty one: the previous section runs on
+            out[-1] = replace(out[-1], duration=max(end - out[-1].start, 0.0))
+    return out

@@ -1,0 +1,241 @@
+"""Fidelity to Spotify's scales: per-track statistics of our analyses against Spotify's range.
+
+    .venv/bin/python bench/fidelity.py                                  # table on stdout
+    .venv/bin/python bench/fidelity.py --write docs/benchmarks/fidelity.md
+    .venv/bin/python bench/fidelity.py --save-ranges tests/data/spotify_ranges.json --ranges-only
+
+No audio comes with Spotify's responses, so fidelity is judged on distributions: for each
+per-track statistic (see ``track_stats``) the 10th-90th percentile range over the genuine
+audio-analysis responses in ../shared/spotify/examples, against the median over our analyses of
+full-length songs (../shared/eval/unannotated by default; add folders or files as arguments).
+A statistic is "inside" when our median lies in Spotify's range.
+
+Why these statistics: they are what clients compute on (the Eternal Jukebox's timbre, pitch and
+loudness distances; visualizers' loudness and loudness_max_time envelopes; confidence filters).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one BLAS thread: see bench/accuracy.py
+
+import argparse  # noqa: E402
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout; a git worktree one level deeper finds it one level up.
+SHARED = next(
+    (p for p in (ROOT.parent / "shared", ROOT.parent.parent / "shared") if p.is_dir()),
+    ROOT.parent / "shared",
+)
+EXAMPLES = SHARED / "spotify" / "examples"
+UNANNOTATED = SHARED / "eval" / "unannotated"
+AUDIO_SUFFIXES = (".mp3", ".ogg", ".flac", ".wav", ".m4a", ".opus")
+# Segments within this many dB of the track's loudest (90th percentile of loudness_max) are
+# "loud": pitch and timbre statistics ignore silence and fade tails, which carry no pitch.
+LOUD_RANGE_DB = 20.0
+PERCENTILES = (10.0, 90.0)
+
+
+def _col(items: list[dict], key: str) -> np.ndarray:
+    return np.array([float(x.get(key, np.nan)) for x in items], dtype=np.float64)
+
+
+def _median(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
+
+
+def _iqr(a: np.ndarray) -> float:
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return float("nan")
+    q1, q3 = np.percentile(a, [25, 75])
+    return float(q3 - q1)
+
+
+def track_stats(analysis: dict[str, Any]) -> dict[str, float]:
+    """The per-track statistics of one audio-analysis object (Spotify's or ours), by name."""
+    track = analysis.get("track", {})
+    seg = analysis.get("segments", [])
+    beats, tatums = analysis.get("beats", []), analysis.get("tatums", [])
+    bars, sections = analysis.get("bars", []), analysis.get("sections", [])
+    starts = _col(seg, "start")
+    durations = _col(seg, "duration")
+    duration = float(track.get("duration") or (starts[-1] + durations[-1] if seg else 0.0))
+    lmax = _col(seg, "loudness_max")
+    lstart = _col(seg, "loudness_start")
+    pitches = np.array([s["pitches"] for s in seg], dtype=np.float64).reshape(-1, 12)
+    timbre = np.array([s["timbre"] for s in seg], dtype=np.float64).reshape(-1, 12)
+    loud = lmax >= np.percentile(lmax, 90) - LOUD_RANGE_DB if seg else np.zeros(0, dtype=bool)
+    out: dict[str, float] = {
+        "segments per second": len(seg) / duration if duration > 0 else float("nan"),
+        "segment median duration (s)": _median(durations),
+        "pitch mean (loud segments)": float(pitches[loud].mean()) if loud.any() else np.nan,
+        "pitch share > 0.5": float((pitches[loud] > 0.5).mean()) if loud.any() else np.nan,
+        "share of segments with max pitch 1": float(
+            (pitches.max(axis=1) >= 0.9995).mean() if seg else np.nan
+        ),
+    }
+    for d in range(12):
+        out[f"timbre {d + 1} median"] = _median(timbre[loud, d])
+        out[f"timbre {d + 1} IQR"] = _iqr(timbre[loud, d])
+    out["loudness_max IQR (dB)"] = _iqr(lmax)
+    out["loudness_max - loudness_start (dB)"] = _median(lmax - lstart)
+    out["loudness_max_time (s)"] = _median(_col(seg, "loudness_max_time"))
+    for name, items in (
+        ("segments", seg),
+        ("beats", beats),
+        ("bars", bars),
+        ("tatums", tatums),
+        ("sections", sections),
+    ):
+        out[f"{name} confidence median"] = _median(_col(items, "confidence"))
+    out["tatums per beat"] = len(tatums) / len(beats) if beats else float("nan")
+    out["sections per minute"] = 60.0 * len(sections) / duration if duration > 0 else np.nan
+    sec_loud = _col(sections, "loudness")
+    out["section loudness range (dB)"] = (
+        float(sec_loud.max() - sec_loud.min()) if sec_loud.size else np.nan
+    )
+    for key in ("tempo", "key", "mode", "time_signature"):
+        out[f"track {key}_confidence"] = float(track.get(f"{key}_confidence", np.nan))
+    out["track loudness - median loudness_max (dB)"] = float(
+        track.get("loudness", np.nan)
+    ) - _median(lmax)
+    return out
+
+
+def spotify_analyses(folder: Path = EXAMPLES) -> dict[str, dict[str, Any]]:
+    """The genuine audio-analysis responses (files with segments and a track header)."""
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("segments") and data.get("track"):
+            out[path.stem] = data
+    return out
+
+
+def ranges(stats: Iterable[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Per statistic, the (10th, 90th) percentile over tracks."""
+    rows = list(stats)
+    out = {}
+    for name in rows[0]:
+        values = np.array([r[name] for r in rows], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        lo, hi = np.percentile(values, PERCENTILES)
+        out[name] = (float(lo), float(hi))
+    return out
+
+
+def analyse_file(path: str) -> tuple[str, dict[str, Any], float]:
+    """Our Spotify-format analysis of one file (run in a worker process)."""
+    from featherbeat import analyze
+    from featherbeat.analysis.formats.spotify import to_dict
+
+    started = time.process_time()
+    profile = analyze(path)
+    return path, to_dict(profile), time.process_time() - started
+
+
+def audio_files(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        elif item.suffix.lower() in AUDIO_SUFFIXES:
+            files.append(item)
+    return files
+
+
+def _fmt(x: float) -> str:
+    if not np.isfinite(x):
+        return "-"
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def table(
+    ref: dict[str, tuple[float, float]], ours: dict[str, dict[str, float]]
+) -> tuple[str, int]:
+    """Markdown table (statistic, Spotify 10-90 %, our median, our 10-90 %, inside) and count."""
+    lines = [
+        "| statistic | Spotify 10-90 % | ours: median | ours: 10-90 % | inside |",
+        "|---|---|---:|---|:---:|",
+    ]
+    inside = 0
+    for name, (lo, hi) in ref.items():
+        vals = np.array([s[name] for s in ours.values()], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        med = float(np.median(vals)) if vals.size else float("nan")
+        olo, ohi = np.percentile(vals, PERCENTILES) if vals.size else (np.nan, np.nan)
+        ok = bool(lo <= med <= hi)
+        inside += ok
+        lines.append(
+            f"| {name} | {_fmt(lo)} .. {_fmt(hi)} | {_fmt(med)} | {_fmt(olo)} .. {_fmt(ohi)} "
+            f"| {'yes' if ok else '**no**'} |"
+        )
+    return "\n".join(lines), inside
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("inputs", nargs="*", type=Path, default=[UNANNOTATED])
+    ap.add_argument("--examples", type=Path, default=EXAMPLES)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--write", type=Path, help="markdown page to write the table to")
+    ap.add_argument("--save-ranges", type=Path, help="write Spotify's ranges as JSON here")
+    ap.add_argument("--ranges-only", action="store_true", help="with --save-ranges: no analyses")
+    ap.add_argument("--per-track", action="store_true", help="also print every track's values")
+    args = ap.parse_args()
+
+    spotify = spotify_analyses(args.examples)
+    ref = ranges(track_stats(a) for a in spotify.values())
+    if args.save_ranges:
+        args.save_ranges.write_text(
+            json.dumps({k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ref.items()}, indent=1)
+            + "\n"
+        )
+        if args.ranges_only:
+            return 0
+    files = [str(p) for p in audio_files(args.inputs)]
+    with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
+        results = pool.map(analyse_file, files, chunksize=1)
+    ours = {Path(p).name: track_stats(a) for p, a, _ in results}
+    cpu = sum(c for _, _, c in results)
+    text, inside = table(ref, ours)
+    head = (
+        f"{inside} of {len(ref)} statistics inside Spotify's 10-90 % range "
+        f"({len(spotify)} Spotify analyses, {len(ours)} of our analyses, {cpu:.1f} CPU-s).\n"
+    )
+    print(head)
+    print(text)
+    if args.per_track:
+        for name, stats in ours.items():
+            print(f"\n{name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in stats.items()))
+    if args.write:
+        _write_page(args.write, head, text)
+    return 0
+
+
+def _write_page(path: Path, head: str, text: str) -> None:
+    """Replace the generated block of ``path`` (between markers), keeping hand-written prose."""
+    begin, end = "<!-- begin fidelity table -->", "<!-- end fidelity table -->"
+    block = f"{begin}\n{head}\n{text}\n{end}"
+    old = path.read_text() if path.exists() else ""
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = (old.rstrip() + "\n\n" if old else "") + block + "\n"
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
