@@ -89,8 +89,7 @@ return 1
 # ahead of the fields (so apply() starts at 8). A job of the same bytes that is not failed (a
 # done one first, then the newest): ours becomes a link to it and its whole hash is returned;
 # else _CREATE's 1 (or 0).
-_CREATE_UNLESS_DUPLICATE = (
-    """
+_CREATE_UNLESS_DUPLICATE = """
 local pick = nil
 for _, other in ipairs(redis.call('ZREVRANGE', P .. 'sha:' .. ARGV[5], 0, -1)) do
   local st = redis.call('HGET', P .. 'job:' .. other, 'status')
@@ -104,9 +103,7 @@ if pick then
   redis.call('SADD', P .. 'links:' .. pick, id)
   return redis.call('HGETALL', P .. 'job:' .. pick)
 end
-"""
-    + _CREATE.replace("apply(6)", "apply(8)")
-)
+""" + _CREATE.replace("apply(6)", "apply(8)")
 
 # Deleting a job with everything that names it; returns its hash (empty if it was gone).
 _DROP = """

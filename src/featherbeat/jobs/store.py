@@ -373,7 +373,10 @@ class SqliteJobStore(JobStore):
 
     @staticmethod
     def _linked(db: sqlite3.Connection, job_id: str) -> bool:
-        return db.execute("SELECT 1 FROM links WHERE source = ? LIMIT 1", (job_id,)).fetchone() is not None
+        return (
+            db.execute("SELECT 1 FROM links WHERE source = ? LIMIT 1", (job_id,)).fetchone()
+            is not None
+        )
 
     def delete(self, job_id: str) -> bool:
         with self._tx() as db:

@@ -51,9 +51,7 @@ class Target:
         return self.link.id if self.link else self.job.id
 
 
-def job_json(
-    job: Job, svc: Services, root: str = "", link: Link | None = None
-) -> dict[str, Any]:
+def job_json(job: Job, svc: Services, root: str = "", link: Link | None = None) -> dict[str, Any]:
     """The public JOB object (docs/api.md); ``root`` is the app's URL prefix. Seen through a
     ``link``, it carries the link's id, name and time, never the first uploader's: times of
     the shared analysis show no earlier than the link's own creation."""

@@ -98,7 +98,9 @@ class FrameFeatures:
         envelope = self.envelope.finish()
         rate = self.sample_rate / Envelope.HOP
         if self._tonal is None:
-            return FrameCurves(self.frame_rate, loudness, rms, envelope=envelope, envelope_rate=rate)
+            return FrameCurves(
+                self.frame_rate, loudness, rms, envelope=envelope, envelope_rate=rate
+            )
         return FrameCurves(
             self.frame_rate,
             loudness,
