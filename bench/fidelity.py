@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fidelity.py                                  # table on stdout
     .venv/bin/python bench/fidelity.py --write docs/benchmarks/fidelity.md
+    .venv/bin/python bench/fidelity.py --fit-timbre     # + the timbre scale constants that fit
     .venv/bin/python bench/fidelity.py --save-ranges tests/data/spotify_ranges.json --ranges-only
 
 No audio comes with Spotify's responses, so fidelity is judged on distributions: for each
@@ -136,14 +137,61 @@ def ranges(stats: Iterable[dict[str, float]]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def analyse_file(path: str) -> tuple[str, dict[str, Any], float]:
-    """Our Spotify-format analysis of one file (run in a worker process)."""
+def analyse_file(path: str) -> tuple[str, dict[str, Any], float, np.ndarray]:
+    """Our Spotify-format analysis of one file (run in a worker process), and the raw timbre
+    projections (before scaling) of its loud segments, for --fit-timbre."""
     from featherbeat import analyze
+    from featherbeat.analysis.features.timbre import surface_projections
     from featherbeat.analysis.formats.spotify import to_dict
+    from featherbeat.analysis.structure._frames import frame_of, frame_rows
 
     started = time.process_time()
     profile = analyze(path)
-    return path, to_dict(profile), time.process_time() - started
+    cpu = time.process_time() - started
+    seg, curves = profile.segments, profile.curves
+    n = int(curves.loudness.size)
+    raw = np.zeros((0, 12))
+    if len(seg) and n:
+        # The same coarse frames find_segments reads the surface on.
+        a = frame_of(seg.start, curves.frame_rate, n - 1)
+        raw = surface_projections(frame_rows(curves.timbre, n), a, n)
+        lmax = seg.loudness_max
+        raw = raw[lmax >= np.percentile(lmax, 90) - LOUD_RANGE_DB]
+    return path, to_dict(profile), cpu, raw
+
+
+def fit_timbre(raws: list[np.ndarray], target: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(GAIN, LEVEL) of features/timbre.py putting the median over songs of each dimension's
+    median and IQR (loud segments) on ``target`` (the median over Spotify's responses).
+
+    Dimension 1: max(0, gain x level + offset). Dimensions 2..12: SILENCE + gain x (projection +
+    r x level), gain from the IQR and r from the median, alternated until both settle.
+    """
+    from featherbeat.analysis.features.timbre import SILENCE
+
+    def over_songs(f: Any) -> float:
+        return float(np.median([f(r) for r in raws if r.shape[0]]))
+
+    def iqr(x: np.ndarray) -> float:
+        q1, q3 = np.percentile(x, [25, 75])
+        return float(q3 - q1)
+
+    gain, level = np.ones(12), np.zeros(12)
+    gain[0] = target["timbre 1 IQR"] / over_songs(lambda r: iqr(r[:, 0]))
+    level[0] = target["timbre 1 median"] - gain[0] * over_songs(lambda r: np.median(r[:, 0]))
+    typical_level = over_songs(lambda r: np.median(r[:, 0]))
+    for d in range(1, 12):
+        share, g = 0.0, 1.0
+        for _ in range(30):
+            g = target[f"timbre {d + 1} IQR"] / over_songs(
+                lambda r: iqr(r[:, d] + share * r[:, 0])  # noqa: B023 (used at once)
+            )
+            now = over_songs(
+                lambda r: SILENCE[d] + g * np.median(r[:, d] + share * r[:, 0])  # noqa: B023
+            )
+            share += (target[f"timbre {d + 1} median"] - now) / (g * typical_level)
+        gain[d], level[d] = g, g * share
+    return gain, level
 
 
 def audio_files(inputs: list[Path]) -> list[Path]:
@@ -193,6 +241,9 @@ def main() -> int:
     ap.add_argument("--write", type=Path, help="markdown page to write the table to")
     ap.add_argument("--save-ranges", type=Path, help="write Spotify's ranges as JSON here")
     ap.add_argument("--ranges-only", action="store_true", help="with --save-ranges: no analyses")
+    ap.add_argument(
+        "--fit-timbre", action="store_true", help="print the timbre scale constants that fit"
+    )
     ap.add_argument("--per-track", action="store_true", help="also print every track's values")
     args = ap.parse_args()
 
@@ -208,8 +259,14 @@ def main() -> int:
     files = [str(p) for p in audio_files(args.inputs)]
     with multiprocessing.get_context("spawn").Pool(max(1, args.jobs)) as pool:
         results = pool.map(analyse_file, files, chunksize=1)
-    ours = {Path(p).name: track_stats(a) for p, a, _ in results}
-    cpu = sum(c for _, _, c in results)
+    ours = {Path(p).name: track_stats(a) for p, a, _, _ in results}
+    cpu = sum(c for _, _, c, _ in results)
+    if args.fit_timbre:
+        spotify_stats = [track_stats(a) for a in spotify.values()]
+        target = {k: float(np.median([s[k] for s in spotify_stats])) for k in ref}
+        gain, level = fit_timbre([r for _, _, _, r in results], target)
+        np.set_printoptions(precision=4, suppress=True, linewidth=120)
+        print(f"features/timbre.py:\nGAIN = {gain!r}\nLEVEL = {level!r}\n")
     text, inside = table(ref, ours)
     head = (
         f"{inside} of {len(ref)} statistics inside Spotify's 10-90 % range "

@@ -104,3 +104,26 @@ def test_synthetic_song_statistics_stay_in_spotifys_ranges(tmp_path: Path) -> No
         if not RANGES[name][0] - 1e-9 <= stats[name] <= RANGES[name][1] + 1e-9
     }
     assert not outside, outside
+
+
+def test_confidences_mean_what_they_say() -> None:
+    from featherbeat.analysis.rhythm import condition, meter, tempo
+    from featherbeat.analysis.rhythm.bars import bar_confidence
+
+    rng = np.random.default_rng(1)
+    # Time signature: a clear 4/4 accent over 200 beats is certain; random accents are not.
+    clear = np.tile([2.0, 0.0, 0.7, 0.0], 50) + rng.normal(0, 0.5, 200)
+    assert meter.downbeats(clear)[:2] == (4, pytest.approx(1.0, abs=1e-3))
+    noise = [meter.downbeats(rng.normal(0, 1, 200))[1] for _ in range(20)]
+    assert float(np.mean(noise)) < 0.8
+    # Tempo: a click track's tempo stands far above any rival; white noise's does not.
+    rate = 100.0
+    clicks = np.zeros(3000)
+    clicks[::50] = 1.0
+    _, click_conf, _ = tempo.estimate_tempo(condition(clicks, rate), rate)
+    _, noise_conf, _ = tempo.estimate_tempo(condition(rng.random(3000), rate), rate)
+    assert click_conf > noise_conf + 0.2
+    # Bars: ranked by how much the downbeat stands out in its bar; ties share their rank.
+    beat = np.array([0.9, 0.2, 0.3, 0.2, 0.5, 0.5, 0.5, 0.5, 0.1, 0.8, 0.8, 0.8, 0.9, 0.2, 0.3])
+    conf = bar_confidence(beat, np.array([0, 4, 8, 12]))
+    assert conf.tolist() == pytest.approx([0.875, 0.375, 0.125, 0.625])

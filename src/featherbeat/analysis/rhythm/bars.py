@@ -48,8 +48,8 @@ def bar_intervals(
 
     ``starts``/``ends``: the beats' intervals. The last bar ends with its last beat, at most
     ``beats_per_bar`` beats after its downbeat (so never past the last beat's end). A bar's
-    confidence is the mean confidence of its beats. Beats before the first downbeat (a pickup)
-    are in no bar.
+    confidence: :func:`bar_confidence`. Beats before the first downbeat (a pickup) are in no
+    bar.
     """
     times = np.asarray(starts, dtype=np.float64).reshape(-1)
     first = np.flatnonzero(np.asarray(positions).reshape(-1) == 1)
@@ -61,8 +61,31 @@ def bar_intervals(
     last = min(int(first[-1]) + meter, times.size) - 1
     bar_ends = np.append(times[first[1:]], np.asarray(ends, dtype=np.float64)[last])
     durations = np.round(bar_ends - times[first], GRID)
-    bar_conf = np.add.reduceat(conf, first) / np.diff(np.append(first, times.size))
-    return times[first], durations, bar_conf
+    return times[first], durations, bar_confidence(conf, first)
+
+
+def bar_confidence(beat_conf: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Per bar: how well its downbeat is supported, as a rank among the track's bars (0..1).
+
+    Evidence: the downbeat's share of onset strength against the mean of the bar's other beats
+    (0.5: no stronger than they are). Spotify's bar confidences behave like ranks within the
+    track: on all 12 genuine responses the per-track median is 0.39-0.67 (10-90 %: 0.45-0.53)
+    and the spread 0.1-0.8, whatever the beats' confidences (their medians 0.14-0.83) or the
+    time-signature confidence (0.03 on one track, its bars' median still 0.47). So the
+    evidence is written as its rank: (rank + 0.5) / bars, ties sharing their mean rank.
+    """
+    counts = np.diff(np.append(first, beat_conf.size))
+    down = beat_conf[first]
+    others = (np.add.reduceat(beat_conf, first) - down) / np.maximum(counts - 1, 1)
+    share = down / np.maximum(down + others, 1e-9)
+    share[counts == 1] = 0.5  # a bar of one beat: nothing to compare with
+    order = np.argsort(share, kind="stable")
+    ranks = np.empty(share.size)
+    ranks[order] = np.arange(share.size, dtype=np.float64)
+    # Equal evidence, equal confidence: average the ranks of ties.
+    _, inverse, tie_counts = np.unique(share, return_inverse=True, return_counts=True)
+    ranks = np.bincount(inverse, weights=ranks) / tie_counts
+    return (ranks[inverse] + 0.5) / share.size
 
 
 GRID = 5  # decimals of the written times (10 µs): intervals are cut on that grid
