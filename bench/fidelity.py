@@ -143,7 +143,7 @@ def analyse_file(path: str) -> tuple[str, dict[str, Any], float, np.ndarray]:
     from featherbeat import analyze
     from featherbeat.analysis.features.timbre import surface_projections
     from featherbeat.analysis.formats.spotify import to_dict
-    from featherbeat.analysis.structure._frames import frame_of, frame_rows
+    from featherbeat.analysis.spans import frame_of, frame_rows
 
     started = time.process_time()
     profile = analyze(path)
