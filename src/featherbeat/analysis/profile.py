@@ -71,7 +71,9 @@ class Curves:
     envelope: np.ndarray = field(default_factory=_empty)
     centroid: np.ndarray = field(default_factory=_empty)  # spectral centroid in Hz
     chroma: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), C..B
-    timbre: np.ndarray = field(default_factory=lambda: _empty((0, 12)))  # (n, 12), Spotify scale
+    # (n, 12) per-frame frequency shape of the spectrum: mean level above a floor, then DCT
+    # coefficients (features/timbre.py); segments project it on Spotify's scale.
+    timbre: np.ndarray = field(default_factory=lambda: _empty((0, 12)))
     # Onset strength of the bands below 200 Hz (kick, bass) at onset_rate; empty when not
     # computed. Read by the downbeat tracker (OnsetStrength.low).
     onset_low: np.ndarray = field(default_factory=_empty)

@@ -1,4 +1,4 @@
-"""Spotify-style segments: short sound events, each starting at an onset.
+"""Spotify-style segments: short sound events, each starting just before its onset.
 
 1. Onsets are peaks of the onset-strength curve: a local maximum within ±``PEAK_SECONDS`` that
    rises above the local mean (±``MEAN_SECONDS``) by ``DELTA`` × a robust scale of the curve
@@ -9,9 +9,13 @@
 2. Gaps longer than ``MAX_SECONDS`` (sustained notes, silence) are split evenly, so that a
    segment's mean pitch and timbre still describe what sounds in it; such splits have
    confidence 0, like Spotify's leading-silence segment.
-3. Per segment, over the frames it spans: loudness at its start (the level just before the
-   attack), its maximum and when, at its end (= the next segment's start, as Spotify documents); the mean chroma normalised so the
-   strongest pitch class is 1; the mean timbre vector.
+3. Each start moves back to the quietest point of the fine level envelope (``Curves.envelope``,
+   86/s) within ``PRE_SECONDS`` before the onset: the Echo Nest's segments begin before the
+   attack, so ``loudness_start`` is the level before it and ``loudness_max`` its peak.
+4. Per segment: loudness at its start, its maximum and when (sub-frame), at its end (= the next
+   segment's start, as the Echo Nest documents); pitches (:func:`segment_pitches`); timbre, the
+   projection of its spectro-temporal surface (features/timbre.py). The last segment ends at
+   the track's duration exactly.
 
 Confidence of an onset: 1 - local mean / peak height, i.e. how much it stands out (0..1).
 All steps are vectorised over the whole curve (O(frames) time and memory).
