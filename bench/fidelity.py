@@ -3,6 +3,7 @@
     .venv/bin/python bench/fidelity.py                                  # table on stdout
     .venv/bin/python bench/fidelity.py --write docs/benchmarks/fidelity.md
     .venv/bin/python bench/fidelity.py --fit-timbre     # + the timbre scale constants that fit
+    .venv/bin/python bench/fidelity.py --split-check 6  # + timbre fitted on half, held-out count
     .venv/bin/python bench/fidelity.py --save-ranges tests/data/spotify_ranges.json --ranges-only
 
 No audio comes with Spotify's responses, so fidelity is judged on distributions: for each
@@ -137,6 +138,53 @@ def ranges(stats: Iterable[dict[str, float]]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def scaled_timbre(raw: np.ndarray, gain: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """features/timbre.segment_timbre's mapping with the given constants (for --split-check)."""
+    from featherbeat.analysis.features.timbre import SILENCE
+
+    out = SILENCE[None, :] + gain[None, :] * raw + level[None, :] * raw[:, :1]
+    out[:, 0] = np.maximum(0.0, gain[0] * raw[:, 0] + level[0])
+    return out
+
+
+def timbre_inside(
+    raws: list[np.ndarray],
+    gain: np.ndarray,
+    level: np.ndarray,
+    ref: dict[str, tuple[float, float]],
+) -> int:
+    """How many of the 24 timbre statistics (median over ``raws``' songs) are in ``ref``."""
+    scaled = [scaled_timbre(r, gain, level) for r in raws]
+    count = 0
+    for d in range(12):
+        med = float(np.median([np.median(t[:, d]) for t in scaled]))
+        iqr = float(np.median([_iqr(t[:, d]) for t in scaled]))
+        lo, hi = ref[f"timbre {d + 1} median"]
+        count += int(lo <= med <= hi)
+        lo, hi = ref[f"timbre {d + 1} IQR"]
+        count += int(lo <= iqr <= hi)
+    return count
+
+
+def split_check(
+    raws: list[np.ndarray],
+    ref: dict[str, tuple[float, float]],
+    target: dict[str, float],
+    trials: int,
+) -> list[tuple[int, int]]:
+    """Fit the timbre constants on a random half of the songs, count the 24 timbre statistics
+    inside Spotify's range on the other half: (held-out inside, in-sample inside) per trial."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(trials):
+        order = rng.permutation(len(raws))
+        fit_on = [raws[i] for i in order[: len(raws) // 2]]
+        held = [raws[i] for i in order[len(raws) // 2 :]]
+        gain, level = fit_timbre(fit_on, target)
+        out.append((timbre_inside(held, gain, level, ref), timbre_inside(fit_on, gain, level, ref)))
+    return out
+
+
 def analyse_file(path: str) -> tuple[str, dict[str, Any], float, np.ndarray]:
     """Our Spotify-format analysis of one file (run in a worker process), and the raw timbre
     projections (before scaling) of its loud segments, for --fit-timbre."""
@@ -244,6 +292,13 @@ def main() -> int:
     ap.add_argument(
         "--fit-timbre", action="store_true", help="print the timbre scale constants that fit"
     )
+    ap.add_argument(
+        "--split-check",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="fit timbre on random halves of the songs, count held-out statistics inside",
+    )
     ap.add_argument("--per-track", action="store_true", help="also print every track's values")
     args = ap.parse_args()
 
@@ -261,9 +316,15 @@ def main() -> int:
         results = pool.map(analyse_file, files, chunksize=1)
     ours = {Path(p).name: track_stats(a) for p, a, _, _ in results}
     cpu = sum(c for _, _, c, _ in results)
+    spotify_stats = [track_stats(a) for a in spotify.values()]
+    target = {k: float(np.median([s[k] for s in spotify_stats])) for k in ref}
+    if args.split_check:
+        raws = [r for _, _, _, r in results if r.shape[0]]
+        for held, fitted in split_check(raws, ref, target, args.split_check):
+            print(
+                f"timbre fitted on half the songs: {held} of 24 inside on the other half ({fitted} on its own)"
+            )
     if args.fit_timbre:
-        spotify_stats = [track_stats(a) for a in spotify.values()]
-        target = {k: float(np.median([s[k] for s in spotify_stats])) for k in ref}
         gain, level = fit_timbre([r for _, _, _, r in results], target)
         np.set_printoptions(precision=4, suppress=True, linewidth=120)
         print(f"features/timbre.py:\nGAIN = {gain!r}\nLEVEL = {level!r}\n")
