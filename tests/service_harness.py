@@ -51,6 +51,10 @@ FAST_ENV = {
     "FEATHERBEAT_SSE_KEEPALIVE": "1",
     "FEATHERBEAT_THREADS": "24",
     "FEATHERBEAT_LOG_LEVEL": "warning",
+    # Every test client is 127.0.0.1: the per-client limits would count them all as one
+    # (tests/test_security.py sets its own to test them).
+    "FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE": "0",
+    "FEATHERBEAT_CLIENT_QUEUE_SHARE": "100000",
 }
 
 

@@ -81,3 +81,28 @@ def links_share_one_analysis(store: JobStore) -> None:
     store.create(again)
     assert store.create_unless_duplicate(job_of("ln-again", "ln-again-bytes")).id == "ln-again"
     assert store.get_link("ln-again") is None and store.release("ln-again") is not None
+
+
+def client_share_and_failure_memory(store: JobStore) -> None:
+    """``pending_for`` counts one client's queued and running jobs; ``recent_failure`` finds
+    bytes that failed as bad input after a time, and not other failures."""
+    for i in range(3):
+        job = job_of(f"cs-{i}", f"cs-bytes-{i}")
+        job.client = "alice"
+        store.create(job)
+    other = job_of("cs-bob", "cs-bob-bytes")
+    other.client = "bob"
+    store.create(other)
+    assert store.pending_for("alice") == 3 and store.pending_for("bob") == 1
+    assert store.claim("cs-0", "w", time.time() - 60) is not None
+    assert store.pending_for("alice") == 3  # running still counts
+    store.finish("cs-0", "w", "failed", error_code="not_audio", error_message="x")
+    assert store.pending_for("alice") == 2 and store.pending_for("nobody") == 0
+    assert store.release("cs-1") is not None
+    assert store.pending_for("alice") == 1
+    failed = store.recent_failure("cs-bytes-0", time.time() - 60)
+    assert failed is not None and failed.id == "cs-0"
+    assert store.recent_failure("cs-bytes-0", time.time() + 60) is None  # older than asked
+    store.claim("cs-2", "w", time.time() - 60)
+    store.finish("cs-2", "w", "failed", error_code="memory_limit", error_message="x")
+    assert store.recent_failure("cs-bytes-2", time.time() - 60) is None  # may work next time

@@ -11,7 +11,11 @@ import time
 
 import pytest
 from redis_harness import RedisServer, redis_server  # noqa: F401 (fixture)
-from store_race import links_share_one_analysis, same_bytes_at_once
+from store_race import (
+    client_share_and_failure_memory,
+    links_share_one_analysis,
+    same_bytes_at_once,
+)
 
 from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs, StorageFullError
 from featherbeat.jobs.redis_store import RedisJobStore
@@ -88,6 +92,10 @@ def test_links_share_one_analysis(redis_server: RedisServer) -> None:  # noqa: F
     # Nothing of the deleted jobs and links is left in Redis.
     left = [k.decode() for k in st.r.scan_iter("featherbeat:*ln-*")]
     assert left == [], left
+
+
+def test_client_share_and_failure_memory(redis_server: RedisServer) -> None:  # noqa: F811
+    client_share_and_failure_memory(store_of(redis_server))
 
 
 def test_only_the_owner_updates_and_finishes_once(redis_server: RedisServer) -> None:  # noqa: F811

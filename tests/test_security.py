@@ -410,3 +410,52 @@ def test_gunicorn_refusals_are_json(svc: Service) -> None:
         assert headers["content-type"] == "application/json"
         assert error_of(status, body)["message"]
     assert svc.request("GET", "/healthz")[0] == 200
+
+
+# --- 14.4: per-client limits ------------------------------------------------------------------
+
+
+def test_one_client_cannot_fill_the_queue_for_everyone(tmp_path: Path) -> None:
+    """Before: 200 uploads from one client took the whole queue (51 accepted, then queue_full
+    for everyone). Now one client gets its share (3 here) and a rate (6 a minute), both 429,
+    while another client is still accepted."""
+    env = {
+        "FEATHERBEAT_CLIENT_ADDRESS_HEADER": "X-Forwarded-For",  # two clients on loopback
+        "FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE": "6",
+        "FEATHERBEAT_CLIENT_QUEUE_SHARE": "3",
+        "FEATHERBEAT_QUEUE_LIMIT": "20",
+    }
+    files = []
+    for i in range(8):
+        clicks = click_track(90.0 + 7 * i, 1.5)
+        files.append(write_audio(tmp_path, f"t{i}", clicks.audio, clicks.sr, "wav"))
+    with running_service(tmp_path / "svc", env) as svc:
+        svc.stop_worker()  # jobs stay queued
+        greedy = {"X-Forwarded-For": "198.51.100.1"}
+        answers = [svc.upload(path, headers=greedy) for path in files[:7]]
+        statuses = [status for status, _ in answers]
+        codes = [(body.get("error") or {}).get("code") for _, body in answers]
+        assert statuses[:3] == [202, 202, 202], answers
+        assert codes[3:6] == ["client_queue_full"] * 3, codes
+        assert codes[6] == "too_many_uploads" and statuses[6] == 429, answers[6]
+        status, other = svc.upload(files[7], headers={"X-Forwarded-For": "203.0.113.9"})
+        assert status == 202, other
+        assert svc.json("GET", "/healthz")[1]["jobs"]["queued"] == 4
+
+
+def test_bytes_that_failed_as_bad_input_are_refused_at_once(svc: Service, tmp_path: Path) -> None:
+    clicks = click_track(108.0, 6.0)
+    whole = write_audio(tmp_path, "whole", clicks.audio, clicks.sr, "m4a").read_bytes()
+    broken = whole[: len(whole) // 2]  # passes the header sniff, fails in the decoder
+    status, first = svc.upload(broken, "first-name.m4a")
+    assert status == 202, first
+    assert svc.wait_done(first["id"])["error"]["code"] == "not_audio"
+    counts = svc.json("GET", "/healthz")[1]["jobs"]
+    started = time.monotonic()
+    status, again = svc.upload(broken, "second-name.m4a")
+    assert status == 415 and again["error"]["code"] == "not_audio", again
+    assert "second-name.m4a" in again["error"]["message"]
+    assert "first-name" not in again["error"]["message"]
+    assert time.monotonic() - started < 2.0
+    assert svc.json("GET", "/healthz")[1]["jobs"] == counts  # no second analysis
+    assert not leftovers(svc)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 from signals import click_track, write_audio
-from store_race import links_share_one_analysis, same_bytes_at_once
+from store_race import (
+    client_share_and_failure_memory,
+    links_share_one_analysis,
+    same_bytes_at_once,
+)
 
 from featherbeat.config import ConfigError, Settings
 from featherbeat.jobs.blobs import LocalBlobStore, check_key
@@ -77,6 +81,10 @@ def test_same_bytes_at_once_create_one_job(tmp_path: Path) -> None:
 
 def test_links_share_one_analysis(tmp_path: Path) -> None:
     links_share_one_analysis(SqliteJobStore(tmp_path / "jobs.db"))
+
+
+def test_client_share_and_failure_memory(tmp_path: Path) -> None:
+    client_share_and_failure_memory(SqliteJobStore(tmp_path / "jobs.db"))
 
 
 def test_reaper_recovers_dead_worker_and_lost_message_but_not_live_ones(services: Services) -> None:

@@ -25,6 +25,9 @@ the command line). Stdlib only: the web process must stay light.
 | FEATHERBEAT_UPLOAD_MIN_RATE_KB | 8 | KiB/s a request body must average after the header timeout (0 = off) |
 | FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT | 32 | open connections per peer address and web worker (0 = no cap) |
 | FEATHERBEAT_MAX_UPLOADS | threads / 2 | uploads receiving bodies at once per web worker (503 beyond) |
+| FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE | 30 | uploads one client may start per minute and web worker (burst of 10); 0 = no limit |
+| FEATHERBEAT_CLIENT_QUEUE_SHARE | queue limit / 5 | queued + running analyses one client may have (429 beyond) |
+| FEATHERBEAT_CLIENT_ADDRESS_HEADER | (unset) | a header a proxy you run sets to the client's address (last entry counts) |
 | FEATHERBEAT_INCOMING_MAX_AGE | 600 | seconds after which an unwritten temp upload (a killed web process's) is swept |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """
@@ -101,6 +104,9 @@ class Settings:
     upload_min_rate: float = 8 * 1024.0  # bytes per second
     max_connections_per_client: int = 32
     max_uploads: int = 8
+    client_uploads_per_minute: float = 30.0
+    client_queue_share: int = 10
+    client_address_header: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -143,6 +149,16 @@ class Settings:
                     1,
                 )
             ),
+            client_uploads_per_minute=_number(env, "FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE", 30, 0),
+            client_queue_share=int(
+                _number(
+                    env,
+                    "FEATHERBEAT_CLIENT_QUEUE_SHARE",
+                    max(1, int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1)) // 5),
+                    1,
+                )
+            ),
+            client_address_header=_get(env, "FEATHERBEAT_CLIENT_ADDRESS_HEADER"),
             host=_get(env, "HOST") or "127.0.0.1",
             port=int(_number(env, "PORT", 8000, 0)),
         )

@@ -240,7 +240,9 @@ class Batch:
             try:
                 item.job = self.client.submit(item.path)
             except ServiceError as exc:
-                if exc.status == 503 and exc.code == "queue_full":  # wait as told, keep the file
+                # The server's queue, or this client's share of it or of its upload rate, is
+                # full: wait as told, keep the file.
+                if exc.code in ("queue_full", "uploads_busy", "client_queue_full", "too_many_uploads"):
                     self.retry_at = time.monotonic() + (exc.retry_after or 2.0)
                     return
                 if self.transient(item, exc):

@@ -27,6 +27,8 @@ Layout (``P`` is the key prefix, default ``featherbeat:``):
   joined another's job, and ``P links:<job id>`` the set of link ids pointing at a job;
 - ``P events:<id>`` stream: one entry per change (``seq``), which ``wait_change()`` blocks on, so an
   SSE response in any web process wakes at once instead of polling;
+- ``P client:<key>`` set of the job ids one client created (its share of the queue; ids of
+  finished jobs are dropped when counted);
 - ``P counters`` hash.
 
 Keys are computed inside the scripts, which single-instance Redis (and Sentinel) allows and
@@ -40,7 +42,15 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from featherbeat.jobs.store import _COLUMNS, FINISHED, STATUSES, Job, JobStore, Link
+from featherbeat.jobs.store import (
+    _COLUMNS,
+    BAD_INPUT_CODES,
+    FINISHED,
+    STATUSES,
+    Job,
+    JobStore,
+    Link,
+)
 
 STREAM_MAXLEN = 32  # SSE only needs "something changed since seq N"
 
@@ -81,6 +91,8 @@ redis.call('HSET', job, 'seq', 0)
 if ARGV[3] == 'queued' then redis.call('HSET', job, 'enqueued_at', fmt(clock())) end
 move(ARGV[3], tonumber(ARGV[4]))
 redis.call('ZADD', P .. 'sha:' .. ARGV[5], tonumber(ARGV[4]), id)
+local client = redis.call('HGET', job, 'client')
+if client and client ~= 'null' then redis.call('SADD', P .. 'client:' .. cjson.decode(client), id) end
 bump()
 return 1
 """
@@ -332,6 +344,31 @@ class RedisJobStore(JobStore):
             return None
         values = {k.decode(): json.loads(v) for k, v in raw.items()}
         return Link(id=link_id, **values)
+
+    def pending_for(self, client: str) -> int:
+        key = self._key("client", client)
+        ids = [i.decode() for i in self.r.smembers(key)]
+        if not ids:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(self._key("job", job_id), "status")
+        statuses = pipe.execute()
+        done = [i for i, st in zip(ids, statuses, strict=True) if st not in (b'"queued"', b'"running"')]
+        if done:
+            self.r.srem(key, *done)
+        return len(ids) - len(done)
+
+    def recent_failure(self, sha256: str, since: float) -> Job | None:
+        ids = self.r.zrevrange(self._key("sha", sha256), 0, 20)
+        failed = [
+            j
+            for j in self._jobs(ids)
+            if j.status == "failed"
+            and j.error_code in BAD_INPUT_CODES
+            and (j.finished_at or 0) >= since
+        ]
+        return max(failed, key=lambda j: j.finished_at or 0) if failed else None
 
     def release(self, job_id: str) -> Job | None:
         got = self._call("release", job_id)

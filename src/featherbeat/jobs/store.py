@@ -21,6 +21,10 @@ The ``JobStore`` interface (implement it for another database, e.g. Redis hashes
   A job whose own id goes while links still point at it stays, ``withdrawn`` (not readable
   by its id), until its last link goes
 - ``delete(id)``: the job and every link to it, at once (retention)
+- ``pending_for(client) -> int``: queued and running jobs created by one client (the
+  pseudonymous ``Job.client`` key of its address): its share of the queue
+- ``recent_failure(sha256, since) -> Job | None``: the newest job of these bytes that failed as
+  bad input (``not_audio``, ``too_long``) after ``since``: a re-upload is refused at once
 - ``claim(id, owner, stale_before)``: queued -> running (or take over a running job whose
   heartbeat is older than ``stale_before``); returns the claimed Job or None
 - ``update(id, owner, **fields)``: progress/stage/heartbeat/attempts of a job we own
@@ -90,6 +94,7 @@ class Job:
     # status_code is 1: an input cut short, a stage that failed). Last, so older records and
     # SQLite files without the column still load.
     warning: str | None = None
+    client: str | None = None  # pseudonymous key of the uploader's address (per-client quota)
 
     @property
     def finished(self) -> bool:
@@ -135,6 +140,12 @@ class JobStore(ABC):
 
     @abstractmethod
     def get_link(self, link_id: str) -> Link | None: ...
+
+    @abstractmethod
+    def pending_for(self, client: str) -> int: ...
+
+    @abstractmethod
+    def recent_failure(self, sha256: str, since: float) -> Job | None: ...
 
     @abstractmethod
     def release(self, job_id: str) -> Job | None: ...
@@ -217,7 +228,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     peak_rss_mb REAL,
     withdrawn INTEGER NOT NULL DEFAULT 0,
     seq INTEGER NOT NULL DEFAULT 0,
-    warning TEXT
+    warning TEXT,
+    client TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256, status);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
@@ -232,7 +244,13 @@ CREATE INDEX IF NOT EXISTS links_source ON links (source);
 """
 
 # Columns added after the first release: an existing jobs.db gets them on open.
-_ADDED_COLUMNS = {"withdrawn": "INTEGER NOT NULL DEFAULT 0", "warning": "TEXT"}
+_ADDED_COLUMNS = {
+    "withdrawn": "INTEGER NOT NULL DEFAULT 0",
+    "warning": "TEXT",
+    "client": "TEXT",
+}
+# Failures no retry can change: the bytes themselves are the problem.
+BAD_INPUT_CODES = ("not_audio", "too_long")
 
 # The job dedupe joins: not failed, a done one first, then the newest.
 _FIND_BY_SHA256 = (
@@ -282,6 +300,7 @@ class SqliteJobStore(JobStore):
             if name not in have:
                 with contextlib.suppress(sqlite3.OperationalError):  # another process won
                     conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
+        conn.execute("CREATE INDEX IF NOT EXISTS jobs_client ON jobs (client, status)")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -370,6 +389,30 @@ class SqliteJobStore(JobStore):
                 return None
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return _from_row(row)
+
+    def pending_for(self, client: str) -> int:
+        (n,) = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM jobs WHERE client = ? AND status IN ('queued', 'running')",
+                (client,),
+            )
+            .fetchone()
+        )
+        return int(n)
+
+    def recent_failure(self, sha256: str, since: float) -> Job | None:
+        marks = ", ".join("?" for _ in BAD_INPUT_CODES)
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT * FROM jobs WHERE sha256 = ? AND status = 'failed' AND finished_at >= ? "
+                f"AND error_code IN ({marks}) ORDER BY finished_at DESC LIMIT 1",
+                (sha256, since, *BAD_INPUT_CODES),
+            )
+            .fetchone()
+        )
+        return _from_row(row) if row else None
 
     @staticmethod
     def _linked(db: sqlite3.Connection, job_id: str) -> bool:

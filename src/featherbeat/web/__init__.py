@@ -39,6 +39,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     from featherbeat.jobs.services import Services
     from featherbeat.web import api, errors, ops, pages
+    from featherbeat.web.clients import UploadRate
     from featherbeat.web.uploads import UploadRequest, start_sweeper
 
     settings = _settings(config)
@@ -58,6 +59,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.config["SSE_MAX_STREAMS"]
     )
     app.extensions["featherbeat.upload_slots"] = threading.BoundedSemaphore(settings.max_uploads)
+    app.extensions["featherbeat.upload_rate"] = UploadRate(settings.client_uploads_per_minute)
     if isinstance(app.json, DefaultJSONProvider):  # keep our field order in the JSON
         app.json.sort_keys = False
     app.extensions["featherbeat"] = Services.from_settings(settings)

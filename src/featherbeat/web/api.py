@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
 from featherbeat.jobs.store import Job, Link
 from featherbeat.web import uploads
+from featherbeat.web.clients import client_key
 from featherbeat.web.errors import ApiError
 from featherbeat.web.sniff import NotAudioError, sniff
 
@@ -32,6 +34,7 @@ bp = Blueprint("api", __name__)
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 RETRY_AFTER_FULL = 30  # seconds a client should wait when the queue is full
+FAILED_MEMORY_SECONDS = 24 * 3600  # bytes that failed as bad input are refused this long
 
 
 def services() -> Services:
@@ -162,6 +165,16 @@ def create_analysis() -> Response:
     svc = services()
     s = svc.settings
     require_token()
+    client = client_key(request, s.client_address_header)
+    wait = current_app.extensions["featherbeat.upload_rate"].take(client)
+    if wait > 0:
+        raise _reject(
+            429,
+            "too_many_uploads",
+            f"This address has started more than {s.client_uploads_per_minute:g} uploads a "
+            f"minute; try again in {math.ceil(wait)} seconds.",
+            {"Retry-After": str(math.ceil(wait)), "Connection": "close"},
+        )
     # Each upload holds a thread while its body arrives: a bounded share of the threads, so
     # slow (but not too slow) uploaders can never take the ones status requests need.
     slots = current_app.extensions["featherbeat.upload_slots"]
@@ -184,12 +197,12 @@ def create_analysis() -> Response:
     finally:
         slots.release()
     try:
-        return _accept(svc, received)
+        return _accept(svc, received, client)
     finally:
         uploads.discard(received.path)
 
 
-def _accept(svc: Services, received: uploads.Received) -> Response:
+def _accept(svc: Services, received: uploads.Received, client: str) -> Response:
     s = svc.settings
     try:
         sniffed = sniff(received.path)
@@ -212,12 +225,14 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
         created_at=now,
         enqueued_at=now,
         media_type=sniffed.media_type,
+        client=client,
     )
     job.upload_key = upload_key(job.id)
     # A cheap first look: bytes that already have an analysis need no stored copy.
     stored = svc.store.find_by_sha256(received.sha256) is None
-    if stored:
-        _check_queue(svc)
+    if stored:  # a new analysis: what it would cost is checked first
+        _check_failed_before(svc, received)
+        _check_queue(svc, client)
         _store_upload(svc, job, received.path)
     # The same bytes may be arriving in another request (thread or web process) right now:
     # the lookup and the insert are one step in the store, so only one of them creates a job;
@@ -260,7 +275,37 @@ def _accept(svc: Services, received: uploads.Received) -> Response:
     return _json(job_json(job, svc, request.script_root), 202, job.id)
 
 
-def _check_queue(svc: Services) -> None:
+def _check_failed_before(svc: Services, received: uploads.Received) -> None:
+    """Bytes whose analysis failed as bad input lately fail the same way again: refuse them
+    at once instead of analysing them again (the memory is the failed job record)."""
+    failed = svc.store.recent_failure(received.sha256, time.time() - FAILED_MEMORY_SECONDS)
+    if failed is None:
+        return
+    if failed.error_code == "too_long":
+        raise _reject(
+            422,
+            "too_long",
+            f"{received.filename} is longer than this server analyses "
+            f"({svc.settings.max_duration / 60:g} minutes); cut the file and upload it again.",
+        )
+    raise _reject(
+        415,
+        "not_audio",
+        f"{received.filename}: these bytes were analysed lately and are not audio this server "
+        "can read; check the file.",
+    )
+
+
+def _check_queue(svc: Services, client: str) -> None:
+    share = svc.settings.client_queue_share
+    if svc.store.pending_for(client) >= share:
+        raise _reject(
+            429,
+            "client_queue_full",
+            f"This address already has {share} analyses waiting or running; wait for them "
+            f"to finish, then upload again.",
+            {"Retry-After": str(RETRY_AFTER_FULL)},
+        )
     limit = svc.settings.queue_limit
     if svc.store.counts()["queued"] >= limit:
         raise _reject(
