@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 # The analysis is single-threaded by design (one core per job in the service). OpenBLAS would
 # otherwise start a spinning thread per core for the small matrix products of the features,
@@ -26,7 +26,17 @@ from typing import Any, TextIO
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from featherbeat.analysis.formats import EXTENSIONS, FORMATS  # noqa: E402 (numpy-free)
+from featherbeat.analysis.formats import FORMATS  # noqa: E402 (numpy-free)
+from featherbeat.cli.output import (  # noqa: E402 (stdlib only)
+    ProgressBar,
+    atomic_file,
+    fail,
+    targets,
+    warning_line,
+)
+
+if TYPE_CHECKING:
+    from featherbeat.analysis.profile import Profile
 
 DEFAULT_MAX_MINUTES = 240.0
 """A tiny file can claim (and truly hold) a day of silence; without a limit its curves alone
@@ -87,25 +97,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-class _ProgressBar:
-    """A one-line bar on stderr, redrawn in place; only used when stderr is a terminal."""
-
-    WIDTH = 30
-
-    def __init__(self, name: str, stream: TextIO) -> None:
-        self.name, self.stream = name, stream
-
-    def __call__(self, fraction: float, stage: str) -> None:
-        filled = int(round(fraction * self.WIDTH))
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        self.stream.write(f"\r[{bar}] {fraction:4.0%} {stage:<10} {self.name[:40]}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\r" + " " * (self.WIDTH + 60) + "\r")
-        self.stream.flush()
-
-
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[TextIO]:
     """Send file descriptor 2 to /dev/null while decoding; yield a stream to the real stderr.
@@ -129,85 +120,18 @@ def _native_stderr_silenced() -> Iterator[TextIO]:
         real.close()
 
 
-def _fail(message: str) -> None:
-    print(f"featherbeat: {message}", file=sys.stderr)
-
-
-def warning_line(path: str | os.PathLike[str], detail: str) -> str:
-    """The one stderr line for an analysis that is usable but incomplete (status_code 1)."""
-    return f"featherbeat: {path}: warning: {' '.join(detail.split())}"
-
-
-def _warn(path: str, detail: str) -> None:
-    print(warning_line(path, detail), file=sys.stderr)
-
-
-def _is_folder(output: str) -> bool:
-    """A trailing slash or an existing directory always means a folder; anything else a file."""
-    return output.endswith(("/", os.sep)) or Path(output).is_dir()
-
-
-def _targets(args: argparse.Namespace) -> list[Path | None] | None:
-    """Where each input's output goes (None = stdout), or None after a usage error.
-
-    ``-o out/`` is a folder whether it exists or not (created when missing), so a shell glob
-    that matches one file still writes ``out/<name>.json``. Several inputs need such a folder:
-    a name that is not one (``-o single.json a.ogg b.ogg``) is a usage error, never a folder
-    created under a file's name.
-    """
-    ext = EXTENSIONS[args.format]
-    if not args.output:
-        if len(args.files) == 1:
-            return [None]
-        _fail("several input files need -o FOLDER/ (a folder, or a name ending in /)")
-        return None
-    out = Path(args.output)
-    if not _is_folder(args.output):
-        if len(args.files) == 1:
-            return [out]
-        why = "is a file" if out.exists() else "is not a folder"
-        _fail(
-            f"{args.output}: {why}; several input files need -o FOLDER/ "
-            "(an existing folder, or a name ending in / to create one)"
-        )
-        return None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"{args.output}: cannot create the folder ({exc.strerror or exc})")
-        return None
-    stems = [Path(f).stem for f in args.files]
-    # Two inputs with the same stem (a.mp3, a.flac) must not overwrite each other's output.
-    names = [
-        s if stems.count(s) == 1 else Path(f).name for s, f in zip(stems, args.files, strict=True)
-    ]
-    return [out / (n + ext) for n in names]
-
-
-def _write(profile: Any, fmt: str, target: Path | None) -> None:
+def _write(profile: Profile, fmt: str, target: Path | None) -> None:
     from featherbeat.analysis import formats
 
     if target is None:
         formats.write(profile, fmt, sys.stdout)
         sys.stdout.flush()
         return
-    # Write beside the target and rename: a failure never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=".featherbeat-", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fp:
-            formats.write(profile, fmt, fp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    with atomic_file(target) as raw:
+        fp = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
+        formats.write(profile, fmt, fp)
+        fp.flush()
+        fp.detach()  # atomic_file closes the file
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,28 +139,31 @@ def run(args: argparse.Namespace) -> int:
         from featherbeat.cli import via
 
         return via.run(args)
-    targets = _targets(args)
-    if targets is None:
+    where = targets(args)
+    if where is None:
         return 2
     from featherbeat.analysis.errors import DecodeError
     from featherbeat.analysis.pipeline import analyze
 
     show_bar = not args.quiet and sys.stderr.isatty()
     status = 0
-    for path, target in zip(args.files, targets, strict=True):
+    for path, target in zip(args.files, where, strict=True):
         try:
             with _native_stderr_silenced() as err:
-                bar = _ProgressBar(os.path.basename(path), err) if show_bar else None
+                bar = ProgressBar(err, enabled=show_bar, label=os.path.basename(path)[:40])
                 try:
-                    profile = analyze(path, progress=bar, max_duration=args.max_minutes * 60)
+                    profile = analyze(
+                        path,
+                        progress=bar.progress if show_bar else None,
+                        max_duration=args.max_minutes * 60,
+                    )
                 finally:
-                    if bar is not None:
-                        bar.close()
+                    bar.close()
             _write(profile, args.format, target)
             if profile.status_code:
-                _warn(path, profile.detailed_status)
+                print(warning_line(path, profile.detailed_status), file=sys.stderr)
         except KeyboardInterrupt:
-            _fail("interrupted")
+            fail("interrupted")
             return 130
         except BrokenPipeError:
             # The reader went away (``| head``): stop quietly, as Unix tools do. stdout is
@@ -246,12 +173,12 @@ def run(args: argparse.Namespace) -> int:
             os.close(devnull)
             return status
         except DecodeError as exc:
-            _fail(str(exc) if os.path.basename(path) in str(exc) else f"{path}: {exc}")
+            fail(str(exc) if os.path.basename(path) in str(exc) else f"{path}: {exc}")
             status = 1
         except OSError as exc:
-            _fail(f"{path}: cannot write output ({exc.strerror or exc})")
+            fail(f"{path}: cannot write output ({exc.strerror or exc})")
             status = 1
         except Exception as exc:  # a bug: still one line, and the batch goes on
-            _fail(f"{path}: internal error ({type(exc).__name__}: {exc})")
+            fail(f"{path}: internal error ({type(exc).__name__}: {exc})")
             status = 1
     return status

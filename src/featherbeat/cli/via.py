@@ -18,7 +18,6 @@ jobs to end, whichever comes first (that frees a place in the queue). Exit code:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -29,10 +28,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from featherbeat.cli.output import ProgressBar, atomic_file, targets, warning_line
+from featherbeat.config import Settings
 
 WINDOW = 16  # jobs in flight at once
 POLL_SECONDS = 0.3  # the loop's tick
@@ -164,39 +166,6 @@ def _service_error(exc: urllib.error.HTTPError) -> ServiceError:
     return ServiceError(exc.code, code, message, retry_after)
 
 
-class ProgressBar:
-    """One overall line on stderr, redrawn in place; silent when stderr is not a terminal."""
-
-    def __init__(self, total: int, stream: IO[str] | None = None, enabled: bool | None = None):
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.started = time.monotonic()
-
-    def draw(self, items: Sequence[Item]) -> None:
-        if not self.enabled or not self.total:
-            return
-        fraction = sum(i.progress for i in items) / self.total
-        done = sum(1 for i in items if i.written)
-        failed = sum(1 for i in items if i.error is not None)
-        width = 30
-        fill = int(round(fraction * width))
-        elapsed = time.monotonic() - self.started
-        line = (
-            f"\r[{'#' * fill}{'.' * (width - fill)}] {fraction * 100:5.1f}%  "
-            f"{done}/{self.total} done"
-            + (f", {failed} failed" if failed else "")
-            + f"  {elapsed:5.0f}s"
-        )
-        self.stream.write(line)
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.total:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 class Batch:
     """Submits, follows and collects a list of files, writing each result to its target."""
 
@@ -217,6 +186,7 @@ class Batch:
         self.active: list[Item] = []
         self.retry_at = 0.0
         self.down_since: float | None = None
+        self.started = time.monotonic()
 
     def fail(self, item: Item, message: str) -> None:
         item.error = message
@@ -294,7 +264,7 @@ class Batch:
                     shutil.copyfileobj(spool, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                with _atomic(item.target) as out:
+                with atomic_file(item.target) as out:
                     self.client.fetch(item.job, self.fmt, out)
         except ServiceError as exc:
             return not self.transient(item, exc)
@@ -304,10 +274,21 @@ class Batch:
         item.written = True
         warning = item.job.get("warning")
         if warning:  # usable but incomplete: said even with --quiet, as a local run says it
-            from featherbeat.cli.analyze import warning_line
-
             self.log(warning_line(item.path, str(warning)))
         return True
+
+    def draw(self, bar: ProgressBar) -> None:
+        """The overall line: mean progress over the files, done and failed counts, seconds."""
+        n = len(self.items)
+        if not n:
+            return
+        done = sum(1 for i in self.items if i.written)
+        failed = sum(1 for i in self.items if i.error is not None)
+        elapsed = time.monotonic() - self.started
+        bar.draw(
+            sum(i.progress for i in self.items) / n,
+            f"{done}/{n} done" + (f", {failed} failed" if failed else "") + f"  {elapsed:5.0f}s",
+        )
 
     def run(self, bar: ProgressBar) -> int:
         while self.pending or self.active:
@@ -322,10 +303,10 @@ class Batch:
                     bar.close()
                     self.log(f"featherbeat: service at {self.client.base} unreachable: {exc}")
                     return 2
-            bar.draw(self.items)
+            self.draw(bar)
             if self.pending or self.active:
                 time.sleep(POLL_SECONDS)
-        bar.draw(self.items)
+        self.draw(bar)
         bar.close()
         return 1 if any(i.error is not None for i in self.items) else 0
 
@@ -336,36 +317,19 @@ def _without_name(message: str, name: str) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-@contextlib.contextmanager
-def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    """A file beside ``target`` renamed onto it at the end: never a half-written result."""
-    fd, tmp = tempfile.mkstemp(prefix=".featherbeat-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     """``featherbeat analyze --via URL``: the same arguments and outputs as the local analyze."""
-    from featherbeat.cli.analyze import _targets  # same output rules as a local run
-
-    targets = _targets(args)
-    if targets is None:
+    where = targets(args)  # the same output rules as a local run
+    if where is None:
         return 2
     try:
-        client = Client(args.via, os.environ.get("FEATHERBEAT_API_TOKEN"))
-    except ValueError as exc:
+        client = Client(args.via, Settings.from_env().api_token)
+    except ValueError as exc:  # a bad URL, or a ConfigError of the environment
         print(f"featherbeat: {exc}", file=sys.stderr)
         return 2
-    items = [Item(Path(f), t) for f, t in zip(args.files, targets, strict=True)]
+    items = [Item(Path(f), t) for f, t in zip(args.files, where, strict=True)]
     batch = Batch(client, items, args.format)
-    bar = ProgressBar(len(items), enabled=False if args.quiet else None)
+    bar = ProgressBar(enabled=False if args.quiet else None)
     try:
         return batch.run(bar)
     except KeyboardInterrupt:
