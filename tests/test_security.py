@@ -459,3 +459,69 @@ def test_bytes_that_failed_as_bad_input_are_refused_at_once(svc: Service, tmp_pa
     assert time.monotonic() - started < 2.0
     assert svc.json("GET", "/healthz")[1]["jobs"] == counts  # no second analysis
     assert not leftovers(svc)
+
+
+# --- 10.3 / 14.7: no server paths or library internals in what clients read -------------------
+
+
+def _many_channels_wav(channels: int = 2000) -> bytes:
+    """A WAV whose header passes the upload check but which no decoder opens."""
+    import struct
+
+    data = b"\0" * (channels * 2 * 4)
+    fmt = struct.pack("<HHIIHH", 1, channels, 44100, 44100 * channels * 2, channels * 2 & 0xFFFF, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
+        + b"fmt " + struct.pack("<I", 16) + fmt
+        + b"data" + struct.pack("<I", len(data)) + data
+    )  # fmt: skip
+
+
+def _assert_public(message: str, job_id: str) -> None:
+    for leak in ("/", "blobs", "uploads", job_id, "avcodec", "returned", "Errno", "Traceback"):
+        assert leak not in message, (leak, message)
+
+
+def test_errors_name_the_upload_never_a_server_path(svc: Service, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "weird.wav"
+    path.write_bytes(_many_channels_wav())
+    status, job = svc.upload(path)
+    assert status == 202, job
+    job = svc.wait_done(job["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "not_audio", job
+    message = job["error"]["message"]
+    assert message.startswith("weird.wav: "), message
+    _assert_public(message, job["id"])
+    status, body = svc.json("GET", f"/api/v1/analyses/{job['id']}/analysis")
+    assert status == 409
+    _assert_public(body["error"]["message"], job["id"])
+    # The CLI's --via shows the service's message: named, no path either.
+    done = subprocess.run(
+        [sys.executable, "-m", "featherbeat.cli", "analyze", "--via", svc.base_url, str(path)],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    stderr = done.stderr.decode()
+    assert "weird.wav" in stderr and "blobs" not in stderr and "avcodec" not in stderr, stderr
+    assert str(svc.data_dir) not in stderr, stderr
+
+
+def test_public_message_drops_paths_and_internals() -> None:
+    from featherbeat.jobs.runner import public_message
+
+    raw = (
+        "weird.wav: not a readable audio file (Error opening "
+        "'/srv/app/var/blobs/uploads/oV3bR2m0Yw6aQ9t1PqX5Lw': Too many channels specified.)"
+    )
+    shown = public_message(raw, "weird.wav", "/srv/app/var")
+    assert shown == "weird.wav: not a readable audio file (Error opening 'weird.wav': Too many channels specified.)"
+    assert public_message("x: cannot decode (avcodec_open2(...) returned 22: Invalid data)", "x") == (
+        "x: cannot decode (Invalid data)"
+    )
+    kept = "a.m4a: not a readable audio file (MP4/M4A without its index, truncated or incomplete)"
+    assert public_message(kept, "a.m4a") == kept

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -67,6 +68,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+# A quoted absolute path, or an unquoted one that starts a word ("MP4/M4A" and "1/2" do not).
+_PATHISH = re.compile(r"""(['"])/[^'"]*\1|(?<![\w.:/])/(?:[^\s'":,()]+/)*[^\s'":,()]*""")
+# Library internals a client cannot act on: "avcodec_open2(...) returned 22", "[Errno 13] ".
+_INTERNALS = re.compile(r":?\s*'?\b\w+\([^)]*\)'?\s+returned\s+-?\d+:?|\[Errno -?\d+\]\s*")
+
+
+def public_message(message: str, filename: str | None, *paths: str | Path) -> str:
+    """What a client may read of a failure: the name the person uploaded wherever a server
+    path stood (the upload's storage path, temp folders, anything absolute), and no library
+    internals. The full message goes to the log only (``job.failed``)."""
+    name = filename or "the upload"
+    text = _PATHISH.sub(lambda m: f"'{name}'" if m.group(1) else name, message)
+    for path in sorted((str(p) for p in paths if str(p)), key=len, reverse=True):
+        text = text.replace(path, name)  # relative ones the pattern cannot know
+    text = _INTERNALS.sub("", text)
+    text = re.sub(r"\(\s+", "(", text)
+    return re.sub(r"\s*\(\)", "", text).strip()
 
 
 def named_as_uploaded(message: str, input_path: Path, filename: str | None) -> str:
@@ -413,12 +433,20 @@ class Runner:
         )
 
     def _fail(self, job: Job, owner: str, code: str, message: str, peak: float = 0.0) -> None:
+        if code == "analysis_crashed":
+            # A crash's detail is the child's exception or last stderr line: the operator's.
+            shown = (
+                "The analysis failed unexpectedly (a bug or a file that trips the decoder); "
+                "the server log has the details."
+            )
+        else:
+            shown = public_message(message, job.filename, self.settings.data_dir)
         if self.store.finish(
             job.id,
             owner,
             "failed",
             error_code=code,
-            error_message=message,
+            error_message=shown,
             peak_rss_mb=round(peak, 1) if peak else None,
         ):
             self._drop_upload(job)
