@@ -1,8 +1,9 @@
 """Service settings, read once from the environment (12-factor), each with a working default.
 
-``Settings.from_env()`` is the only place that reads ``FEATHERBEAT_*``; the web app, the
-consumer and the per-job child all receive a ``Settings`` (the child gets its few values on
-the command line). Stdlib only: the web process must stay light.
+``Settings.from_env()`` is the only place that reads ``FEATHERBEAT_*`` (and HOST / PORT); the
+web app, gunicorn's config, the consumer, the scale-out backends and ``analyze --via`` all
+receive a ``Settings`` (the child gets its few values on the command line). ``_number`` is the
+one parser of numbers from the environment. Stdlib only: the web process must stay light.
 
 | variable | default | meaning |
 |---|---|---|
@@ -29,6 +30,14 @@ the command line). Stdlib only: the web process must stay light.
 | FEATHERBEAT_CLIENT_QUEUE_SHARE | queue limit / 5 | queued + running analyses one client may have (429 beyond) |
 | FEATHERBEAT_CLIENT_ADDRESS_HEADER | (unset) | a header a proxy you run sets to the client's address (last entry counts) |
 | FEATHERBEAT_INCOMING_MAX_AGE | 600 | seconds after which an unwritten temp upload (a killed web process's) is swept |
+| FEATHERBEAT_THREADS | 16 | gunicorn threads per web worker (an SSE stream holds one) |
+| FEATHERBEAT_LOG_LEVEL | info | gunicorn's log level |
+| FEATHERBEAT_SSE_KEEPALIVE | 15 | seconds between keep-alive comments on an event stream |
+| FEATHERBEAT_SSE_MAX_SECONDS | 600 | the longest an event stream stays open (the client reconnects) |
+| FEATHERBEAT_BLOB_URL | (unset) | scale-out: ``s3://bucket/prefix`` keeps uploads and results in S3 |
+| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | scale-out: cap of one blob kept in Redis |
+| FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | scale-out: an upload not analysed by then expires from Redis |
+| FEATHERBEAT_REDIS_PREFIX | featherbeat: | scale-out: key prefix (several deployments on one Redis) |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """
 
@@ -107,6 +116,14 @@ class Settings:
     client_uploads_per_minute: float = 30.0
     client_queue_share: int = 10
     client_address_header: str | None = None
+    threads: int = 16
+    log_level: str = "info"
+    sse_keepalive: float = 15.0
+    sse_max_seconds: float = 600.0
+    blob_url: str | None = None
+    redis_blob_max_mb: float | None = None  # None: max(upload limit, 64)
+    upload_ttl_hours: float = 24.0
+    redis_prefix: str = "featherbeat:"
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -115,6 +132,9 @@ class Settings:
         env = os.environ if env is None else env
         cors = _get(env, "FEATHERBEAT_CORS_ORIGINS")
         broker = _get(env, "FEATHERBEAT_BROKER")
+        threads = int(_number(env, "FEATHERBEAT_THREADS", 16, 1))
+        queue_limit = int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1))
+        blob_max = _get(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB")
         if broker is not None and not broker.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"FEATHERBEAT_BROKER must be a redis:// URL or unset, got {broker!r}")
         settings = cls(
@@ -126,7 +146,7 @@ class Settings:
             api_token=_get(env, "FEATHERBEAT_API_TOKEN"),
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
             concurrency=int(_number(env, "FEATHERBEAT_CONCURRENCY", 1, 1)),
-            queue_limit=int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1)),
+            queue_limit=queue_limit,
             child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 150, 16),
             child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 1800, 0.1),
             keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
@@ -141,24 +161,24 @@ class Settings:
             max_connections_per_client=int(
                 _number(env, "FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT", 32, 0)
             ),
-            max_uploads=int(
-                _number(
-                    env,
-                    "FEATHERBEAT_MAX_UPLOADS",
-                    max(1, int(_number(env, "FEATHERBEAT_THREADS", 16, 1)) // 2),
-                    1,
-                )
-            ),
+            max_uploads=int(_number(env, "FEATHERBEAT_MAX_UPLOADS", max(1, threads // 2), 1)),
             client_uploads_per_minute=_number(env, "FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE", 30, 0),
             client_queue_share=int(
-                _number(
-                    env,
-                    "FEATHERBEAT_CLIENT_QUEUE_SHARE",
-                    max(1, int(_number(env, "FEATHERBEAT_QUEUE_LIMIT", 50, 1)) // 5),
-                    1,
-                )
+                _number(env, "FEATHERBEAT_CLIENT_QUEUE_SHARE", max(1, queue_limit // 5), 1)
             ),
             client_address_header=_get(env, "FEATHERBEAT_CLIENT_ADDRESS_HEADER"),
+            threads=threads,
+            log_level=_get(env, "FEATHERBEAT_LOG_LEVEL") or "info",
+            sse_keepalive=_number(env, "FEATHERBEAT_SSE_KEEPALIVE", 15, 0.1),
+            sse_max_seconds=_number(env, "FEATHERBEAT_SSE_MAX_SECONDS", 600, 1),
+            blob_url=_get(env, "FEATHERBEAT_BLOB_URL"),
+            redis_blob_max_mb=(
+                None
+                if blob_max is None
+                else _number(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB", 0, 0.001)
+            ),
+            upload_ttl_hours=_number(env, "FEATHERBEAT_UPLOAD_TTL_HOURS", 24, 0.001),
+            redis_prefix=_get(env, "FEATHERBEAT_REDIS_PREFIX") or "featherbeat:",
             host=_get(env, "HOST") or "127.0.0.1",
             port=int(_number(env, "PORT", 8000, 0)),
         )

@@ -49,11 +49,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         # Seconds between SSE keep-alive comments, and the longest a stream stays open before
         # the client reconnects with Last-Event-ID (frees the thread; proxies like it too).
-        SSE_KEEPALIVE=float(os.environ.get("FEATHERBEAT_SSE_KEEPALIVE", "15")),
-        SSE_MAX_SECONDS=float(os.environ.get("FEATHERBEAT_SSE_MAX_SECONDS", "600")),
+        SSE_KEEPALIVE=settings.sse_keepalive,
+        SSE_MAX_SECONDS=settings.sse_max_seconds,
         # Each open stream holds one gthread thread: keep a quarter of the threads for
         # everything else, so many open pages can never starve status requests or uploads.
-        SSE_MAX_STREAMS=max(1, int(os.environ.get("FEATHERBEAT_THREADS", "16")) * 3 // 4),
+        SSE_MAX_STREAMS=max(1, settings.threads * 3 // 4),
     )
     app.extensions["featherbeat.sse_slots"] = threading.BoundedSemaphore(
         app.config["SSE_MAX_STREAMS"]

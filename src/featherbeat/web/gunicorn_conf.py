@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import os
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+from featherbeat.config import Settings
+
+_settings = Settings.from_env()  # stdlib only: the master stays small
+
+bind = f"{_settings.host}:{_settings.port}"
 wsgi_app = "featherbeat.web:create_app()"
 worker_class = "featherbeat.web.guard.GuardedThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-threads = int(os.environ.get("FEATHERBEAT_THREADS", "16"))
+threads = _settings.threads
 max_requests = 2000
 max_requests_jitter = 200
 timeout = 60  # gthread: how long the worker's main loop may be silent, not a request limit
@@ -30,7 +34,7 @@ keepalive = 65
 preload_app = False  # the master stays a small process without Flask in it
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("FEATHERBEAT_LOG_LEVEL", "info")
+loglevel = _settings.log_level
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = "featherbeat-web"
