@@ -452,6 +452,7 @@ def test_text_file_is_refused_with_a_clear_message(
     )
     assert page.locator("#upload-view").is_visible()
     assert "notes.mp3" in msg.inner_text()
+    assert msg.inner_text().count("notes.mp3") == 1, msg.inner_text()  # issue 10.7: said once
     assert page.url.rstrip("/") == server
     assert page.errors == []
 
@@ -494,9 +495,11 @@ def test_token_size_limit_and_polling_without_event_stream(
         )
         assert page.evaluate("() => document.activeElement.id") == "token"
 
-        # Entering the token uploads the same file again; progress comes from polling.
+        # Entering the token uploads the same file again; progress comes from polling. The
+        # field is a password field in a form (issue 10.8), so Enter commits it.
+        assert page.locator("form#token-box input#token[type=password]").count() == 1
         page.fill("#token", "s3cret-token")
-        page.keyboard.press("Tab")  # commits the field (change event)
+        page.keyboard.press("Enter")
         page.wait_for_selector("#result-view:not([hidden])", timeout=60_000)
         job_id = page.url.rsplit("/", 1)[1]
         assert f"GET {url}/api/v1/analyses/{job_id}" in requests  # polled instead
@@ -507,13 +510,21 @@ def test_token_size_limit_and_polling_without_event_stream(
         job = svc.job(job_id)
         assert job["status"] == "done" and job["size_bytes"] == small.stat().st_size
 
-        # This server does not keep uploads: after a reload the page says how to get sound.
+        # This server does not keep uploads: after a reload the page says how to get sound,
+        # without asking for the audio first (issue 10.8: that logged a red 410).
+        requests.clear()
         page.reload()
         page.wait_for_selector("#result-view:not([hidden])", timeout=15_000)
         note = page.locator("#audio-note")
         note.wait_for(state="visible")
         assert "no longer keeps the audio" in note.inner_text()
         assert page.locator("#play").is_disabled()
+        assert not [r for r in requests if r.endswith("/audio")], requests
+        # The way to sound is a styled control beside the player, not a bare native button.
+        own = page.locator(".player #own-copy")
+        assert own.is_visible() and "Play your own copy" in own.inner_text()
+        assert own.bounding_box()["height"] >= 30
+        assert page.locator("#local-file").bounding_box()["width"] <= 1  # hidden in its label
         page.set_input_files("#local-file", str(small))  # ... and playing your own copy works
         page.wait_for_function("() => !document.getElementById('play').disabled")
         page.click("#play")
@@ -558,6 +569,100 @@ def test_token_size_limit_and_polling_without_event_stream(
         assert page.locator("#message").is_hidden()
         assert page.locator("#result-title").inner_text() == waiting.name
         assert page.errors == []
+
+
+def test_empty_cut_short_and_constant_files(
+    service: Service, server: str, browser: Any, track: Path, tmp_path: Path
+) -> None:
+    """Issue 10: what a first-time user tripped over on the page. An empty file is refused
+    before any request; a file cut short says so above its result; a constant level (no
+    pulse, no pitch, no sound) is not drawn as a solid bar, full pitch stripes or 4/4; the
+    visualizer says what it is while paused."""
+    import struct
+
+    page = new_page(browser)
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+    open_page(page, server + "/")
+
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    page.set_input_files("#file", str(empty))
+    msg = page.locator("#message")
+    msg.wait_for(state="visible")
+    assert "empty.mp3 is empty" in msg.inner_text()
+    page.wait_for_timeout(300)
+    assert failed == [] and not [r for r in requests if r.startswith("POST")], (failed, requests)
+
+    # The drum track with a WAV header that claims an hour: analysed, and said to be cut.
+    data = bytearray(track.read_bytes())
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = struct.pack("<I", 3600 * 22050 * 2)
+    cut = tmp_path / "cut-short.wav"
+    cut.write_bytes(bytes(data))
+    page.set_input_files("#file", str(cut))
+    page.wait_for_selector("#result-view:not([hidden])", timeout=90_000)
+    warning = page.locator("#result-warning")
+    assert warning.is_visible() and "cut short" in warning.inner_text(), warning.inner_text()
+    assert "header says" in warning.inner_text()
+
+    # Five seconds of one constant level.
+    sr = 22050
+    level = tmp_path / "constant.wav"
+    sf.write(level, np.full(5 * sr, 0.5, dtype=np.float32), sr, subtype="PCM_16")
+    page.click(".brand")
+    page.wait_for_selector("#upload-view:not([hidden])")
+    page.set_input_files("#file", str(level))
+    page.wait_for_function(
+        "() => document.getElementById('result-title').textContent === 'constant.wav'"
+        " && !document.getElementById('result-view').hidden",
+        timeout=90_000,
+    )
+    assert page.locator("#result-warning").is_hidden()
+    terms = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#summary > div')].map(
+             (d) => [d.querySelector('dt').textContent, d.querySelector('dd').firstChild.textContent]))"""
+    )
+    assert terms["Tempo"] == "no pulse" and terms["Time signature"] == "none", terms
+    ink = page.evaluate(
+        """() => {
+      const lanes = JSON.parse(document.getElementById("track-canvas").dataset.lanes);
+      const probe = document.createElement("canvas").getContext("2d", { willReadFrequently: true });
+      const rgb = (name) => {
+        probe.fillStyle = getComputedStyle(document.body).getPropertyValue(name).trim();
+        probe.fillRect(0, 0, 1, 1);
+        return Array.from(probe.getImageData(0, 0, 1, 1).data.slice(0, 3));
+      };
+      const dist = (d, i, c) => Math.abs(d[i] - c[0]) + Math.abs(d[i + 1] - c[1]) + Math.abs(d[i + 2] - c[2]);
+      // Share of the pixels in rows y0..y1 that `hit` picks out.
+      const share = (id, y0, y1, hit) => {
+        const c = document.getElementById(id);
+        const dpr = c.width / c.clientWidth;
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let n = 0, all = 0;
+        for (let y = Math.round(y0 * dpr); y < Math.round(y1 * dpr); y++)
+          for (let x = 0; x < c.width; x += 3) {
+            all++;
+            if (hit(d, (y * c.width + x) * 4)) n++;
+          }
+        return n / all;
+      };
+      const bg = rgb("--canvas-bg"), wave = rgb("--wave");
+      const ov = document.getElementById("overview-canvas");
+      return {
+        pitch: share("track-canvas", lanes.pitch[0] + 1, lanes.pitch[1] - 1, (d, i) => dist(d, i, bg) > 120),
+        overview: share("overview-canvas", 3, ov.clientHeight - 3, (d, i) => dist(d, i, wave) < 60),
+      };
+    }"""
+    )
+    # Was: twelve full-strength pitch stripes and an overview painted solid wave colour.
+    assert ink["pitch"] < 0.1 and ink["overview"] < 0.2, ink
+    viz = page.locator("#visualizer")
+    assert viz.get_attribute("data-playing") == "0"
+    assert page.locator("#visualizer-caption").is_visible()
+    assert page.errors == []
 
 
 def test_page_modules_pure_functions(server: str, browser: Any) -> None:

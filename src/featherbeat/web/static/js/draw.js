@@ -130,6 +130,18 @@ function drawBarNumbers(ctx, model, x, t0, t1, pxPerSec, theme) {
   }
 }
 
+/**
+ * How pitched segment i is, 0..1: one minus its weakest class, squared. Pitches are scaled so
+ * the strongest class is 1, so a flat vector (noise, a constant level: nothing pitched) would
+ * otherwise draw as twelve full-strength stripes; a chord (weak classes near 0) keeps ~1.
+ */
+export function pitchContrast(pitches, i) {
+  let lo = 1;
+  for (let k = 0; k < 12; k++) lo = Math.min(lo, pitches[i * 12 + k]);
+  const c = Math.max(0, Math.min(1, 1 - lo));
+  return c * c;
+}
+
 /** The track's largest absolute peak (cached): quiet masters are drawn as tall as loud ones. */
 function waveformPeak(wf) {
   if (wf.peak === undefined) {
@@ -145,6 +157,19 @@ function laneNote(ctx, lane, text, theme) {
   ctx.font = "italic 12px system-ui, sans-serif";
   ctx.textBaseline = "middle";
   ctx.fillText(text, 8, (LANES[lane][0] + LANES[lane][1]) / 2);
+}
+
+/**
+ * True when the waveform never moves within a bucket: a constant level (a DC offset, digital
+ * silence) that is no sound at all. Drawn as the flat line it is, and said in words.
+ */
+function isConstant(wf) {
+  if (wf.constant === undefined) {
+    let swing = 0;
+    for (let i = 0; i < wf.max.length; i++) swing = Math.max(swing, wf.max[i] - wf.min[i]);
+    wf.constant = swing < 1e-3;
+  }
+  return wf.constant;
 }
 
 function drawWaveform(ctx, model, t0, pxPerSec, width, theme) {
@@ -234,10 +259,13 @@ function drawPitch(ctx, model, x, t0, t1, theme) {
     if (seg.start[i] > t1) break;
     const a = x(seg.start[i]);
     const w = Math.max(1, x(seg.end[i]) - a);
+    const contrast = pitchContrast(seg.pitches, i);
     for (let k = 0; k < 12; k++) {
       const p = seg.pitches[i * 12 + k];
       if (p < 0.05) continue;
-      ctx.globalAlpha = p * p; // squared: the strongest classes stand out like a chromagram
+      // Squared: the strongest classes stand out like a chromagram; times the contrast so
+      // an unpitched segment stays faint.
+      ctx.globalAlpha = p * p * contrast;
       ctx.fillRect(a, y1 - (k + 1) * rowH, w, rowH - 0.5);
     }
   }
@@ -276,6 +304,8 @@ export function drawTrack(canvas, model, view, theme) {
   // Say what is missing rather than leave a lane blank (a stage can fail; see featherbeat.missing).
   if (!model.segments.count) laneNote(ctx, "pitch", "no segments in this analysis", theme);
   if (!model.waveform) laneNote(ctx, "waveform", "no waveform peaks in this analysis", theme);
+  else if (isConstant(model.waveform))
+    laneNote(ctx, "waveform", "a constant level all along: no sound to draw", theme);
   if (!model.sections.length) laneNote(ctx, "sections", "no sections in this analysis", theme);
   if (!model.beats.length) laneNote(ctx, "beats", "no beats found (no steady pulse)", theme);
   drawAxis(ctx, t0, t1, pxPerSec, width, theme);
@@ -300,13 +330,20 @@ export function drawOverview(canvas, model, view, theme) {
     ctx.fillStyle = theme.wave;
     const per = wf.rate / pxPerSec;
     const scale = 1 / waveformPeak(wf);
+    const half = height / 2 - 2;
     for (let px = 0; px < width; px++) {
-      let hi = 0;
+      // From the lowest to the highest sample, as the main lane draws it: a constant level
+      // is then the flat line it is, not a solid bar of its absolute value.
+      let lo = 1;
+      let hi = -1;
       for (let i = Math.floor(px * per); i < Math.min(wf.max.length, Math.floor((px + 1) * per) + 1); i++) {
-        hi = Math.max(hi, wf.max[i], -wf.min[i]);
+        lo = Math.min(lo, wf.min[i]);
+        hi = Math.max(hi, wf.max[i]);
       }
-      const h = Math.min(1, hi * scale) * (height / 2 - 2);
-      ctx.fillRect(px, height / 2 - h, 1, Math.max(1, 2 * h));
+      if (hi < lo) continue;
+      const top = height / 2 - Math.min(1, hi * scale) * half;
+      const bottom = height / 2 - Math.max(-1, lo * scale) * half;
+      ctx.fillRect(px, top, 1, Math.max(1, bottom - top));
     }
   }
   const a = view.start * pxPerSec;

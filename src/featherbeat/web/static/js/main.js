@@ -10,7 +10,7 @@ import * as store from "./store.js";
 import { ProgressView } from "./progress.js";
 import { ResultView } from "./result.js";
 import { UploadView } from "./upload.js";
-import { $, go, jobPath, showMessage, showView } from "./ui.js";
+import { $, go, jobPath, showMessage, showView, withoutName } from "./ui.js";
 
 // The File just uploaded (or chosen to play along) from this page, by job id: played from
 // memory, no download. Gone with a reload, as the page's memory is.
@@ -84,7 +84,7 @@ function cancel() {
 function failed(job) {
   store.remember({ id: job.id, status: "failed" });
   showUpload();
-  const why = job.error ? job.error.message : "The analysis failed.";
+  const why = job.error ? withoutName(job.error.message, job.filename) : "The analysis failed.";
   showMessage(`The analysis of ${job.filename || "the track"} failed: ${why}`);
 }
 

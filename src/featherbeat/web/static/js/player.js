@@ -26,6 +26,7 @@ export class Player {
     this.duration = duration;
     this.pendingTime = 0;
     $("play").disabled = true;
+    delete $("play").closest(".player").dataset.needCopy;
   }
 
   stop() {
@@ -51,6 +52,7 @@ export class Player {
   useSource(url, objectUrl, note) {
     if (this.objectUrl && this.objectUrl !== objectUrl) URL.revokeObjectURL(this.objectUrl);
     this.objectUrl = objectUrl;
+    if (objectUrl) delete $("play").closest(".player").dataset.needCopy;
     this.audio.src = url;
     $("audio-note").textContent = note || "";
     $("audio-note").hidden = !note;
@@ -59,8 +61,10 @@ export class Player {
   /** No source at all: the server does not keep the audio and no File is at hand. */
   noAudio() {
     $("play").disabled = true;
+    $("play").closest(".player").dataset.needCopy = "1";
     $("audio-note").textContent =
-      "The server no longer keeps the audio of this track. Choose your copy of it below to play along.";
+      "The server no longer keeps the audio of this track: choose your copy of it with " +
+      "“Play your own copy…” to play along.";
     $("audio-note").hidden = false;
   }
 

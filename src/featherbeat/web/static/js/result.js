@@ -43,9 +43,14 @@ function renderSummary(model) {
   const t = model.track;
   const fb = model.fb;
   const conf = (c) => (Number.isFinite(c) ? `confidence ${percent(c)}` : "");
+  // Spotify's schema keeps time_signature within 3..7, so a track without a pulse still says 4
+  // (with confidence 0); without beats there are no bars to count, and the page says so.
+  const pulse = t.tempo > 0 && model.beats.length > 0;
   const items = [
-    summaryItem("Tempo", t.tempo ? `${t.tempo.toFixed(1)} BPM` : "no pulse", conf(t.tempo_confidence)),
-    summaryItem("Time signature", `${t.time_signature}/4`, conf(t.time_signature_confidence)),
+    summaryItem("Tempo", pulse ? `${t.tempo.toFixed(1)} BPM` : "no pulse", conf(t.tempo_confidence)),
+    pulse
+      ? summaryItem("Time signature", `${t.time_signature}/4`, conf(t.time_signature_confidence))
+      : summaryItem("Time signature", "none", "no beats to group into bars"),
     summaryItem("Key", keyText(model), t.key >= 0 ? conf(t.key_confidence) : ""),
     summaryItem("Loudness", `${Number(t.loudness).toFixed(1)} dB`, ""),
     summaryItem("Duration", formatTime(model.duration), ""),
@@ -56,10 +61,18 @@ function renderSummary(model) {
     ),
   ];
   $("summary").replaceChildren(...items);
+  const { decode, ...missing } = fb.missing || {};
+  // A file cut short is the one thing here a person must act on (get a whole copy): said as
+  // a warning above the result, in words, not as a missing stage.
+  const cut = decode ? decode.replace(/^input truncated: /, "").replace(/; analysed the readable part$/, "") : "";
+  $("result-warning").textContent = cut
+    ? `This file seems cut short (${cut}). Only the readable part was analysed.`
+    : "";
+  $("result-warning").hidden = !cut;
   const notes = [];
   if (fb.reduced)
     notes.push("Reduced analysis (rhythm and loudness only): the track was too heavy for a full one.");
-  for (const [stage, why] of Object.entries(fb.missing || {})) notes.push(`Missing ${stage}: ${why}`);
+  for (const [stage, why] of Object.entries(missing)) notes.push(`Missing ${stage}: ${why}`);
   $("result-note").textContent = notes.join(" ");
   $("result-note").hidden = notes.length === 0;
 }
@@ -197,7 +210,7 @@ export class ResultView {
     cursor.hidden = x < 0 || x > canvas.clientWidth;
     cursor.style.transform = `translateX(${x}px)`;
     $("time-now").textContent = formatTime(t);
-    const m = this.visualizer.render(t);
+    const m = this.visualizer.render(t, !this.player.paused);
     $("beat-readout").textContent = m.barNumber > 0 ? `bar ${m.barNumber}, beat ${m.position || "–"}` : "";
   }
 

@@ -27,6 +27,15 @@ export function go(path, replace = false) {
   else history.pushState(null, "", path);
 }
 
+/**
+ * The server's message without a leading "name: ": our own sentence names the file already
+ * ("x.mp3 was refused as not audio. x.mp3: the file is …" said it twice).
+ */
+export function withoutName(message, name) {
+  const prefix = `${name}: `;
+  return name && message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}
+
 export function jobPath(id) {
   return `/a/${encodeURIComponent(id)}`;
 }

@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { formatBytes, formatTime, timeAgo } from "./format.js";
 import * as store from "./store.js";
-import { $, currentView, showMessage, showView } from "./ui.js";
+import { $, currentView, showMessage, showView, withoutName } from "./ui.js";
 
 const AUDIO_EXT = /\.(mp3|wav|wave|flac|ogg|oga|opus|m4a|aac|mp4|aif|aiff|wma|webm)$/i;
 
@@ -95,6 +95,7 @@ export class UploadView {
   }
 
   explainError(err, file) {
+    const why = withoutName(err.message, file.name);
     switch (err.status) {
       case 401:
         // Keep the file: entering the token uploads it without choosing it again.
@@ -105,17 +106,17 @@ export class UploadView {
           ? `The API token was refused: ${err.message} Correct it above and the upload starts again.`
           : "This server needs an API token. Enter it above and the upload starts.";
       case 413:
-        return `${file.name} is too big for this server. ${err.message}`;
+        return `${file.name} is too big for this server. ${why}`;
       case 415:
-        return `${file.name} was refused as not audio. ${err.message}`;
+        return `${file.name} was refused as not audio: ${why}`;
       case 422:
-        return `${file.name} is too long for this server. ${err.message}`;
+        return `${file.name} is too long for this server. ${why}`;
       case 503: {
         const wait = err.retryAfter ? ` Try again in ${err.retryAfter} s.` : "";
         return `The server is busy. ${err.message}${wait}`;
       }
       default:
-        return `The server refused ${file.name}: ${err.message}`;
+        return `The server refused ${file.name}: ${why}`;
     }
   }
 
@@ -130,6 +131,12 @@ export class UploadView {
     if (!looksLikeAudio(file)) {
       $("file-duration").textContent = "–";
       showMessage(`${file.name} does not look like audio. Choose an MP3, WAV, FLAC, OGG, Opus or M4A file.`);
+      return;
+    }
+    if (file.size === 0) {
+      // Said here: probing an empty file's duration would only log a failed request.
+      $("file-duration").textContent = "–";
+      showMessage(`${file.name} is empty (0 bytes): there is no audio in it to analyse.`);
       return;
     }
     if (cfg && cfg.max_upload_bytes && file.size > cfg.max_upload_bytes) {
@@ -192,11 +199,18 @@ export class UploadView {
 
     const token = $("token");
     token.value = store.getToken();
-    token.addEventListener("change", () => {
+    // Leaving the field or pressing Enter (the form's submit) commits it; a file refused for
+    // want of a token is then uploaded once, whichever comes first.
+    const commit = () => {
       store.setToken(token.value);
       const file = this.waitingForToken;
       this.waitingForToken = null;
       if (file && token.value.trim() && currentView() === "upload") this.handleFile(file);
+    };
+    token.addEventListener("change", commit);
+    $("token-box").addEventListener("submit", (e) => {
+      e.preventDefault(); // the page never navigates for it
+      commit();
     });
   }
 }

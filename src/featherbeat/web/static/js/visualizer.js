@@ -3,7 +3,8 @@
 // a colour that follows the sections. It reads only the analysis and audio.currentTime.
 
 import { momentAt } from "./model.js";
-import { fitCanvas } from "./draw.js";
+import { fitCanvas, pitchContrast } from "./draw.js";
+import { formatTime } from "./format.js";
 
 export const VISUALIZER_HEIGHT = 220;
 
@@ -15,8 +16,12 @@ export class Visualizer {
     this.beatsPerBar = Math.max(1, Math.min(12, Number(model.track.time_signature) || 4));
   }
 
-  /** Draw the frame for time t (seconds). Cheap enough for every animation frame. */
-  render(t) {
+  /**
+   * Draw the frame for time t (seconds). Cheap enough for every animation frame. While not
+   * `playing` the frame is the moment the playhead is at, and says so (a still disc alone
+   * reads as decoration).
+   */
+  render(t, playing = false) {
     const { ctx, width, height } = fitCanvas(this.canvas, VISUALIZER_HEIGHT);
     const m = momentAt(this.model, t);
     const hue = m.section ? m.section.hue : 220;
@@ -51,8 +56,10 @@ export class Visualizer {
     const si = Math.max(0, m.segmentIndex);
     if (si < seg.count) {
       const loud = Math.max(0, Math.min(1, (seg.loudness[si] + 40) / 40));
+      // A flat pitch vector (noise, a constant level) has no pitch: short, faint petals.
+      const contrast = pitchContrast(seg.pitches, si);
       for (let k = 0; k < 12; k++) {
-        const p = seg.pitches[si * 12 + k];
+        const p = seg.pitches[si * 12 + k] * contrast;
         const ang = -Math.PI / 2 + (k / 12) * Math.PI * 2;
         const len = r + 6 + p * base * 1.3 * (0.4 + 0.6 * loud);
         ctx.strokeStyle = `hsla(${(hue + k * 30) % 360}, 80%, ${dark ? 65 : 45}%, ${0.35 + 0.65 * p})`;
@@ -80,8 +87,8 @@ export class Visualizer {
     ctx.arc(cx, cy, r, 0, Math.PI * 2);
     ctx.fill();
 
-    // Position in the bar: one dot per beat, the current one lit.
-    const dots = this.beatsPerBar;
+    // Position in the bar: one dot per beat, the current one lit (none without beats).
+    const dots = this.model.beats.length ? this.beatsPerBar : 0;
     const gap = 16;
     for (let i = 0; i < dots; i++) {
       const on = m.position === i + 1;
@@ -98,6 +105,17 @@ export class Visualizer {
     ctx.font = "12px system-ui, sans-serif";
     ctx.fillStyle = this.theme.muted;
     if (m.barNumber > 0) ctx.fillText(`bar ${m.barNumber} · beat ${m.position || "–"}`, 12, 30);
+    else if (!this.model.beats.length) ctx.fillText("no steady pulse: nothing to pulse with", 12, 30);
+    if (!playing) {
+      ctx.textAlign = "right";
+      ctx.fillStyle = this.theme.fg;
+      ctx.font = "600 13px system-ui, sans-serif";
+      ctx.fillText(`❚❚ paused at ${formatTime(t)}`, width - 12, 10);
+      ctx.font = "12px system-ui, sans-serif";
+      ctx.fillStyle = this.theme.muted;
+      ctx.fillText("press play (or Space) to see it move with the music", width - 12, 28);
+      ctx.textAlign = "left";
+    }
 
     // Published for tests and assistive tools: what the frame shows.
     const ds = this.canvas.dataset;
@@ -105,6 +123,7 @@ export class Visualizer {
     ds.bar = String(m.barNumber);
     ds.position = String(m.position);
     ds.section = m.section ? m.section.label : "";
+    ds.playing = playing ? "1" : "0";
     return m;
   }
 }
