@@ -525,3 +525,76 @@ def test_public_message_drops_paths_and_internals() -> None:
     )
     kept = "a.m4a: not a readable audio file (MP4/M4A without its index, truncated or incomplete)"
     assert public_message(kept, "a.m4a") == kept
+
+
+# --- 14.5 / 14.6: cross-site requests and the page's headers ----------------------------------
+
+
+def test_state_changing_requests_from_another_origin_are_refused(
+    svc: Service, tmp_path: Path
+) -> None:
+    clicks = click_track(97.0, 2.0)
+    wav = write_audio(tmp_path, "origin", clicks.audio, clicks.sr, "wav")
+    status, body = svc.upload(wav, headers={"Origin": "https://evil.example"})
+    assert status == 403 and body["error"]["code"] == "cross_origin", body
+    status, body = svc.upload(wav, headers={"Origin": "null"})
+    assert status == 403
+    status, job = svc.upload(wav, headers={"Origin": svc.base_url})  # our own page
+    assert status == 202, job
+    status, _, body = svc.request(
+        "DELETE", f"/api/v1/analyses/{job['id']}", headers={"Origin": "https://evil.example"}
+    )
+    assert status == 403 and json.loads(body)["error"]["code"] == "cross_origin"
+    assert svc.request("DELETE", f"/api/v1/analyses/{job['id']}")[0] == 204  # no Origin: a CLI
+
+
+def test_page_and_api_carry_security_headers(svc: Service) -> None:
+    status, headers, _ = svc.request("GET", "/")
+    assert status == 200
+    csp = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    status, headers, _ = svc.request("GET", "/api/v1/config")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+# --- 14.10: hardening --------------------------------------------------------------------------
+
+
+def test_data_dir_and_what_it_holds_are_private(tmp_path: Path) -> None:
+    clicks = click_track(99.0, 2.0)
+    wav = write_audio(tmp_path, "private", clicks.audio, clicks.sr, "wav")
+    with running_service(tmp_path / "svc", {"FEATHERBEAT_KEEP_UPLOADS": "1"}) as svc:
+        job = svc.wait_done(svc.upload(wav)[1]["id"])
+        assert job["status"] == "done"
+        assert svc.data_dir.stat().st_mode & 0o777 == 0o700
+        files = [p for p in svc.data_dir.rglob("*") if p.is_file()]
+        assert any(p.name == "jobs.db" for p in files) and any("results" in p.parts for p in files)
+        shared = [str(p) for p in files if p.stat().st_mode & 0o077]
+        assert not shared, f"readable by other users: {shared}"
+
+
+def test_analysis_child_gets_no_secrets() -> None:
+    from featherbeat.jobs.runner import child_env
+
+    env = child_env(
+        {
+            "PATH": "/usr/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": "/app/src",
+            "OMP_NUM_THREADS": "1",
+            "FEATHERBEAT_API_TOKEN": "s3cret",
+            "FEATHERBEAT_BROKER": "redis://:pw@redis:6379/0",
+            "AWS_SECRET_ACCESS_KEY": "k",
+            "REDIS_PASSWORD": "pw",
+        }
+    )
+    assert env == {
+        "PATH": "/usr/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": "/app/src",
+        "OMP_NUM_THREADS": "1",
+    }

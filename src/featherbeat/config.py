@@ -49,6 +49,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+# Files the service processes create are theirs alone: uploads, results, jobs.db.
+PRIVATE_UMASK = 0o077
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import Any
+
+from featherbeat.config import PRIVATE_UMASK
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,6 +57,7 @@ def run_consumer(settings: Any) -> int:
 
     # huey logs its own lifecycle on stderr; our job events are the JSON lines on stdout.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    os.umask(PRIVATE_UMASK)  # results and temp files readable by our user only
     services = Services.from_settings(settings)
     active = ActiveChildren()
     runner = Runner(settings, services.store, services.blobs, active)

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -87,6 +88,19 @@ def public_message(message: str, filename: str | None, *paths: str | Path) -> st
     text = _INTERNALS.sub("", text)
     text = re.sub(r"\(\s+", "(", text)
     return re.sub(r"\s*\(\)", "", text).strip()
+
+
+# What the analysis child may see of the consumer's environment: enough to find Python, its
+# packages and a temp dir, and the numeric libraries' thread settings. Not the API token, the
+# broker URL or cloud credentials: FFmpeg and libsndfile parse untrusted bytes in that process.
+_CHILD_ENV = re.compile(
+    r"^(PATH|HOME|LANG|LANGUAGE|LC_\w+|TZ|TMPDIR|PYTHONPATH|PYTHONHOME|PYTHONUNBUFFERED|"
+    r"PYTHONDONTWRITEBYTECODE|VIRTUAL_ENV|\w+_NUM_THREADS|MALLOC_\w+)$"
+)
+
+
+def child_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if _CHILD_ENV.match(k)}
 
 
 def named_as_uploaded(message: str, input_path: Path, filename: str | None) -> str:
@@ -289,6 +303,7 @@ class Runner:
             stderr=subprocess.PIPE,
             preexec_fn=_die_with_parent,
             close_fds=True,  # noqa: PLW1509 (prctl only)
+            env=child_env(os.environ),
         )
         self.active.add(owner, job_id, proc)
         messages: deque[dict[str, Any]] = deque()

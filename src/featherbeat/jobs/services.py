@@ -8,13 +8,25 @@ With ``FEATHERBEAT_BROKER=redis://...`` it asks ``featherbeat.jobs.scaleout.buil
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from featherbeat.config import ConfigError, Settings
 from featherbeat.jobs.blobs import BlobStore, LocalBlobStore
 from featherbeat.jobs.queue import JobQueue
 from featherbeat.jobs.store import JobStore, SqliteJobStore
+
+
+def make_private(folder: Path) -> None:
+    """The data dir holds every upload and result, and a job id is the key to its analysis:
+    only the service's own user may list or read it (0700; files in it are created 0600 by
+    the service processes, which run with ``PRIVATE_UMASK``)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # not ours (a mounted volume): leave it as it is
+        os.chmod(folder, 0o700)
 
 
 @dataclass
@@ -26,6 +38,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
+        make_private(settings.data_dir)
         if settings.broker:
             try:
                 scaleout = importlib.import_module("featherbeat.jobs.scaleout")
@@ -38,7 +51,6 @@ class Services:
                 ) from None
             return scaleout.build(settings)
         data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
         return cls(
             settings=settings,
             store=SqliteJobStore(data / "jobs.db"),

@@ -15,8 +15,17 @@ import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from featherbeat.config import Settings
+
+# The page loads its own script, style sheet and icon; media and downloads may be blob: URLs
+# (the "play your own copy" file); it talks only to this server.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob:; connect-src 'self'; font-src 'self'; manifest-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -71,6 +80,43 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(pages.bp)
 
     origins = settings.cors_origins
+
+    @app.before_request
+    def _same_origin() -> None:
+        """A page on another origin can make a visitor's browser POST a form or a no-cors
+        fetch here (no preflight); browsers always say where such a request comes from, so
+        state-changing requests from an origin that is neither ours nor allowed are refused.
+        Clients that are not browsers send no Origin and are not affected."""
+        if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return None
+        origin = request.headers.get("Origin")
+        if origin is None or "*" in origins or origin in origins:
+            return None
+        if origin != "null" and urlsplit(origin).netloc == request.host:
+            return None  # our own page (the scheme may differ behind a TLS proxy)
+        services = app.extensions["featherbeat"]
+        services.store.incr("rejected:cross_origin")
+        raise errors.ApiError(
+            403,
+            "cross_origin",
+            f"Requests that change data are not accepted from pages on {origin}; "
+            "use this server's own page, or ask its operator to allow that origin "
+            "(FEATHERBEAT_CORS_ORIGINS).",
+        )
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        # No framing (the result page's Delete button must not be clickjacked), no sniffing
+        # of a JSON or audio answer as HTML, no URLs (job ids are keys) leaked as referrers.
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if response.mimetype == "text/html":
+            headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        else:
+            headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        return response
 
     @app.after_request
     def _cors(response: Response) -> Response:

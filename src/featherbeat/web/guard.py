@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import re
 import selectors
 import socket
@@ -50,7 +51,7 @@ from gunicorn import http, util
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from featherbeat.config import Settings
+from featherbeat.config import PRIVATE_UMASK, Settings
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 64 * 1024
@@ -186,6 +187,7 @@ class GuardedThreadWorker(ThreadWorker):
 
     def init_process(self) -> None:
         util.write_error = _json_write_error  # gunicorn's refusals in our JSON shape
+        os.umask(PRIVATE_UMASK)  # uploads, results and jobs.db readable by our user only
         super().init_process()
 
     # -- accepting --------------------------------------------------------------------------
