@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from featherbeat.analysis.spans import span_means
+
 METERS = (3, 4, 5, 6, 7)
 METER_PRIOR = {3: 0.0, 4: 0.25, 5: -0.6, 6: -0.4, 7: -0.6}  # added to the contrast (z units)
 PHASE_JUMP_COST = 8.0  # nats for a bar that is cut short or stretched (accent units ~1 per beat)
@@ -26,10 +28,9 @@ def beat_sync_mean(
     """Mean of ``curve`` from lo to hi seconds around each beat."""
     if curve.size == 0 or beat_times.size == 0:
         return np.zeros(beat_times.size)
-    c = np.concatenate([[0.0], np.cumsum(curve, dtype=np.float64)])
     a = np.clip(np.round((beat_times + lo) * rate).astype(int), 0, curve.size - 1)
     b = np.clip(np.round((beat_times + hi) * rate).astype(int) + 1, a + 1, curve.size)
-    return (c[b] - c[a]) / (b - a)
+    return span_means(curve, a, b)
 
 
 def beat_vectors(
