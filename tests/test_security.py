@@ -166,8 +166,9 @@ def test_stalled_multipart_upload_leaves_nothing(svc: Service) -> None:
     ).encode()
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
         sock.sendall(head + first)  # then nothing: the idle timeout is 1 s
-        status, _, body = read_response(sock)
+        status, headers, body = read_response(sock)
     assert status == 408 and error_of(status, body)["code"] == "upload_stalled"
+    assert headers["connection"] == "close"  # it closes, and says so (was "keep-alive")
     wait_no_leftovers(svc)
 
 
@@ -598,3 +599,59 @@ def test_analysis_child_gets_no_secrets() -> None:
         "PYTHONPATH": "/app/src",
         "OMP_NUM_THREADS": "1",
     }
+
+
+def test_ranges_lengths_and_containers_answer_as_the_rfcs_say(tmp_path: Path) -> None:
+    """416 carries Content-Range: bytes */N; a Range in another unit is ignored; a FLAC whose
+    header leaves the length open (total_samples 0) is analysed, not refused as 7 trillion
+    minutes long."""
+    clicks = click_track(112.0, 4.0)
+    flac = bytearray(write_audio(tmp_path, "open", clicks.audio, clicks.sr, "flac").read_bytes())
+    flac[8 + 13] &= 0xF0  # STREAMINFO total samples: 0 ("unknown", legal)
+    flac[8 + 14 : 8 + 18] = b"\0\0\0\0"
+    with running_service(tmp_path / "svc", {"FEATHERBEAT_KEEP_UPLOADS": "1"}) as svc:
+        status, job = svc.upload(bytes(flac), "open-length.flac")
+        assert status == 202, job
+        job = svc.wait_done(job["id"])
+        assert job["status"] == "done", job
+        audio = job["links"]["audio"]
+        status, headers, body = svc.request("GET", audio, headers={"Range": "bytes=99999999-"})
+        assert status == 416 and headers["content-range"] == f"bytes */{len(flac)}"
+        assert json.loads(body)["error"]["code"]
+        status, headers, body = svc.request("GET", audio, headers={"Range": "items=0-10"})
+        assert status == 200 and len(body) == len(flac)
+
+
+def _ogg_page(serial: int, payload: bytes, bos: bool) -> bytes:
+    import struct
+
+    head = b"OggS\0" + bytes([2 if bos else 0]) + struct.pack("<qIII", 0, serial, 0, 0)
+    return head + bytes([1, len(payload)]) + payload  # one segment
+
+
+def test_ogg_with_cover_art_stream_first_is_audio(tmp_path: Path) -> None:
+    from featherbeat.web.sniff import sniff
+
+    clicks = click_track(100.0, 3.0)
+    vorbis = write_audio(tmp_path, "v", clicks.audio, clicks.sr, "ogg").read_bytes()
+    theora = _ogg_page(0x7E57, b"\x80theora" + b"\0" * 34, bos=True)
+    path = tmp_path / "with-cover.ogg"
+    path.write_bytes(theora + vorbis)
+    found = sniff(path)
+    assert found.format == "ogg" and found.duration is not None
+    assert abs(found.duration - 3.0) < 0.2
+
+
+def test_crafted_mp4_with_millions_of_boxes_is_checked_in_bounded_time(tmp_path: Path) -> None:
+    import struct
+
+    from featherbeat.web.sniff import sniff
+
+    path = tmp_path / "boxes.m4a"
+    with path.open("wb") as out:
+        out.write(struct.pack(">I4s4sI", 16, b"ftyp", b"M4A ", 0))
+        out.write(struct.pack(">I4s", 8, b"free") * 3_000_000)  # 24 MB of empty boxes
+    started = time.monotonic()
+    found = sniff(path)
+    assert time.monotonic() - started < 1.0
+    assert found.format == "m4a" and found.duration is None  # left to the analysis

@@ -205,7 +205,9 @@ class AudioStream:
         if self.sample_rate <= 0 or self.channels <= 0:
             f.close()
             raise DecodeError(f"{self.name or 'input'}: header has no sample rate or channels")
-        if f.frames > 0:
+        # libsndfile says SF_COUNT_MAX frames when the header leaves the length open (a legal
+        # FLAC with total_samples 0): unknown, not 7 trillion minutes.
+        if 0 < f.frames < 2**62:
             self.duration_hint = f.frames / self.sample_rate
         self.decoder = f"libsndfile {f.format} {self.channels}ch {self.sample_rate} Hz"
         self._check_header()

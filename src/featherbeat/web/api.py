@@ -514,6 +514,9 @@ def audio(job_id: str) -> Response:
     if not job.upload_key or svc.blobs.size(job.upload_key) is None:
         raise gone
     media = job.media_type or "application/octet-stream"
+    if not request.headers.get("Range", "bytes=").strip().lower().startswith("bytes="):
+        # A unit we do not serve (items=0-10): ignored, the whole file (RFC 9110 14.2).
+        request.environ.pop("HTTP_RANGE", None)
     if isinstance(svc.blobs, LocalBlobStore):
         # A real file: send_file answers Range requests, so the page's <audio> can seek.
         with svc.blobs.local_path(job.upload_key) as path:

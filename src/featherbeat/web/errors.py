@@ -47,7 +47,8 @@ def register(app: Flask) -> None:
             404: "There is nothing at this address; see /api/v1/openapi.json for the API.",
             405: "This address does not accept that method; see /api/v1/openapi.json.",
         }.get(status, exc.description or exc.name)
-        headers = dict(exc.get_headers()) if status == 405 else {}
+        # 405 says which methods, 416 the length (Content-Range: bytes */N).
+        headers = dict(exc.get_headers()) if status in (405, 416) else {}
         headers.pop("Content-Type", None)
         return error_response(status, _snake(exc.name), message, headers)
 

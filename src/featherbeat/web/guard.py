@@ -185,6 +185,25 @@ class GuardedThreadWorker(ThreadWorker):
         self.clients: Counter[str] = Counter()
         self.clients_lock = threading.Lock()
 
+    def load_wsgi(self) -> None:
+        """The app asks for the connection to close with a ``Connection: close`` header, which
+        gunicorn drops as hop-by-hop and then answers "keep-alive" (and closes anyway after a
+        refused upload): make gunicorn close, and say so."""
+        super().load_wsgi()
+        app: Any = getattr(self, "wsgi")  # noqa: B009 (gunicorn sets it untyped)
+
+        def closing_app(environ: dict[str, Any], start_response: Any) -> Any:
+            def respond(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+                if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                    response = getattr(start_response, "__self__", None)
+                    if response is not None and hasattr(response, "force_close"):
+                        response.force_close()
+                return start_response(status, headers, *exc_info)
+
+            return app(environ, respond)
+
+        self.wsgi = closing_app
+
     def init_process(self) -> None:
         util.write_error = _json_write_error  # gunicorn's refusals in our JSON shape
         os.umask(PRIVATE_UMASK)  # uploads, results and jobs.db readable by our user only

@@ -111,21 +111,43 @@ def _flac(head: bytes) -> float | None:
     return total / rate if total else None
 
 
-def _ogg(fp: BinaryIO, head: bytes, size: int) -> tuple[str, float | None]:
-    payload = head[27 + head[26] :] if len(head) > 27 else b""
+def _ogg_audio(payload: bytes) -> tuple[str, int] | None:
+    """(format, sample rate) if this first packet of a stream starts Opus, Vorbis or FLAC."""
     if payload.startswith(b"OpusHead"):
-        fmt, rate = "opus", 48000
-    elif payload.startswith(b"\x01vorbis") and len(payload) >= 16:
-        fmt, rate = "ogg", struct.unpack("<I", payload[12:16])[0]
-    elif payload.startswith(b"\x7fFLAC") and len(payload) >= 9 + 8 + 34:
-        fmt, info = "ogg", payload[17:51]
-        rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
-    else:
+        return "opus", 48000
+    if payload.startswith(b"\x01vorbis") and len(payload) >= 16:
+        return "ogg", struct.unpack("<I", payload[12:16])[0]
+    if payload.startswith(b"\x7fFLAC") and len(payload) >= 9 + 8 + 34:
+        info = payload[17:51]
+        return "ogg", (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)
+    return None
+
+
+def _ogg(fp: BinaryIO, head: bytes, size: int) -> tuple[str, float | None]:
+    # Every stream starts with a BOS page, all before any other page: the audio one need not
+    # be the first (Theora cover art, a skeleton track).
+    pos, found = 0, None
+    while found is None and pos + 27 <= len(head) and head[pos : pos + 4] == b"OggS":
+        if not head[pos + 5] & 0x02:  # past the BOS pages
+            break
+        segments = head[pos + 26]
+        start = pos + 27 + segments
+        length = sum(head[pos + 27 : start])
+        audio = _ogg_audio(head[start : start + length])
+        if audio is not None:
+            found = (audio, head[pos + 14 : pos + 18])
+        pos = start + length
+    if found is None:
         raise NotAudioError("the Ogg file holds no Vorbis, Opus or FLAC audio")
-    # The last page's granule position is the stream length in samples.
+    (fmt, rate), serial = found
+    payload = head[pos - length : pos]
+    # The last page of the audio stream: its granule position is the length in samples.
     fp.seek(max(0, size - HEAD))
     tail = fp.read(HEAD)
-    at = tail.rfind(b"OggS")
+    at = len(tail)
+    while (at := tail.rfind(b"OggS", 0, at)) >= 0:
+        if tail[at + 14 : at + 18] == serial:
+            break
     if at < 0 or at + 14 > len(tail) or not rate:
         return fmt, None
     granule = struct.unpack("<q", tail[at + 6 : at + 14])[0]
@@ -134,10 +156,17 @@ def _ogg(fp: BinaryIO, head: bytes, size: int) -> tuple[str, float | None]:
     return fmt, (granule / rate if granule > 0 else None)
 
 
+# Top-level MP4 boxes walked before giving up on the duration: real files have a handful (a
+# fragmented one a few thousand); a crafted one with millions kept the web process busy 13 s.
+MAX_MP4_BOXES = 20_000
+
+
 def _mp4(fp: BinaryIO, size: int) -> float | None:
     # Walk the top-level boxes to moov (often at the end), then its mvhd.
     pos = 0
-    while pos + 8 <= size:
+    for _ in range(MAX_MP4_BOXES):
+        if pos + 8 > size:
+            break
         fp.seek(pos)
         box = fp.read(16)
         if len(box) < 8:
