@@ -113,3 +113,60 @@ def test_full_redis_is_507_storage_full(tmp_path: Path, redis_server: RedisServe
         client.config_set("maxmemory", "0")
         status, job = svc.upload(wav_bytes(12, 60.0), "big.wav")  # room again: accepted
         assert status == 202 and svc.wait_done(job["id"])["status"] == "done"
+
+
+def test_two_web_processes_take_the_same_bytes_at_once(
+    tmp_path: Path,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Eight uploads of the same bytes, released together by a barrier, spread over two web
+    processes on one Redis: every uploader gets their own id and name, one analysis runs, no
+    stored copy is left behind, and the shared result goes with the last id."""
+    import threading
+
+    import redis
+    from service_harness import Service
+
+    audio = wav_bytes(13, 6.0)
+    env = {"FEATHERBEAT_BROKER": redis_server.url}
+    with running_service(tmp_path / "a", env=env) as first:
+        second = Service(tmp_path / "b", env)
+        second.start_web()
+        try:
+            webs = [first, second]
+            n = 8
+            barrier = threading.Barrier(n)
+            answers: dict[int, tuple[int, dict]] = {}
+
+            def upload(i: int) -> None:
+                barrier.wait(timeout=10)
+                answers[i] = webs[i % 2].upload(audio, f"same{i}.wav", raw=bool(i % 3))
+
+            threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert len(answers) == n, answers
+            assert all(status == 202 for status, _ in answers.values()), answers
+            ids = {job["id"] for _, job in answers.values()}
+            assert len(ids) == n
+            for i, (_, job) in answers.items():
+                assert job["filename"] == f"same{i}.wav"
+            done = [webs[k % 2].wait_done(job_id) for k, job_id in enumerate(sorted(ids))]
+            assert all(j["status"] == "done" and j["attempts"] == 1 for j in done), done
+            client = redis.Redis.from_url(redis_server.url)
+            assert len(list(client.scan_iter("featherbeat:job:*"))) == 1  # one analysis
+            assert len(list(client.scan_iter("featherbeat:link:*"))) == n - 1
+            assert list(client.scan_iter("featherbeat:blob:uploads/*")) == []  # none left
+            counters = {k.decode(): int(v) for k, v in client.hgetall("featherbeat:counters").items()}
+            assert counters.get("uploads:accepted") == 1, counters
+            for k, job_id in enumerate(sorted(ids)):
+                status, _, _ = webs[k % 2].request("DELETE", f"/api/v1/analyses/{job_id}")
+                assert status == 204
+                left = list(client.scan_iter("featherbeat:blob:results/*"))
+                assert bool(left) == (k < n - 1), (k, left)  # the last id takes the result
+            assert list(client.scan_iter("featherbeat:job:*")) == []
+            assert list(client.scan_iter("featherbeat:link*")) == []
+        finally:
+            second.stop()
