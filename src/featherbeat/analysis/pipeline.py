@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
+
+import numpy as np
 
 from featherbeat.analysis import rhythm
-from featherbeat.analysis.decode import open_audio
+from featherbeat.analysis.decode import AudioInput, open_audio
 from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.features.spectrum import FrameCurves, FrameFeatures
@@ -172,7 +173,7 @@ def _assemble(frame_rate: float, frames: FrameCurves | None, onset: OnsetCurves 
 
 
 def analyze(
-    source: str | os.PathLike[str] | IO[bytes],
+    source: AudioInput,
     progress: Progress | None = None,
     *,
     reduced: bool = False,
@@ -184,8 +185,8 @@ def analyze(
     reads (WAV, FLAC, OGG Vorbis, Opus, MP3, M4A/AAC, ...).
 
     ``progress(fraction, stage)``: called at most once per percent, never backwards;
-    ``fraction`` runs 0..1 over the whole analysis and ``stage`` is "decoding", "rhythm",
-    "structure", then "done".
+    ``fraction`` runs 0..1 over the whole analysis and ``stage`` (a ``progress.Stage``) is
+    "decoding", "rhythm", "structure", then "done".
 
     ``reduced=True``: rhythm and loudness only (segments, key and sections are skipped).
 
@@ -203,7 +204,7 @@ def analyze(
 
 
 def _analyze(
-    source: str | os.PathLike[str] | IO[bytes],
+    source: AudioInput,
     progress: Progress | None,
     *,
     reduced: bool,
@@ -222,7 +223,7 @@ def _analyze(
     features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
     peaks = WaveformPeaks(capacity=expected // 441 + 2)
     onset = OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
-    consumers: dict[str, Callable[[Any], None]] = {
+    consumers: dict[str, Callable[[np.ndarray], None]] = {
         "features": features.push,
         "peaks": peaks.push,
         "onset": onset.push,
