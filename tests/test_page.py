@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -28,7 +29,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.service, pytest.mark.timeout(180)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# CHROMIUM names a browser that is not `chromium` on PATH (macOS, Playwright's download; see
+# README.md), as scripts/system-deps.sh reads it.
+CHROMIUM = (
+    os.environ.get("CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+    or "/usr/bin/chromium"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -86,7 +94,7 @@ def server(service: Service) -> str:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed; run `make system-deps`")
+        pytest.skip("chromium is not installed; run `make system-deps` or set CHROMIUM (README)")
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -509,3 +509,22 @@ def test_a_file_the_analysis_rejects_is_named_by_its_filename(svc: Service, tmp_
     assert job["status"] == "failed" and job["error"]["code"] == "not_audio", job
     message = job["error"]["message"]
     assert message.startswith("my song.m4a: ") and job["id"] not in message, message
+
+
+def test_metrics_summaries_count_the_same_analyses(svc: Service, tmp_path: Path) -> None:
+    """Issue 10.11: /metrics counted 13 analysis times but 14 peak-memory samples (a failed
+    job has a peak and no analysis time). Both summaries cover the same finished analyses."""
+    clicks = click_track(106.0, 6.0)
+    data = write_audio(tmp_path, "whole", clicks.audio, clicks.sr, "m4a").read_bytes()
+    status, body = svc.upload(data[: len(data) // 2], "fails in the decoder.m4a")
+    assert status == 202, body
+    assert svc.wait_done(body["id"])["status"] == "failed"
+    status, _, text = svc.request("GET", "/metrics")
+    counts = dict(
+        line.split() for line in text.decode().splitlines() if line.endswith(tuple("0123456789"))
+        and "_count " in line
+    )
+    done = svc.json("GET", "/healthz")[1]["jobs"]["done"]
+    assert counts["featherbeat_analysis_seconds_count"] == counts[
+        "featherbeat_analysis_peak_rss_mb_count"
+    ] == str(min(done, 100)), counts

@@ -69,16 +69,22 @@ def metrics() -> Response:
             if k.startswith("rejected:")
         ),
     ]
+    # Both summaries over the same jobs: the recent analyses that ran to the end. A failed
+    # job has a peak but no analysis time, and counting it in one summary only made the two
+    # _count lines disagree (its peak is in its job.failed log line).
+    ran = [
+        j for j in recent if j.status == "done" and None not in (j.analysis_seconds, j.peak_rss_mb)
+    ]
     for name, help_text, values in (
         (
             "analysis_seconds",
-            "Analysis wall time of the last finished jobs.",
-            [j.analysis_seconds for j in recent if j.analysis_seconds is not None],
+            "Analysis wall time of the last finished analyses.",
+            [float(j.analysis_seconds or 0.0) for j in ran],
         ),
         (
             "analysis_peak_rss_mb",
-            "Peak memory (RSS, MB) of the last analyses.",
-            [j.peak_rss_mb for j in recent if j.peak_rss_mb is not None],
+            "Peak memory (RSS, MB) of the same analyses.",
+            [float(j.peak_rss_mb or 0.0) for j in ran],
         ),
     ):
         lines += [f"# HELP featherbeat_{name} {help_text}", f"# TYPE featherbeat_{name} summary"]

@@ -260,5 +260,5 @@ def _mpeg(head: bytes, size: int) -> tuple[str, float | None]:
         return "mp3", (size - i) * 8 / (kbps * 1000)  # constant bitrate estimate
     raise NotAudioError(
         "the file is not in an audio format we can read "
-        "(MP3, WAV, FLAC, OGG, Opus, M4A/AAC, AIFF, WebM, WMA)"
+        "(MP3, WAV, FLAC, OGG, Opus, M4A/AAC, AIFF, AU, WebM, WMA)"
     )
