@@ -655,3 +655,55 @@ def test_crafted_mp4_with_millions_of_boxes_is_checked_in_bounded_time(tmp_path:
     found = sniff(path)
     assert time.monotonic() - started < 1.0
     assert found.format == "m4a" and found.duration is None  # left to the analysis
+
+
+# --- 14.4: an input longer than the limit, with no length in its header ------------------------
+
+
+def _piped_webm(path: Path, seconds: int) -> None:
+    """Opus silence in WebM written to a sink that cannot seek: no Duration element, no Cues
+    (what a browser's MediaRecorder or `ffmpeg ... -f webm pipe:` produce)."""
+    import av
+    import numpy as np
+
+    class Pipe:
+        def __init__(self, raw: Any) -> None:
+            self.raw = raw
+
+        def write(self, data: bytes) -> int:
+            return int(self.raw.write(data))
+
+        def seekable(self) -> bool:
+            return False
+
+    with path.open("wb") as raw:
+        out = av.open(Pipe(raw), mode="w", format="webm")
+        stream = out.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        silence = np.zeros((1, 48000), dtype=np.int16)
+        for second in range(seconds):
+            frame = av.AudioFrame.from_ndarray(silence, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 48000, second * 48000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+        out.close()
+
+
+def test_too_long_input_without_a_header_length_stops_before_decoding(tmp_path: Path) -> None:
+    """Before: such a file passed the upload check and was decoded and analysed up to the limit
+    before failing too_long (8.8 h against 2 h: ~55 CPU-s, 118 MB). Now opening it reads the
+    packets' times only and refuses it at once."""
+    from featherbeat.analysis.decode import open_audio
+    from featherbeat.analysis.errors import InputTooLongError
+
+    path = tmp_path / "piped.webm"
+    _piped_webm(path, 90)
+    started = time.process_time()
+    with pytest.raises(InputTooLongError):
+        open_audio(str(path), max_duration=30)
+    assert time.process_time() - started < 1.0
+    stream = open_audio(str(path), max_duration=120)  # within the limit: read in full
+    samples = sum(len(block) for block in stream)
+    assert abs(samples / 22050 - 90.0) < 1.0

@@ -231,6 +231,21 @@ class AudioStream:
             self.duration_hint = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             self.duration_hint = container.duration / 1_000_000
+        limit = self.max_duration
+        if self.duration_hint is None and limit is not None:
+            # No length in the header (Matroska written to a pipe): read the packets' times,
+            # without decoding, as far as the limit. Refusing 8.8 hours of such a file then
+            # costs a demux of the first 2 hours, not decoding and analysing them.
+            end = _demuxed_until(container, stream, limit + 1.0)
+            container.close()
+            if end > limit + 1.0:
+                raise InputTooLongError(
+                    f"{self.name or 'input'}: longer than the limit of {limit / 60:.1f} minutes"
+                )
+            self._rewind()
+            container = av.open(self._source, mode="r")
+            stream = container.streams.audio[0]
+            self._reader, self._av_stream = container, stream
         codec = stream.codec_context.name
         self.decoder = (
             f"ffmpeg {container.format.name}/{codec} {self.channels}ch {self.sample_rate} Hz"
@@ -518,6 +533,20 @@ def _source_name(source: object) -> str:
         return os.path.basename(os.fspath(source))
     name = getattr(source, "name", "")
     return os.path.basename(name) if isinstance(name, str) else ""
+
+
+def _demuxed_until(container: Any, stream: Any, limit: float) -> float:
+    """Seconds of ``stream`` in ``container``, read from packet times only, stopping at the
+    first packet past ``limit`` (which is then returned)."""
+    base = float(stream.time_base or 0) or 1.0 / max(1, int(stream.rate or 1))
+    end = 0.0
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        end = max(end, (packet.pts + (packet.duration or 0)) * base)
+        if end > limit:
+            break
+    return end
 
 
 def _short(exc: BaseException) -> str:
