@@ -1,7 +1,8 @@
-"""Peak memory and CPU time of `featherbeat analyze` on 3-, 30- and 60-minute MP3s, librosa beside it.
+"""Peak memory and CPU time of `featherbeat analyze` on MP3s of 3 minutes to hours, librosa beside it.
 
-    .venv/bin/python bench/memory_speed.py [--minutes 3 30 60] [--librosa-python PY]
-                                           [--librosa-minutes 3] [--write-doc]
+    .venv/bin/python bench/memory_speed.py [--minutes 3 30 60 180] [--opus-minutes 360]
+                                           [--librosa-python PY] [--librosa-minutes 3]
+                                           [--stage-peaks] [--write-doc]
 
 What is measured, per file, each in a fresh process:
 - featherbeat: the real console script ``featherbeat analyze FILE -o OUT --quiet``. CPU seconds
@@ -15,20 +16,31 @@ What is measured, per file, each in a fresh process:
 
 The inputs are built at bench time outside the repository (a temp folder): the tracks of
 ../shared/eval/unannotated/ decoded, resampled to 44.1 kHz stereo and concatenated (looping)
-to the wanted length, written block by block as MP3 with soundfile. Nothing is committed.
-Bars: <= 80 MB for 3 minutes, <= 100 MB for 60 minutes, <= 1 CPU-second for 3 minutes.
+to the wanted length, written block by block as MP3 with soundfile (``--opus-minutes``: as
+48 kHz stereo Ogg Opus). Nothing is committed.
+
+``--stage-peaks`` adds, per input, one more fresh process that runs ``featherbeat.analyze`` and
+the Spotify JSON writer with each stage wrapped: before a stage the peak is reset (writing 5 to
+/proc/self/clear_refs resets VmHWM to the current RSS), after it VmHWM is read. So each figure is
+the highest resident size *during* that stage, on top of what the earlier stages left.
+
+Bars (issue 13): <= 60 MB for 3 minutes, <= 100 MB for 60 minutes, 3 hours (MP3) and 6 hours
+(Opus); <= 1 CPU-second for 3 minutes; the CPU of 3 hours <= 3.2 x that of 60 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +48,8 @@ UNANNOTATED = ROOT.parent / "shared" / "eval" / "unannotated"
 DOC = ROOT / "docs" / "benchmarks" / "memory_speed.md"
 FEATHERBEAT = Path(sys.executable).parent / "featherbeat"
 RATE = 44100
-BARS = {3: (80, 1.0), 60: (100, None)}
+BARS = {3: (60, 1.0), 60: (100, None), 180: (100, None), 360: (100, None)}
+CPU_LINEARITY = (60, 180, 3.2)  # the CPU of 180 minutes <= 3.2 x that of 60, in one run
 
 # Written to a temp folder put first on PYTHONPATH: reports VmHWM of the measured process.
 _SITECUSTOMIZE = """
@@ -58,6 +71,45 @@ print(float(tempo[0] if getattr(tempo, "ndim", 0) else tempo), len(beats))
 """
 
 
+# Run in a fresh process by --stage-peaks: the peak resident size during each stage.
+_STAGE_PEAKS = """
+import io, json, sys, time
+import featherbeat
+from featherbeat.analysis import pipeline
+from featherbeat.analysis.formats import write
+
+def hwm_mb():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+
+def reset():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+peaks = {}
+run_stage = pipeline._run_stage
+
+def wrapped(profile, stage, *args, **kw):
+    if "decode pass" not in peaks:
+        peaks["decode pass"] = round(hwm_mb(), 1)
+    reset()
+    try:
+        return run_stage(profile, stage, *args, **kw)
+    finally:
+        peaks[stage] = round(hwm_mb(), 1)
+
+pipeline._run_stage = wrapped
+profile = featherbeat.analyze(sys.argv[1])
+reset()
+with open(sys.argv[2], "w") as out:
+    write(profile, "spotify", out)
+peaks["JSON"] = round(hwm_mb(), 1)
+print(json.dumps(peaks))
+"""
+
+STAGES = ("decode pass", "rhythm", "segments", "key", "sections", "fades", "loudness", "JSON")
+
+
 @dataclass
 class Run:
     tool: str
@@ -67,38 +119,95 @@ class Run:
     wall_s: float
     ok: bool
     note: str = ""
+    fmt: str = "MP3"
+    stages: dict[str, float] | None = None
 
 
-def build_mp3(minutes: float, folder: Path) -> Path:
-    """Concatenate the unannotated tracks (looping) into a 44.1 kHz stereo MP3 of ``minutes``."""
+def input_path(minutes: float, folder: Path, fmt: str = "MP3") -> Path:
+    return folder / f"bench_{minutes:g}min.{'mp3' if fmt == 'MP3' else 'opus'}"
+
+
+def build_mp3(minutes: float, folder: Path, fmt: str = "MP3") -> Path:
+    """A stereo file of ``minutes`` looping the unannotated tracks: 44.1 kHz MP3 (128 kbit/s),
+    or 48 kHz Ogg Opus (96 kbit/s) with ``fmt="Opus"``.
+
+    The ~25-minute loop is encoded once (PyAV: LAME / libopus) and its packets are muxed again
+    and again with shifted timestamps up to the length: a 6-hour input costs one encode of 25
+    minutes, not of 6 hours (on a busy 2-core machine that is minutes, not an hour). The
+    container is written by FFmpeg's muxer, so headers (MP3's Xing frame count, Ogg granule
+    positions) describe the whole file.
+    """
+    import av
     import numpy as np
     import soundfile as sf
     import soxr
 
-    path = folder / f"bench_{minutes:g}min.mp3"
+    path = input_path(minutes, folder, fmt)
     sources = sorted(p for p in UNANNOTATED.iterdir() if p.suffix in (".mp3", ".ogg"))
     if not sources:
         raise SystemExit(f"no audio in {UNANNOTATED}")
-    todo = int(minutes * 60 * RATE)
-    with sf.SoundFile(path, "w", RATE, 2, format="MP3", subtype="MPEG_LAYER_III") as out:
-        while todo > 0:
+    rate = RATE if fmt == "MP3" else 48000
+    container, codec = ("mp3", "libmp3lame") if fmt == "MP3" else ("ogg", "libopus")
+    todo = int(minutes * 60 * rate)
+    part = path.with_suffix(".part")
+    with av.open(str(part), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        stream.bit_rate = 128000 if fmt == "MP3" else 96000
+        loop: list[tuple[bytes, int]] = []  # (payload, duration) of the first pass
+        time_base = Fraction(1, rate)
+        clock = 0  # in time_base units: timestamps are ours (the encoder leaves them unset)
+
+        def mux(payload: bytes, duration: int) -> None:
+            nonlocal clock
+            packet = av.Packet(payload)
+            packet.pts = packet.dts = clock
+            packet.duration = duration
+            packet.time_base = time_base
+            packet.stream = stream
+            out.mux(packet)
+            clock += duration
+
+        def keep(packets: list[av.Packet]) -> None:
+            for packet in packets:
+                if packet.size and clock < todo:
+                    loop.append((bytes(packet), int(packet.duration or 0)))
+                    mux(*loop[-1])
+
+        cache = folder / f"loop_{fmt}.pickle"  # the encoded loop, for the next length
+        if cache.exists():
+            loop = pickle.loads(cache.read_bytes())
+        else:
             for src in sources:
                 with sf.SoundFile(src) as f:
-                    resampler = soxr.ResampleStream(f.samplerate, RATE, 2, dtype="float32")
+                    resampler = soxr.ResampleStream(f.samplerate, rate, 2, dtype="float32")
                     for block in f.blocks(blocksize=65536, dtype="float32", always_2d=True):
                         stereo = (
                             block if block.shape[1] == 2 else np.repeat(block[:, :1], 2, axis=1)
                         )
                         chunk = resampler.resample_chunk(np.ascontiguousarray(stereo[:, :2]))
-                        chunk = chunk[:todo]
-                        out.write(chunk)
-                        todo -= chunk.shape[0]
-                        if todo <= 0:
-                            return path
+                        if chunk.shape[0]:
+                            frame = av.AudioFrame.from_ndarray(
+                                np.ascontiguousarray(chunk.T), format="fltp", layout="stereo"
+                            )
+                            frame.sample_rate = rate
+                            keep(stream.encode(frame))
+            keep(stream.encode(None))
+            if clock >= todo:  # the loop was cut short: not cached
+                loop = []
+            else:
+                cache.write_bytes(pickle.dumps(loop))
+        while clock < todo and loop:
+            for payload, duration in loop:
+                if clock >= todo:
+                    break
+                mux(payload, duration)
+    part.rename(path)
     return path
 
 
-def measure(tool: str, minutes: float, argv: list[str], env: dict[str, str]) -> Run:
+def measure(
+    tool: str, minutes: float, argv: list[str], env: dict[str, str], fmt: str = "MP3"
+) -> Run:
     with tempfile.NamedTemporaryFile(prefix="hwm-", delete=False) as tmp:
         hwm_file = tmp.name
     env = dict(env, FB_BENCH_HWM=hwm_file)
@@ -119,7 +228,27 @@ def measure(tool: str, minutes: float, argv: list[str], env: dict[str, str]) -> 
     note = "" if ok else (err.strip().splitlines() or ["failed"])[-1][:80]
     if ok and tool == "librosa":
         note = f"tempo {float(out.split()[0]):.1f}"
-    return Run(tool, minutes, peak, usage.ru_utime + usage.ru_stime, wall, ok, note)
+    return Run(tool, minutes, peak, usage.ru_utime + usage.ru_stime, wall, ok, note, fmt)
+
+
+def stage_peaks(path: Path, out: Path, env: dict[str, str]) -> dict[str, float] | None:
+    """Peak resident MB during each stage, from a fresh process (see the module doc)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _STAGE_PEAKS, str(path), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        print(f"stage peaks failed: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    peaks: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return peaks
+
+
+def _label(minutes: float, fmt: str) -> str:
+    return f"{minutes / 60:g} h {fmt}" if minutes >= 120 else f"{minutes:g} min {fmt}"
 
 
 def table(runs: list[Run]) -> str:
@@ -129,23 +258,45 @@ def table(runs: list[Run]) -> str:
     ]
     for r in runs:
         bar = ""
-        if r.tool == "featherbeat" and int(r.minutes) in BARS:
+        if r.tool == "featherbeat" and r.minutes in BARS:
             mb, cpu = BARS[int(r.minutes)]
             met = r.peak_mb <= mb and (cpu is None or r.cpu_s <= cpu)
             bar = f"{'met' if met else 'MISSED'} (<= {mb} MB" + (f", <= {cpu:g} s)" if cpu else ")")
         lines.append(
-            f"| {r.tool} | {r.minutes:g} min MP3 | {r.peak_mb:.1f} | {r.cpu_s:.2f} | "
+            f"| {r.tool} | {_label(r.minutes, r.fmt)} | {r.peak_mb:.1f} | {r.cpu_s:.2f} | "
             f"{r.wall_s:.1f} | {bar} | {r.note if r.ok else 'FAILED: ' + r.note} |"
         )
-    by = {(r.tool, r.minutes): r for r in runs}
+    by = {(r.tool, r.minutes, r.fmt): r for r in runs}
     ratios = []
-    for (tool, minutes), lib in by.items():
-        fb = by.get(("featherbeat", minutes))
+    for (tool, minutes, fmt), lib in by.items():
+        fb = by.get(("featherbeat", minutes, fmt))
         if tool == "librosa" and lib.ok and fb is not None and fb.ok:
             ratios.append(
-                f"- {minutes:g} min: librosa needs {lib.peak_mb / fb.peak_mb:.1f}x the memory and "
-                f"{lib.cpu_s / fb.cpu_s:.1f}x the CPU time of featherbeat"
+                f"- {_label(minutes, fmt)}: librosa needs {lib.peak_mb / fb.peak_mb:.1f}x the "
+                f"memory and {lib.cpu_s / fb.cpu_s:.1f}x the CPU time of featherbeat"
             )
+    short, long, limit = CPU_LINEARITY
+    a, b = by.get(("featherbeat", short, "MP3")), by.get(("featherbeat", long, "MP3"))
+    if a is not None and b is not None and a.ok and b.ok and a.cpu_s > 0:
+        ratio = b.cpu_s / a.cpu_s
+        ratios.append(
+            f"- CPU of {_label(long, 'MP3')} / {_label(short, 'MP3')}: {ratio:.2f} "
+            f"({'met' if ratio <= limit else 'MISSED'}, bar <= {limit:g}; "
+            f"{long / short:g} would be exactly linear)"
+        )
+    staged = [r for r in runs if r.stages]
+    if staged:
+        lines_s = [
+            "",
+            "Peak resident MB during each stage (`--stage-peaks`, one more process per input):",
+            "",
+            "| input | " + " | ".join(STAGES) + " |",
+            "|---|" + "---:|" * len(STAGES),
+        ]
+        for r in staged:
+            cells = [f"{r.stages.get(k, float('nan')):.1f}" for k in STAGES]  # type: ignore[union-attr]
+            lines_s.append(f"| {_label(r.minutes, r.fmt)} | " + " | ".join(cells) + " |")
+        lines += lines_s
     return "\n".join(lines + ([""] + ratios if ratios else []))
 
 
@@ -171,7 +322,11 @@ def write_doc(text: str, command: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, nargs="+", default=[3, 30, 60])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[3, 30, 60], help="MP3 inputs")
+    ap.add_argument("--opus-minutes", type=float, nargs="*", default=[], help="Ogg Opus inputs")
+    ap.add_argument(
+        "--stage-peaks", action="store_true", help="also measure the peak of each stage"
+    )
     ap.add_argument("--librosa-python", default="/tmp/peer-librosa/bin/python")
     ap.add_argument("--librosa-minutes", type=float, nargs="*", default=[3, 30, 60])
     ap.add_argument("--repeat", type=int, default=1, help="runs per featherbeat input (best kept)")
@@ -192,24 +347,32 @@ def main() -> int:
     have_librosa = Path(args.librosa_python).exists()
     runs: list[Run] = []
     try:
-        for minutes in args.minutes:
-            path = work / f"bench_{minutes:g}min.mp3"
+        inputs = [(m, "MP3") for m in args.minutes] + [(m, "Opus") for m in args.opus_minutes]
+        for minutes, fmt in inputs:
+            path = input_path(minutes, work, fmt)
             if not path.exists():
-                print(f"building {minutes:g}-minute MP3 ...", file=sys.stderr)
-                path = build_mp3(minutes, work)
+                print(f"building {minutes:g}-minute {fmt} ...", file=sys.stderr)
+                path = build_mp3(minutes, work, fmt)
+            # No duration cap: the CLI analyses any length (the old default refused > 240 min).
             argv = [str(FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json"), "--quiet"]
             best = min(
-                (measure("featherbeat", minutes, argv, env) for _ in range(max(1, args.repeat))),
+                (
+                    measure("featherbeat", minutes, argv, env, fmt)
+                    for _ in range(max(1, args.repeat))
+                ),
                 key=lambda r: r.cpu_s,
             )
+            if args.stage_peaks:
+                best.stages = stage_peaks(path, work / "out.json", env)
             runs.append(best)
             print(
-                f"featherbeat {minutes:g} min: {best.peak_mb:.1f} MB {best.cpu_s:.2f} s",
+                f"featherbeat {minutes:g} min {fmt}: {best.peak_mb:.1f} MB {best.cpu_s:.2f} s "
+                f"{best.note} {best.stages or ''}",
                 file=sys.stderr,
             )
             if have_librosa and minutes in args.librosa_minutes:
                 argv = [args.librosa_python, "-c", _LIBROSA, str(path)]
-                runs.append(measure("librosa", minutes, argv, env))
+                runs.append(measure("librosa", minutes, argv, env, fmt))
                 print(
                     f"librosa {minutes:g} min: {runs[-1].peak_mb:.1f} MB {runs[-1].cpu_s:.2f} s",
                     file=sys.stderr,

@@ -36,6 +36,7 @@ import numpy as np
 
 from featherbeat.analysis import rhythm
 from featherbeat.analysis.decode import AudioInput, open_audio
+from featherbeat.analysis.features._store import release_all
 from featherbeat.analysis.features.onset import OnsetCurves, OnsetStrength
 from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.features.spectrum import FrameCurves, FrameFeatures
@@ -93,6 +94,8 @@ def _release_memory() -> None:
     """
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+    # Curves kept in temp files (long inputs): the pages a stage read go back too.
+    release_all()
 
 
 @contextlib.contextmanager

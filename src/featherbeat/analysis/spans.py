@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import CHUNK_ROWS, all_finite, release
 from featherbeat.analysis.profile import LOUDNESS_FLOOR_DB
 
 
@@ -72,7 +73,7 @@ def frame_rows(values: np.ndarray, n: int) -> np.ndarray:
     """
     v = np.asarray(values)
     v = v.reshape(-1, 12) if v.size else np.zeros((0, 12), dtype=np.float32)
-    if v.shape[0] >= n and v.dtype.kind == "f" and bool(np.isfinite(v[:n]).all()):
+    if v.shape[0] >= n and v.dtype.kind == "f" and all_finite(v[:n]):
         return v[:n]
     v = np.nan_to_num(v[:n].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     if v.shape[0] < n:
@@ -83,7 +84,22 @@ def frame_rows(values: np.ndarray, n: int) -> np.ndarray:
 def block_means(values: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
     """Mean of ``values`` rows over contiguous blocks [starts[k], starts[k+1]) (the last ends at
     ``n``); ``starts`` strictly increasing from 0. Accumulates in float64 without a float64 copy
-    of the input (np.add.reduceat casts as it goes)."""
-    sums = np.add.reduceat(values, starts, axis=0, dtype=np.float64)
-    counts = np.diff(np.append(starts, n)).reshape((-1,) + (1,) * (np.ndim(values) - 1))
+    of the input (np.add.reduceat casts as it goes).
+
+    Blocks are summed in groups of about ``CHUNK_ROWS`` frames, each group cut at a block
+    start, so every block's sum is the same as in one call over the whole array (checked
+    bit for bit in tests), and a curve kept in a temp file is resident one group at a time.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.append(starts[1:], n)[: starts.size]
+    sums = np.empty((starts.size, *np.shape(values)[1:]), dtype=np.float64)
+    i = 0
+    while i < starts.size:
+        lo = int(starts[i])
+        j = max(i + 1, int(np.searchsorted(starts, lo + CHUNK_ROWS, side="right")) - 1)
+        hi = int(ends[j - 1]) if j < starts.size else max(int(ends[-1]), np.shape(values)[0])
+        sums[i:j] = np.add.reduceat(values[lo:hi], starts[i:j] - lo, axis=0, dtype=np.float64)
+        release(values)
+        i = j
+    counts = (ends - starts).reshape((-1,) + (1,) * (np.ndim(values) - 1))
     return sums / counts

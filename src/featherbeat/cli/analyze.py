@@ -38,9 +38,10 @@ from featherbeat.cli.output import (  # noqa: E402 (stdlib only)
 if TYPE_CHECKING:
     from featherbeat.analysis.profile import Profile
 
-DEFAULT_MAX_MINUTES = 240.0
-"""A tiny file can claim (and truly hold) a day of silence; without a limit its curves alone
-would take ~0.5 GB. Four hours covers the longest mixes people analyse."""
+DEFAULT_MAX_MINUTES: float | None = None
+"""No limit by default: the analysis keeps memory flat at any length (issue 13; a 6-hour Opus
+file peaks under 100 MB, docs/benchmarks/memory_speed.md), so the CLI analyses whatever it can
+decode. ``--max-minutes`` still lets a caller refuse long inputs (time, not memory)."""
 
 
 def _positive_minutes(text: str) -> float:
@@ -84,8 +85,8 @@ def add_parser(subparsers: Any) -> None:
         type=_positive_minutes,
         default=DEFAULT_MAX_MINUTES,
         metavar="N",
-        help=f"refuse inputs longer than N minutes (default {DEFAULT_MAX_MINUTES:g}; memory grows "
-        "by tens of MB per hour of audio)",
+        help="refuse inputs longer than N minutes (default: no limit; memory does not grow "
+        "with the length)",
     )
     p.add_argument(
         "--via",
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                     profile = analyze(
                         path,
                         progress=bar.progress if show_bar else None,
-                        max_duration=args.max_minutes * 60,
+                        max_duration=None if args.max_minutes is None else args.max_minutes * 60,
                     )
                 finally:
                     bar.close()

@@ -212,7 +212,12 @@ class Batch:
             except ServiceError as exc:
                 # The server's queue, or this client's share of it or of its upload rate, is
                 # full: wait as told, keep the file.
-                if exc.code in ("queue_full", "uploads_busy", "client_queue_full", "too_many_uploads"):
+                if exc.code in (
+                    "queue_full",
+                    "uploads_busy",
+                    "client_queue_full",
+                    "too_many_uploads",
+                ):
                     self.retry_at = time.monotonic() + (exc.retry_after or 2.0)
                     return
                 if self.transient(item, exc):

@@ -354,7 +354,9 @@ class RedisJobStore(JobStore):
         for job_id in ids:
             pipe.hget(self._key("job", job_id), "status")
         statuses = pipe.execute()
-        done = [i for i, st in zip(ids, statuses, strict=True) if st not in (b'"queued"', b'"running"')]
+        done = [
+            i for i, st in zip(ids, statuses, strict=True) if st not in (b'"queued"', b'"running"')
+        ]
         if done:
             self.r.srem(key, *done)
         return len(ids) - len(done)

@@ -115,7 +115,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         if response.mimetype == "text/html":
             headers.setdefault("Content-Security-Policy", PAGE_CSP)
         else:
-            headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+            headers.setdefault(
+                "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"
+            )
         return response
 
     @app.after_request

@@ -174,8 +174,10 @@ class OnsetStrength:
         self._low_bands = int(np.searchsorted(centres[1:-1] * bin_hz, LOW_BAND_HZ))
         self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centring pad
         self._prev: np.ndarray | None = None  # max-filtered log spectrum of the last frame
-        self._out: list[np.ndarray] = []
-        self._out_low: list[np.ndarray] = []
+        # float32 as they stream (the values the curves always had): no list of float64
+        # blocks and no concatenate at the end; a long track's curves go to a temp file.
+        self._out = GrowingArray(capacity=1 << 14)
+        self._out_low = GrowingArray(capacity=1 << 14)
         self._bass = BassSpectrum(self.sample_rate)
         self._n_in = 0  # samples pushed, to size the output exactly
         self._result: OnsetCurves | None = None  # set by finish()
@@ -221,8 +223,8 @@ class OnsetStrength:
         ref_max[:, :-1] = np.maximum(ref_max[:, :-1], ref[:, 1:])
         self._prev = spec[-1].copy()
         diff = np.maximum(spec - ref_max, 0.0)
-        self._out.append(diff.sum(axis=1))
-        self._out_low.append(diff[:, : self._low_bands].sum(axis=1))
+        self._out.extend(diff.sum(axis=1).astype(np.float32))
+        self._out_low.extend(diff[:, : self._low_bands].sum(axis=1).astype(np.float32))
 
     def finish(self) -> OnsetCurves:
         """The curves; a second call returns the same result."""
@@ -231,13 +233,10 @@ class OnsetStrength:
             self._drain()
             # One frame per hop of input (rounded up), as librosa's centred framing.
             n_wanted = -(-self._n_in // self.hop)
-            curve = np.concatenate(self._out) if self._out else np.zeros(0, np.float32)
-            low = np.concatenate(self._out_low) if self._out_low else np.zeros(0, np.float32)
-            self._out, self._out_low = [], []
             self._result = OnsetCurves(
                 rate=self.rate,
-                onset=curve[:n_wanted].astype(np.float32),
-                low=low[:n_wanted].astype(np.float32),
+                onset=self._out.result()[:n_wanted],
+                low=self._out_low.result()[:n_wanted],
                 bass_rate=self._bass.rate,
                 bass=self._bass.finish(),
             )

@@ -27,16 +27,15 @@ class WaveformPeaks:
         whole = buf.shape[0] // self.bucket * self.bucket
         if whole:
             rows = buf[:whole].reshape(-1, self.bucket)
-            self._min.extend(rows.min(axis=1))
-            self._max.extend(rows.max(axis=1))
+            # Clipped as they stream: a long track's peaks live in a read-only temp file.
+            self._min.extend(np.clip(rows.min(axis=1), -1.0, 1.0))
+            self._max.extend(np.clip(rows.max(axis=1), -1.0, 1.0))
         self._carry = buf[whole:]
 
     def finish(self) -> Peaks:
         if self._carry.shape[0]:  # the last, partial bucket
-            self._min.extend(self._carry.min(keepdims=True))
-            self._max.extend(self._carry.max(keepdims=True))
+            self._min.extend(np.clip(self._carry.min(keepdims=True), -1.0, 1.0))
+            self._max.extend(np.clip(self._carry.max(keepdims=True), -1.0, 1.0))
             self._carry = np.zeros(0, dtype=np.float32)
         low, high = self._min.result(), self._max.result()
-        np.clip(low, -1.0, 1.0, out=low)  # in place: no second copy of an hour of peaks
-        np.clip(high, -1.0, 1.0, out=high)
         return Peaks(rate=self.sample_rate / self.bucket, min=low, max=high)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import all_finite, row_chunks
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
 from featherbeat.analysis.rhythm import meter as _meter
@@ -71,12 +72,18 @@ def chroma_peakiness(chroma: np.ndarray) -> float:
     c = np.asarray(chroma)
     if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] != 12:
         return 0.0
-    c = _finite(c, None)
-    mean = c.mean(axis=1)
+    # Row by row, in chunks: the same figures as over the whole matrix at once, without a
+    # copy of the sounding frames (an hour of chroma is 7 MB) or a boolean mask of it.
+    mean = np.empty(c.shape[0], dtype=np.result_type(c.dtype, np.float32))
+    peak = np.empty_like(mean)
+    for a, part in row_chunks(c):
+        part = _finite(part, None)
+        mean[a : a + part.shape[0]] = part.mean(axis=1)
+        peak[a : a + part.shape[0]] = part.max(axis=1)
     on = mean > 1e-9 * float(mean.max()) if mean.size and mean.max() > 0 else np.zeros(0, bool)
     if not on.any():
         return 0.0
-    return float(np.median(c[on].max(axis=1) / mean[on]))
+    return float(np.median(peak[on] / mean[on]))
 
 
 def _has_pulse(significance: float, chroma: np.ndarray) -> bool:
@@ -164,11 +171,14 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
         weights += [0.5, -0.5]
         del band
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
-        feats.append(_meter.chroma_change(_finite(curves.chroma, None), curves.frame_rate, times))
+        chroma = curves.chroma
+        if not all_finite(chroma):  # chunked check; only a damaged curve pays for a copy
+            chroma = _finite(chroma, None)
+        feats.append(_meter.chroma_change(chroma, curves.frame_rate, times))
         weights.append(1.0)
         if curves.bass.ndim == 2 and curves.bass.shape[0] and curves.bass_rate > 0:
             # The bass line's change: it tells beat 1 from beat 3 where the chords do not.
-            bass = _finite(curves.bass, None)
+            bass = curves.bass if all_finite(curves.bass) else _finite(curves.bass, None)
             feats.append(_meter.bass_change(bass, curves.bass_rate, times))
             weights.append(BASS_CHANGE_WEIGHT)
     if not feats:

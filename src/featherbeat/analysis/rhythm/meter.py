@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from featherbeat.analysis.features._store import release, row_chunks
 from featherbeat.analysis.spans import span_means
 
 METERS = (3, 4, 5, 6, 7)
@@ -50,6 +51,7 @@ def beat_vectors(
         part = compress(np.maximum(frames[a:b], 0.0).astype(np.float64))
         starts = np.clip(e[:-1] - a, 0, part.shape[0] - 1)
         out[i : i + starts.size] = np.add.reduceat(part, starts, axis=0)
+        release(frames)  # a long track's frames are mapped from a temp file: read, then drop
     return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-9)
 
 
@@ -100,7 +102,9 @@ def bass_change(bass: np.ndarray, rate: float, beat_times: np.ndarray, half: int
     nb = beat_times.size
     if bass.ndim != 2 or bass.shape[0] == 0 or bass.shape[1] == 0 or nb < 2 or rate <= 0:
         return np.zeros(nb)
-    scale = 100.0 / (float(np.max(bass)) + 1e-12)
+    # The maximum chunk by chunk: exact, and a long track's spectrum is never resident whole.
+    peak = max(float(np.max(part)) for _, part in row_chunks(bass))
+    scale = 100.0 / (peak + 1e-12)
     b = beat_vectors(bass, rate, beat_times, lambda x: np.log1p(scale * x))
     return window_change(b, half)
 

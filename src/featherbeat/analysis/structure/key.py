@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import is_spilled, row_chunks
 from featherbeat.analysis.profile import Tonality
 
 # Temperley (2007), "Music and Probability", Kostka-Payne profiles; index 0 = tonic.
@@ -48,9 +49,9 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
     """(2, 12) Pearson correlations of the summed chroma with every mode x tonic template."""
     c = _validated(chroma)
     # Sum in float64 without a float64 copy of the input (an hour of chroma is 7 MB float32).
-    v = c.sum(axis=0, dtype=np.float64)
+    v = _column_sums(c)
     if not np.all(np.isfinite(v)):  # rare: NaN/Inf frames; only then pay for a cleaned copy
-        v = np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=0, dtype=np.float64)
+        v = _column_sums(c, clean=True)
     v = np.clip(v, 0.0, None)
     spread = v.max() - v.min()
     silent = v.max() <= SILENT_LEVEL * max(c.shape[0], 1)
@@ -58,6 +59,21 @@ def key_scores(chroma: np.ndarray) -> np.ndarray:
         return np.zeros((2, 12))
     z = (v - v.mean()) / v.std()
     return _TEMPLATES @ z / 12.0
+
+
+def _column_sums(c: np.ndarray, clean: bool = False) -> np.ndarray:
+    """Sum over frames in float64. A long track's chroma (kept in a temp file) is summed chunk
+    by chunk so it is never resident whole; in memory it is one call, as it always was."""
+    if not is_spilled(c):
+        if clean:
+            c = np.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.asarray(c.sum(axis=0, dtype=np.float64))
+    total = np.zeros(c.shape[1:], dtype=np.float64)
+    for _, part in row_chunks(c):
+        if clean:
+            part = np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0)
+        total += part.sum(axis=0, dtype=np.float64)
+    return total
 
 
 def _validated(chroma: np.ndarray) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""Curves kept in temp files (issue 13): same values, read-only, pages given back, same sums."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featherbeat.analysis.features import _store
+from featherbeat.analysis.features._store import (
+    GrowingArray,
+    all_finite,
+    is_spilled,
+    release,
+    release_all,
+    row_chunks,
+)
+from featherbeat.analysis.structure._frames import block_means
+from featherbeat.analysis.structure.key import key_scores
+
+
+def _rss_file_kb() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssFile"))
+
+
+def _filled(data: np.ndarray, spill_bytes: int | None, step: int = 777) -> np.ndarray:
+    store = GrowingArray(None if data.ndim == 1 else data.shape[1], 64, spill_bytes=spill_bytes)
+    for i in range(0, data.shape[0], step):
+        store.extend(data[i : i + step])
+    assert len(store) == data.shape[0]
+    return store.result()
+
+
+@pytest.mark.parametrize("shape", [(50_000, 12), (120_000,)])
+def test_a_spilled_curve_holds_the_same_values_read_only(shape):
+    data = np.random.default_rng(0).random(shape, dtype=np.float32)
+    kept = _filled(data, spill_bytes=1 << 16)
+    assert is_spilled(kept) and is_spilled(np.asarray(kept[100:]))
+    assert kept.dtype == np.float32 and np.array_equal(kept, data)
+    with pytest.raises(ValueError):
+        kept[0] = 1.0  # shared with the file: a stage must never write into a curve
+    small = _filled(data[:1000], spill_bytes=1 << 20)
+    assert not is_spilled(small) and np.array_equal(small, data[:1000])
+
+
+def test_release_gives_the_mapped_pages_back():
+    data = np.random.default_rng(1).random((400_000, 12), dtype=np.float32)  # 19 MB
+    kept = _filled(data, spill_bytes=1 << 20, step=4096)
+    release_all()
+    before = _rss_file_kb()
+    assert float(kept.sum(dtype=np.float64)) > 0  # touches every page
+    touched = _rss_file_kb()
+    release(kept[5:])  # any view finds its mapping
+    after = _rss_file_kb()
+    assert touched - before > 15_000, (before, touched)
+    assert touched - after > 15_000, (touched, after)
+    # A chunked sweep holds one chunk at a time.
+    peak = 0
+    for _, part in row_chunks(kept):
+        float(part.sum())
+        peak = max(peak, _rss_file_kb() - after)
+    assert peak < 2 * _store.CHUNK_ROWS * 12 * 4 / 1024 + 1024, peak
+
+
+def test_all_finite_chunked():
+    data = np.ones((_store.CHUNK_ROWS * 2 + 5, 12), dtype=np.float32)
+    assert all_finite(data)
+    data[-1, 3] = np.nan
+    assert not all_finite(data)
+
+
+@pytest.mark.parametrize("spill", [None, 1 << 16])
+def test_block_means_in_groups_equal_one_reduceat_bit_for_bit(spill):
+    rng = np.random.default_rng(2)
+    n = 3 * _store.CHUNK_ROWS + 1234
+    data = (rng.random((n, 12), dtype=np.float32) * 100).astype(np.float32)
+    values = _filled(data, spill_bytes=spill, step=8192)
+    # Short blocks, and one block longer than a chunk.
+    starts = np.unique(np.concatenate([[0], rng.integers(1, n, 4000)]))
+    starts = np.concatenate([starts[starts < 10_000], starts[starts > 10_000 + 2 * 65536]])
+    expected = np.add.reduceat(data, starts, axis=0, dtype=np.float64)
+    expected /= np.diff(np.append(starts, n))[:, None]
+    assert np.array_equal(block_means(values, starts, n), expected)
+
+
+def test_key_of_a_spilled_chroma_matches_in_memory():
+    rng = np.random.default_rng(3)
+    data = rng.random((200_000, 12), dtype=np.float32) * np.linspace(1, 2, 12, dtype=np.float32)
+    spilled = _filled(data, spill_bytes=1 << 16, step=4096)
+    assert is_spilled(spilled)
+    np.testing.assert_allclose(key_scores(spilled), key_scores(data), rtol=1e-9, atol=1e-12)
