@@ -10,7 +10,7 @@ unlinked temp file (``tempfile``'s directory: ``TMPDIR``), written as they strea
 way; only where they are kept differs. A mapped page a stage reads counts in the resident size
 until :func:`release` drops it again (the data stays in the file and the page cache), so stages
 that sweep a whole curve read it in :func:`row_chunks` and the pipeline releases every mapped
-curve between stages. Short tracks (the dev set, every 3-minute song) never spill.
+curve between stages. Tracks under ~8 minutes (nearly every song) never spill.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from typing import IO
 
 import numpy as np
 
-# Per curve. 4 MB is ~20 minutes of chroma (12 x float32 at 43 frames/s) or ~3 hours of a
-# one-value curve at 86 frames/s; below it a curve stays an ordinary in-memory array.
-SPILL_BYTES = 4 << 20
-# Rows written to the file at once, and rows a chunked reader maps at a time (~3 MB of chroma).
-WRITE_BUFFER_BYTES = 1 << 20
+# Per curve. 1 MB is ~8 minutes of chroma (12 x float32 at 43 frames/s) or ~48 minutes of a
+# one-value curve at 86 frames/s; below it a curve stays an ordinary in-memory array. With ten
+# curves, what stays resident is at most ~10 MB (just before they spill), then ten write
+# buffers: ~2.5 MB at any length.
+SPILL_BYTES = 1 << 20
+# Rows written to the file at once; rows a chunked reader maps at a time (~3 MB of chroma).
+WRITE_BUFFER_BYTES = 1 << 18
 CHUNK_ROWS = 1 << 16
 
 # Live spill mappings: (first address, end address) -> the mmap, weakly (the arrays over a

@@ -101,7 +101,17 @@ def _finite(x: np.ndarray, dtype: type | None = np.float64) -> np.ndarray:
     return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _active(curves: Curves, onset: np.ndarray, rate: float, frames: np.ndarray) -> np.ndarray:
+def _nonnegative(x: np.ndarray) -> np.ndarray:
+    """A float64 copy of ``x`` with NaN/Inf -> 0 and negatives -> 0, made in one buffer (the
+    values of ``np.maximum(_finite(x), 0.0)``, without its second full-length array)."""
+    y = np.array(x, dtype=np.float64)  # always a copy: the caller's array is never written
+    if not np.all(np.isfinite(y)):
+        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.maximum(y, 0.0, out=y)
+    return y
+
+
+def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
     """For each beat frame: is something playing? The HMM keeps its pulse through silences (it
     must place a beat every period), so beats in a silent intro, outro or gap are removed.
 
@@ -109,7 +119,8 @@ def _active(curves: Curves, onset: np.ndarray, rate: float, frames: np.ndarray) 
     within +-0.25 s; else from the onset curve's 2-second activity.
     """
     energy = _finite(curves.energy, None)
-    covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * onset.size / rate
+    n_onset = np.asarray(curves.onset).size
+    covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * n_onset / rate
     ref = float(np.percentile(energy, 95)) if energy.size else 0.0
     if covers and ref > 0.0:
         loud = energy > ref * 10.0 ** (SILENCE_DB / 20.0)
@@ -118,7 +129,8 @@ def _active(curves: Curves, onset: np.ndarray, rate: float, frames: np.ndarray) 
         loud = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1), mode="same") > 0
         idx = np.round(frames / rate * curves.frame_rate).astype(np.int64)
         return loud[np.clip(idx, 0, loud.size - 1)]
-    act = moving_mean(onset, int(round(2.0 * rate)) // 2)
+    # Rare (no energy curve): only then is the onset curve copied again.
+    act = moving_mean(_nonnegative(curves.onset), int(round(2.0 * rate)) // 2)
     return act[frames] > 0.01 * float(np.percentile(act, 95))
 
 
@@ -136,10 +148,12 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
     rate = float(curves.onset_rate)
     # Validate at the boundary: onset strength is >= 0 and finite by contract; enforce it.
-    onset = np.maximum(_finite(curves.onset), 0.0)
-    if not np.isfinite(rate) or rate <= 0 or onset.size < int(2 * rate):
+    # The float64 copy lives only while it is conditioned (six hours: 15 MB per copy); the
+    # bands above 200 Hz below re-read the stored float32 curve chunk by chunk instead.
+    n_onset = np.asarray(curves.onset).size
+    if not np.isfinite(rate) or rate <= 0 or n_onset < int(2 * rate):
         return _no_pulse()
-    odf = condition(onset, rate)
+    odf = condition(_nonnegative(curves.onset), rate)
     if not np.any(odf):
         return _no_pulse()
     bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
@@ -147,7 +161,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
         return _no_pulse()
 
     frames = _track_beats(odf, rate)
-    frames = frames[_active(curves, onset, rate, frames)]
+    frames = frames[_active(curves, rate, frames)]
     if frames.size < 2:
         return _no_pulse()
     pos_frames = _beats.refine(frames, odf)
@@ -161,11 +175,14 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     # Downbeat evidence per beat; weights measured in docs/rhythm.md (chord change counts most).
     feats: list[np.ndarray] = []
     weights: list[float] = []
-    if curves.onset_low.size == onset.size:
-        band = np.maximum(_finite(curves.onset_low), 0.0)
+    if curves.onset_low.size == n_onset:
+        band = _nonnegative(curves.onset_low)
         feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
-        # The bands above 200 Hz, in the same buffer (an hour is 2.5 MB per float64 curve).
-        np.subtract(onset, band, out=band)
+        # The bands above 200 Hz, in the same buffer (an hour is 2.5 MB per float64 curve);
+        # the full-band curve chunk by chunk, with the same values as one copy of it.
+        for a, part in row_chunks(curves.onset):
+            high = band[a : a + part.shape[0]]
+            np.subtract(_nonnegative(part), high, out=high)
         np.maximum(band, 0.0, out=band)
         feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
         weights += [0.5, -0.5]

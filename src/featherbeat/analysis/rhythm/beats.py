@@ -43,7 +43,16 @@ def beat_log_odds(odf: np.ndarray) -> np.ndarray:
     pay for landing on silence, without any single onset dominating (log compression).
     """
     # 3-frame smoothing: a beat between two frames scores on both (dev beat F +0.010).
-    return OBSERVATION_WEIGHT * np.log(smooth(odf, 3) + 0.1)
+    # In one buffer: six hours of frames are 15 MB per float64 curve, and this runs while the
+    # conditioned curve is held too.
+    w = smooth(odf, 3)
+    if w is odf:  # smooth() hands back its input when there is nothing to smooth
+        w = w + 0.1
+    else:
+        w += 0.1
+    np.log(w, out=w)
+    w *= OBSERVATION_WEIGHT
+    return w
 
 
 SEGMENT_FRAMES = 8192  # back-pointers are held for one segment (~95 s) at a time
