@@ -14,12 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves
-from featherbeat.analysis.spans import (
-    LOUDNESS_FLOOR_DB,
-    db_to_power,
-    moving_mean,
-    power_to_db,
-)
+from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean
 
 SMOOTH_SECONDS = 0.5
 FADE_IN_DB = 15.0
@@ -31,30 +26,46 @@ MAX_FADE_OUT_SECONDS = 30.0
 SOUND_DB = 40.0  # within 40 dB of the loud level: something sounds  # a drop in the last half second is a cut, not a fade
 
 
+def _first_last(mask: np.ndarray) -> tuple[int | None, int | None]:
+    """First and last True index of ``mask`` (no index array the length of the curve)."""
+    if not mask.any():
+        return None, None
+    return int(np.argmax(mask)), int(mask.size - 1 - np.argmax(mask[::-1]))
+
+
 def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     """(end_of_fade_in, start_of_fade_out) in seconds, 0 <= first <= second <= duration."""
     duration = max(float(duration), 0.0)
-    db = np.asarray(curves.loudness, dtype=np.float64).reshape(-1)
     rate = float(curves.frame_rate)
-    if db.size == 0 or rate <= 0 or duration == 0:
+    if np.asarray(curves.loudness).size == 0 or rate <= 0 or duration == 0:
         return 0.0, duration
-    db = np.nan_to_num(db, nan=LOUDNESS_FLOOR_DB)
-    smooth = power_to_db(moving_mean(db_to_power(db), max(1, int(SMOOTH_SECONDS * rate / 2))))
+    # One float64 buffer at a time, worked in place (six hours: 7.5 MB per copy of the curve);
+    # the same operations, so the same values, as power_to_db(moving_mean(db_to_power(db))).
+    power = np.array(curves.loudness, dtype=np.float64).reshape(-1)
+    np.nan_to_num(power, copy=False, nan=LOUDNESS_FLOOR_DB)
+    power /= 10.0
+    np.power(10.0, power, out=power)
+    smooth = moving_mean(power, max(1, int(SMOOTH_SECONDS * rate / 2)))
+    del power
+    np.maximum(smooth, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=smooth)
+    np.log10(smooth, out=smooth)
+    smooth *= 10.0
     sounding = smooth[smooth > LOUDNESS_FLOOR_DB + 1.0]
     if sounding.size == 0:
         return 0.0, duration  # silence: neither fade
-    ref = float(np.percentile(sounding, REFERENCE_PERCENTILE))
-    in_frames = np.flatnonzero(smooth >= ref - FADE_IN_DB)
-    out_frames = np.flatnonzero(smooth >= ref - FADE_OUT_DB)
-    fade_in = float(in_frames[0]) / rate if in_frames.size else 0.0
-    fade_out = float(out_frames[-1] + 1) / rate if out_frames.size else duration
+    ref = float(np.percentile(sounding, REFERENCE_PERCENTILE, overwrite_input=True))
+    del sounding
+    fade_in_at = _first_last(smooth >= ref - FADE_IN_DB)[0]
+    fade_out_at = _first_last(smooth >= ref - FADE_OUT_DB)[1]
+    fade_in = float(fade_in_at) / rate if fade_in_at is not None else 0.0
+    fade_out = float(fade_out_at + 1) / rate if fade_out_at is not None else duration
     # A "fade" longer than any real one is a quiet intro or outro, which is music, not a fade:
     # then only the silence before the first sound (after the last) counts.
-    sound = np.flatnonzero(smooth >= ref - SOUND_DB)
-    if fade_in > MAX_FADE_IN_SECONDS:
-        fade_in = float(sound[0]) / rate
-    if duration - fade_out > MAX_FADE_OUT_SECONDS:
-        fade_out = float(sound[-1] + 1) / rate
+    first_sound, last_sound = _first_last(smooth >= ref - SOUND_DB)
+    if fade_in > MAX_FADE_IN_SECONDS and first_sound is not None:
+        fade_in = float(first_sound) / rate
+    if duration - fade_out > MAX_FADE_OUT_SECONDS and last_sound is not None:
+        fade_out = float(last_sound + 1) / rate
     if duration - fade_out <= END_TOLERANCE_SECONDS:
         fade_out = duration
     fade_in = min(fade_in, duration)
