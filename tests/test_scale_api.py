@@ -26,7 +26,11 @@ def test_upload_events_results_cache_delete(tmp_path: Path, redis_server: RedisS
         assert progress == sorted(progress) and progress[-1] == 1.0
         stages = [e["data"]["stage"] for e in events]
         assert [s for i, s in enumerate(stages) if s not in stages[:i]][-5:] == [
-            "decoding", "rhythm", "structure", "writing", "done"
+            "decoding",
+            "rhythm",
+            "structure",
+            "writing",
+            "done",
         ], stages
         # A reconnect after the end gets the final status again, then the stream closes.
         again = [e for e in svc.events(job["id"], last_event_id=str(ids[-1])) if "event" in e]

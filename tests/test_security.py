@@ -470,7 +470,9 @@ def _many_channels_wav(channels: int = 2000) -> bytes:
     import struct
 
     data = b"\0" * (channels * 2 * 4)
-    fmt = struct.pack("<HHIIHH", 1, channels, 44100, 44100 * channels * 2, channels * 2 & 0xFFFF, 16)
+    fmt = struct.pack(
+        "<HHIIHH", 1, channels, 44100, 44100 * channels * 2, channels * 2 & 0xFFFF, 16
+    )
     return (
         b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE"
         + b"fmt " + struct.pack("<I", 16) + fmt
@@ -520,10 +522,13 @@ def test_public_message_drops_paths_and_internals() -> None:
         "'/srv/app/var/blobs/uploads/oV3bR2m0Yw6aQ9t1PqX5Lw': Too many channels specified.)"
     )
     shown = public_message(raw, "weird.wav", "/srv/app/var")
-    assert shown == "weird.wav: not a readable audio file (Error opening 'weird.wav': Too many channels specified.)"
-    assert public_message("x: cannot decode (avcodec_open2(...) returned 22: Invalid data)", "x") == (
-        "x: cannot decode (Invalid data)"
+    assert (
+        shown
+        == "weird.wav: not a readable audio file (Error opening 'weird.wav': Too many channels specified.)"
     )
+    assert public_message(
+        "x: cannot decode (avcodec_open2(...) returned 22: Invalid data)", "x"
+    ) == ("x: cannot decode (Invalid data)")
     kept = "a.m4a: not a readable audio file (MP4/M4A without its index, truncated or incomplete)"
     assert public_message(kept, "a.m4a") == kept
 

@@ -14,7 +14,7 @@ from featherbeat.analysis.features._store import (
     release_all,
     row_chunks,
 )
-from featherbeat.analysis.structure._frames import block_means
+from featherbeat.analysis.spans import block_means
 from featherbeat.analysis.structure.key import key_scores
 
 
