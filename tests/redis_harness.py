@@ -179,6 +179,9 @@ class Deployment:
             OPENBLAS_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
             FEATHERBEAT_LOG_LEVEL="warning",
+            # Every client here is 127.0.0.1: per-client limits would count them all as one.
+            FEATHERBEAT_CLIENT_UPLOADS_PER_MINUTE="0",
+            FEATHERBEAT_CLIENT_QUEUE_SHARE="100000",
         )
         self.env.update(env)
         self.webs: dict[int, tuple[int, subprocess.Popen[bytes]]] = {}
