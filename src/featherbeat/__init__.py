@@ -12,30 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"
+"""The one home of the version: pyproject.toml reads it from here (``dynamic = ["version"]``)."""
+
 if TYPE_CHECKING:
     from featherbeat.analysis.pipeline import analyze
     from featherbeat.analysis.profile import Profile
 
-    __version__: str
-
 __all__ = ["Profile", "__version__", "analyze"]
 
 
-def _version() -> str:
-    """The version pyproject.toml declares (its one home), as installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("featherbeat")
-    except PackageNotFoundError:  # a source tree on sys.path that was never installed
-        return "0+unknown"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value = _version()
-        globals()["__version__"] = value  # looked up once
-        return value
     if name == "analyze":
         from featherbeat.analysis.pipeline import analyze
 
