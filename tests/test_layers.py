@@ -112,7 +112,7 @@ def test_the_format_registry_and_the_version_load_no_numpy() -> None:
 
     assert installed_version("featherbeat") == version
     pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text()
-    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject
+    assert 'dynamic = ["version"]' in pyproject and '\nversion = "' not in pyproject
 
 
 def test_stage_names_have_one_home() -> None:
