@@ -12,7 +12,9 @@ length of the track.
 Measured here (VmHWM of a fresh interpreter, CPU seconds; numpy alone: 25.2 MB, 0.044 s):
 + soundfile 3.5 MB / 0.008 s; + soxr 0.3 MB / 0.001 s; + PyAV 17.7 MB / 0.04 s (hence lazy).
 Decoding a 3-minute 44.1 kHz stereo MP3 to 22 050 Hz mono adds ~3 MB and costs ~0.13 CPU-s
-(libmpg123 0.12, soxr HQ 0.01); PyAV would decode it in 0.12 s but costs 18 MB more.
+(libmpg123 0.12, soxr HQ 0.01); PyAV would decode it in 0.12 s but costs 18 MB more. The
+container check for a copy cut short (a WAV's data size, an Ogg file's last page) reads at most
+64 kB and costs 0.01 ms of CPU per file (200 runs on a 3-minute OGG and WAV).
 
     >>> with open_audio("song.mp3") as stream:          # doctest: +SKIP
     ...     for block in stream:                         # float32, mono, 22 050 Hz
