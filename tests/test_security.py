@@ -584,7 +584,7 @@ def test_data_dir_and_what_it_holds_are_private(tmp_path: Path) -> None:
 
 
 def test_analysis_child_gets_no_secrets() -> None:
-    from featherbeat.jobs.runner import child_env
+    from featherbeat.jobs.supervise import child_env
 
     env = child_env(
         {

@@ -6,21 +6,14 @@ crash or a memory blow-up kills only this process. It knows nothing of jobs, que
 stores: it reads one file and writes ``OUTDIR/<format>`` for every format, so a result never
 needs a second analysis.
 
-Protocol with the watchdog (``featherbeat.jobs.runner``): one JSON object per line on the
-ORIGINAL stdout (the analysis' own prints are sent to stderr so they cannot corrupt it):
-
-    {"event": "progress", "stage": "rhythm", "progress": 0.42}
-    {"event": "done", "duration": 181.2, "analysis_seconds": 3.1, "peak_rss_mb": 61.0, "missing": {},
-     "warning": null}
-    {"event": "error", "code": "not_audio", "message": "..."}
-
-Exit codes: 0 done, 3 the input is bad (no retry helps), anything else a crash.
+Protocol with the watchdog (``featherbeat.jobs.supervise``): the messages and exit codes of
+``featherbeat.jobs.protocol``, one JSON line each on the ORIGINAL stdout (the analysis' own
+prints are sent to stderr so they cannot corrupt it).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -30,8 +23,15 @@ from typing import Any
 
 from featherbeat.analysis.formats import FORMATS
 from featherbeat.analysis.progress import Stage
-
-EXIT_BAD_INPUT = 3
+from featherbeat.jobs.protocol import (
+    EXIT_BAD_INPUT,
+    EXIT_DONE,
+    Done,
+    Error,
+    Message,
+    Progress,
+    encode,
+)
 
 
 def peak_rss_mb() -> float:
@@ -49,8 +49,8 @@ class Reporter:
         self.interval = interval
         self._last = (float("-inf"), "")
 
-    def emit(self, **message: Any) -> None:
-        self.out.write(json.dumps(message) + "\n")
+    def emit(self, message: Message) -> None:
+        self.out.write(encode(message))
         self.out.flush()
 
     def progress(self, fraction: float, stage: str) -> None:
@@ -58,7 +58,7 @@ class Reporter:
         if stage == self._last[1] and now - self._last[0] < self.interval:
             return
         self._last = (now, stage)
-        self.emit(event="progress", stage=str(stage), progress=min(1.0, max(0.0, float(fraction))))
+        self.emit(Progress(str(stage), min(1.0, max(0.0, float(fraction)))))
 
 
 def write_results(profile: Any, outdir: Path) -> None:
@@ -85,27 +85,28 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
             max_duration=args.max_duration,
         )
     except InputTooLongError as exc:
-        reporter.emit(event="error", code="too_long", message=str(exc))
+        reporter.emit(Error("too_long", str(exc)))
         return EXIT_BAD_INPUT
     except DecodeError as exc:
-        reporter.emit(event="error", code="not_audio", message=str(exc))
+        reporter.emit(Error("not_audio", str(exc)))
         return EXIT_BAD_INPUT
     if args.name:
         # The input is a stored upload named by its job id; the results (the JAMS title)
         # name the file the person uploaded.
         profile.source.name = args.name
-    reporter.emit(event="progress", stage=Stage.WRITING, progress=1.0)
+    reporter.emit(Progress(Stage.WRITING, 1.0))
     write_results(profile, Path(args.outdir))
     reporter.emit(
-        event="done",
-        duration=float(profile.duration),
-        analysis_seconds=round(time.monotonic() - started, 3),
-        peak_rss_mb=round(peak_rss_mb(), 1),
-        missing=dict(profile.missing),
-        reduced=bool(profile.reduced),
-        warning=profile.detailed_status if profile.status_code else None,
+        Done(
+            duration=float(profile.duration),
+            analysis_seconds=round(time.monotonic() - started, 3),
+            peak_rss_mb=round(peak_rss_mb(), 1),
+            missing=dict(profile.missing),
+            reduced=bool(profile.reduced),
+            warning=profile.detailed_status if profile.status_code else None,
+        )
     )
-    return 0
+    return EXIT_DONE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,12 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args, reporter)
     except MemoryError:
-        reporter.emit(event="error", code="out_of_memory", message="the analysis ran out of memory")
+        reporter.emit(Error("out_of_memory", "the analysis ran out of memory"))
         return 1
     except Exception as exc:  # a crash: the watchdog retries reduced, then fails with this
-        reporter.emit(
-            event="error", code="analysis_crashed", message=f"{type(exc).__name__}: {exc}"
-        )
+        reporter.emit(Error("analysis_crashed", f"{type(exc).__name__}: {exc}"))
         raise
 
 

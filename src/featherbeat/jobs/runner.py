@@ -1,74 +1,46 @@
-"""Running one job: claim it, run the analysis child under a watchdog, store the results.
+"""Running one job: claim it, run the analysis child under its supervisor, store the results.
 
-The watchdog polls the child every ``POLL`` seconds: its RSS (VmRSS from /proc/<pid>/status)
-against ``FEATHERBEAT_CHILD_MAX_RSS_MB``, its wall time against ``FEATHERBEAT_CHILD_TIMEOUT``.
-A child that crosses either, crashes or is killed from outside is retried ONCE with
-``reduced=True`` (rhythm and loudness only); a second failure fails the job with a reason a
-person can act on. Bad input (exit code 3) fails at once: no retry can help it.
+The child and its watchdog live in ``featherbeat.jobs.supervise``; this module turns their
+``Ending`` into job states. A child that crosses a limit, crashes or is killed from outside
+(``FAILED``) is retried ONCE with ``reduced=True`` (rhythm and loudness only); a second failure
+fails the job with a reason a person can act on. Bad input (``BAD_INPUT``) fails at once: no
+retry can help it.
 
-While the child runs, the job's heartbeat is refreshed every ``heartbeat_seconds``; each write
-is conditional on still owning the job, so a worker that was presumed dead and whose job was
-recovered elsewhere learns it on its next heartbeat, kills its child and walks away.
+While the child runs, the job's heartbeat is refreshed every ``heartbeat_seconds`` (the
+supervisor's ``report``); each write is conditional on still owning the job, so a worker that
+was presumed dead and whose job was recovered elsewhere learns it on its next heartbeat, kills
+its child and walks away (``LOST``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
 from featherbeat.analysis.formats import FORMATS
 from featherbeat.analysis.progress import Stage
 from featherbeat.config import Settings
 from featherbeat.jobs.blobs import BlobStore, result_key
-from featherbeat.jobs.child import EXIT_BAD_INPUT
 from featherbeat.jobs.log import log_event
 from featherbeat.jobs.store import Job, JobStore
+from featherbeat.jobs.supervise import (
+    ActiveChildren,
+    Ending,
+    Limits,
+    Outcome,
+    child_command,
+    supervise,
+)
 
-POLL = 0.2
 MAX_CLAIMS = 3  # a job that took its worker down this many times is failed, not retried forever
 PROGRESS_EVERY = 0.5  # seconds between progress writes to the store (SSE resolution)
-
-# Stages the child reports, mapped onto the job's overall progress (writing is the last 5 %).
-_ANALYSIS_SHARE = 0.95
-
-
-def read_rss_mb(pid: int) -> float | None:
-    """Current resident set (VmRSS) of ``pid`` in MB, None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL the child when the
-    # consumer dies (kill -9, OOM), so no orphan analysis keeps running unsupervised.
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 # A quoted absolute path, or an unquoted one that starts a word ("MP4/M4A" and "1/2" do not).
@@ -90,19 +62,6 @@ def public_message(message: str, filename: str | None, *paths: str | Path) -> st
     return re.sub(r"\s*\(\)", "", text).strip()
 
 
-# What the analysis child may see of the consumer's environment: enough to find Python, its
-# packages and a temp dir, and the numeric libraries' thread settings. Not the API token, the
-# broker URL or cloud credentials: FFmpeg and libsndfile parse untrusted bytes in that process.
-_CHILD_ENV = re.compile(
-    r"^(PATH|HOME|LANG|LANGUAGE|LC_\w+|TZ|TMPDIR|PYTHONPATH|PYTHONHOME|PYTHONUNBUFFERED|"
-    r"PYTHONDONTWRITEBYTECODE|VIRTUAL_ENV|\w+_NUM_THREADS|MALLOC_\w+)$"
-)
-
-
-def child_env(environ: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in environ.items() if _CHILD_ENV.match(k)}
-
-
 def named_as_uploaded(message: str, input_path: Path, filename: str | None) -> str:
     """The decoder names the file it read, which here is the server's storage name (the job
     id or a temporary blob): say the name the person uploaded instead."""
@@ -110,44 +69,6 @@ def named_as_uploaded(message: str, input_path: Path, filename: str | None) -> s
     if filename and message.startswith(prefix):
         return f"{filename}: {message[len(prefix) :]}"
     return message
-
-
-@dataclass
-class Outcome:
-    """How one child run ended. ``kind``: done | bad_input | failed | lost | stopped."""
-
-    kind: str
-    code: str = ""
-    message: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-    peak_rss_mb: float = 0.0
-
-
-class ActiveChildren:
-    """Children of this process, so a stopping consumer can kill them and hand jobs back."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.procs: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}  # owner -> (job, proc)
-
-    def add(self, owner: str, job_id: str, proc: subprocess.Popen[bytes]) -> None:
-        with self.lock:
-            self.procs[owner] = (job_id, proc)
-
-    def remove(self, owner: str) -> None:
-        with self.lock:
-            self.procs.pop(owner, None)
-
-    def stop_all(self) -> list[tuple[str, str]]:
-        """Kill every child; return (owner, job id) pairs whose jobs must go back to the queue."""
-        self.stopping.set()
-        with self.lock:
-            items = list(self.procs.items())
-        for _owner, (_job, proc) in items:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        return [(owner, job_id) for owner, (job_id, _proc) in items]
 
 
 class Runner:
@@ -172,13 +93,22 @@ class Runner:
 
     def __call__(self, job_id: str) -> None:
         owner = self.new_owner()
-        job = self.store.claim(
-            job_id, owner, stale_before=time.time() - self.settings.stale_seconds
+        stale_before = time.time() - self.settings.stale_seconds
+        job = self.active.hold(
+            owner, job_id, lambda: self.store.claim(job_id, owner, stale_before=stale_before)
         )
         if job is None:
             # Finished, deleted, or alive in another worker: a duplicate message, drop it.
-            log_event("job.skipped", job=job_id, reason="not claimable")
+            # (Or this consumer is stopping: the job stays queued for the next one.)
+            reason = "consumer stopping" if self.active.stopping.is_set() else "not claimable"
+            log_event("job.skipped", job=job_id, reason=reason)
             return
+        try:
+            self._claimed(job, owner)
+        finally:
+            self.active.done(owner)
+
+    def _claimed(self, job: Job, owner: str) -> None:
         if job.claims > MAX_CLAIMS:
             self._fail(
                 job,
@@ -243,13 +173,13 @@ class Runner:
                 outcome = self.run_child(
                     job.id, owner, input_path, outdir, reduced, name=job.filename
                 )
-                if outcome.kind in ("lost", "stopped"):
-                    log_event(f"job.{outcome.kind}", job=job.id, owner=owner)
+                if outcome.ending in (Ending.LOST, Ending.STOPPED):
+                    log_event(f"job.{outcome.ending.value}", job=job.id, owner=owner)
                     return
-                if outcome.kind == "done":
+                if outcome.ending is Ending.DONE:
                     self._succeed(job, owner, outdir, outcome)
                     return
-                if outcome.kind == "bad_input":
+                if outcome.ending is Ending.BAD_INPUT:
                     message = named_as_uploaded(outcome.message, input_path, job.filename)
                     self._fail(job, owner, outcome.code, message, outcome.peak_rss_mb)
                     return
@@ -283,129 +213,22 @@ class Runner:
         name: str = "",
     ) -> Outcome:
         s = self.settings
-        cmd = [
-            sys.executable,
-            "-m",
-            "featherbeat.jobs.child",
-            str(input_path),
-            str(outdir),
-            "--max-duration",
-            repr(float(s.max_duration)),
-        ]
-        if reduced:
-            cmd.append("--reduced")
-        if name:
-            cmd += ["--name", name]
-        proc = subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
-            close_fds=True,  # noqa: PLW1509 (prctl only)
-            env=child_env(os.environ),
-        )
-        self.active.add(owner, job_id, proc)
-        messages: deque[dict[str, Any]] = deque()
-        tail: deque[str] = deque(maxlen=20)
-        readers = [
-            threading.Thread(target=_read_protocol, args=(proc.stdout, messages), daemon=True),
-            threading.Thread(target=_read_tail, args=(proc.stderr, tail), daemon=True),
-        ]
-        for t in readers:
-            t.start()
-        started = time.monotonic()
-        last_write = 0.0
-        stage, progress, peak = str(Stage.DECODING), 0.0, 0.0
-        final: dict[str, Any] | None = None
-        killed: tuple[str, str] | None = None
-        try:
-            while True:
-                rc = proc.poll()
-                lost = False
-                while messages:
-                    msg = messages.popleft()
-                    if msg.get("event") == "progress":
-                        new_stage = str(msg.get("stage") or stage)
-                        progress = _overall(new_stage, float(msg.get("progress") or 0.0))
-                        if new_stage != stage and not lost:
-                            # A new stage is written as it starts, not at the next tick: the
-                            # record then passes through every stage in order, however fast
-                            # the short ones (rhythm, structure) are.
-                            lost = not self.store.update(
-                                job_id, owner, stage=new_stage, progress=round(progress, 4)
-                            )
-                            last_write = time.monotonic()
-                        stage = new_stage
-                    else:
-                        final = msg
-                if lost:
-                    proc.kill()
-                    proc.wait()
-                    return Outcome("lost")
-                if rc is not None:
-                    break
-                rss = read_rss_mb(proc.pid)
-                if rss is not None:
-                    peak = max(peak, rss)
-                elapsed = time.monotonic() - started
-                if self.active.stopping.is_set():
-                    proc.kill()
-                    proc.wait()
-                    return Outcome("stopped")
-                if rss is not None and rss > s.child_max_rss_mb:
-                    killed = (
-                        "memory_limit",
-                        f"The analysis needed more than {s.child_max_rss_mb:g} MB of memory "
-                        f"({rss:.0f} MB at {progress:.0%}).",
-                    )
-                elif elapsed > s.child_timeout:
-                    killed = ("time_limit", f"The analysis took longer than {s.child_timeout:g} s.")
-                if killed:
-                    proc.kill()
-                    proc.wait()
-                    break
-                now = time.monotonic()
-                if now - last_write >= min(PROGRESS_EVERY, s.heartbeat_seconds):
-                    last_write = now
-                    if not self.store.update(
-                        job_id,
-                        owner,
-                        stage=stage,
-                        progress=round(progress, 4),
-                        heartbeat_at=time.time(),
-                    ):
-                        proc.kill()
-                        proc.wait()
-                        return Outcome("lost")
-                time.sleep(POLL)
-        finally:
-            self.active.remove(owner)
-            for t in readers:
-                t.join(timeout=2)
-        if killed:
-            return Outcome("failed", killed[0], killed[1], peak_rss_mb=peak)
-        rc = proc.returncode
-        peak = max(peak, float((final or {}).get("peak_rss_mb") or 0.0))
-        if rc == 0 and final and final.get("event") == "done":
-            return Outcome("done", info=final, peak_rss_mb=peak)
-        if rc == EXIT_BAD_INPUT and final and final.get("event") == "error":
-            return Outcome(
-                "bad_input", str(final.get("code")), str(final.get("message")), peak_rss_mb=peak
+
+        def report(stage: str, progress: float) -> bool:
+            return self.store.update(
+                job_id, owner, stage=stage, progress=progress, heartbeat_at=time.time()
             )
-        if self.active.stopping.is_set():
-            return Outcome("stopped")
-        if rc is not None and rc < 0:
-            why = f"The analysis process was killed by signal {signal.Signals(-rc).name}"
-            if -rc == signal.SIGKILL:
-                why += " (out of memory, or stopped from outside)"
-            return Outcome("failed", "analysis_killed", why + ".", peak_rss_mb=peak)
-        detail = (final or {}).get("message") or (tail[-1] if tail else f"exit code {rc}")
-        return Outcome(
-            "failed",
-            str((final or {}).get("code") or "analysis_crashed"),
-            f"The analysis failed: {detail}.",
-            peak_rss_mb=peak,
+
+        return supervise(
+            child_command(input_path, outdir, reduced, s.max_duration, name),
+            Limits(
+                max_rss_mb=s.child_max_rss_mb,
+                timeout=s.child_timeout,
+                report_every=min(PROGRESS_EVERY, s.heartbeat_seconds),
+            ),
+            report,
+            self.active,
+            owner,
         )
 
     def _succeed(self, job: Job, owner: str, outdir: Path, outcome: Outcome) -> None:
@@ -414,7 +237,8 @@ class Runner:
             key = result_key(job.id, fmt)
             self.blobs.put_file(key, outdir / fmt)
             keys[fmt] = key
-        info = outcome.info
+        info = outcome.done
+        assert info is not None  # an Ending.DONE outcome always carries the child's report
         started = job.started_at or job.created_at
         if not self.store.finish(
             job.id,
@@ -423,12 +247,12 @@ class Runner:
             stage=Stage.DONE,
             progress=1.0,
             result_keys=keys,
-            duration=info.get("duration"),
-            analysis_seconds=info.get("analysis_seconds"),
+            duration=info.duration,
+            analysis_seconds=info.analysis_seconds,
             peak_rss_mb=round(outcome.peak_rss_mb, 1),
             error_code=None,
             error_message=None,
-            warning=info.get("warning") or None,
+            warning=info.warning,
         ):
             # Someone else finished it meanwhile (we were presumed dead). Result keys are
             # per job, so both wrote the same analysis to the same keys: nothing to undo.
@@ -439,12 +263,12 @@ class Runner:
             "job.finished",
             job=job.id,
             status="done",
-            duration=info.get("duration"),
+            duration=info.duration,
             seconds=round(time.time() - started, 3),
-            analysis_seconds=info.get("analysis_seconds"),
+            analysis_seconds=info.analysis_seconds,
             peak_rss_mb=round(outcome.peak_rss_mb, 1),
-            reduced=bool(info.get("reduced")),
-            missing=info.get("missing") or {},
+            reduced=info.reduced,
+            missing=info.missing,
         )
 
     def _fail(self, job: Job, owner: str, code: str, message: str, peak: float = 0.0) -> None:
@@ -470,29 +294,6 @@ class Runner:
     def _drop_upload(self, job: Job) -> None:
         if job.upload_key and not self.settings.keep_uploads:
             self.blobs.delete(job.upload_key)
-
-
-def _overall(stage: str, fraction: float) -> float:
-    if stage in (Stage.WRITING, Stage.DONE):
-        return _ANALYSIS_SHARE
-    return min(1.0, max(0.0, fraction)) * _ANALYSIS_SHARE
-
-
-def _read_protocol(stream: IO[bytes], out: deque[dict[str, Any]]) -> None:
-    for raw in stream:
-        try:
-            msg = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(msg, dict):
-            out.append(msg)
-
-
-def _read_tail(stream: IO[bytes], tail: deque[str]) -> None:
-    for raw in stream:
-        line = raw.decode("utf-8", "replace").strip()
-        if line:
-            tail.append(line[:300])
 
 
 def cleanup_tmp(settings: Settings, older_than: float = 6 * 3600) -> None:
