@@ -317,7 +317,7 @@ def run_host(three: Path, long: Path, shorts: list[Path], queued: int) -> dict[s
 
 
 def _job_record(data: Path, job_id: str) -> dict[str, Any]:
-    from featherbeat.jobs.store import SqliteJobStore
+    from featherbeat.jobs.sqlite_store import SqliteJobStore
 
     job = SqliteJobStore(data / "jobs.db").get(job_id)
     return {

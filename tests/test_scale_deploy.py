@@ -166,7 +166,7 @@ def test_faults_lose_nothing_and_finish_nothing_twice(deployment: Deployment) ->
     assert long_id in recovered, recovered  # found by a surviving worker's reaper
     # Nothing queued or running is left behind in Redis either.
     from featherbeat.jobs.redis_store import RedisJobStore
-    from featherbeat.jobs.scaleout import redis_client
+    from featherbeat.jobs.services import redis_client
 
     counts = RedisJobStore(redis_client(dep.server.url)).counts()
     assert counts == {"queued": 0, "running": 0, "done": len(accepted), "failed": 0}

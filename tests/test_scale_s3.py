@@ -23,8 +23,8 @@ from redis_harness import RedisServer, free_port, redis_env, redis_server, wav_b
 from service_harness import running_service
 
 from featherbeat.config import ConfigError
-from featherbeat.jobs.blobs import CHUNK
-from featherbeat.jobs.redis_blobs import BlobTooLargeError, S3Blobs
+from featherbeat.jobs.blobs import CHUNK, BlobTooLargeError
+from featherbeat.jobs.s3_blobs import S3Blobs
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -159,7 +159,7 @@ def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
             return int(line.split()[1]) // 1024
-from featherbeat.jobs.redis_blobs import S3Blobs
+from featherbeat.jobs.s3_blobs import S3Blobs
 blobs = S3Blobs(sys.argv[1], max_bytes=1 << 30)
 blobs.check()
 before = hwm()

@@ -17,7 +17,8 @@ from store_race import (
     same_bytes_at_once,
 )
 
-from featherbeat.jobs.redis_blobs import BlobTooLargeError, RedisBlobs, StorageFullError
+from featherbeat.jobs.blobs import BlobTooLargeError, StorageFullError
+from featherbeat.jobs.redis_blobs import RedisBlobs
 from featherbeat.jobs.redis_store import RedisJobStore
 from featherbeat.jobs.store import Job
 
@@ -244,7 +245,7 @@ def test_full_redis_is_a_storage_full_error(redis_server: RedisServer) -> None: 
 
 def test_s3_url_errors_are_config_errors() -> None:
     from featherbeat.config import ConfigError
-    from featherbeat.jobs.redis_blobs import S3Blobs
+    from featherbeat.jobs.s3_blobs import S3Blobs
 
     with pytest.raises(ConfigError, match="s3://bucket/prefix"):
         S3Blobs("https://bucket/prefix")

@@ -18,10 +18,12 @@ from store_race import (
 )
 
 from featherbeat.config import ConfigError, Settings
-from featherbeat.jobs.blobs import LocalBlobStore, check_key
+from featherbeat.jobs.blobs import check_key
+from featherbeat.jobs.local_blobs import LocalBlobStore
 from featherbeat.jobs.reaper import purge_expired, reap
 from featherbeat.jobs.services import Services
-from featherbeat.jobs.store import Job, JobStore, SqliteJobStore
+from featherbeat.jobs.sqlite_store import SqliteJobStore
+from featherbeat.jobs.store import Job, JobStore
 from featherbeat.web.sniff import NotAudioError, sniff
 
 

@@ -92,6 +92,6 @@ def _broker_label(broker: str | None) -> str:
     """The broker for the log line, without its password (Redis URLs may carry one)."""
     if not broker:
         return "sqlite"
-    from featherbeat.jobs.scaleout import redact_url
+    from featherbeat.jobs.services import redact_url
 
     return redact_url(broker)

@@ -1,15 +1,20 @@
-"""Uploads and results: opaque byte blobs under string keys.
+"""Uploads and results: opaque byte blobs under string keys. The ``BlobStore`` contract.
 
-The ``BlobStore`` interface (the same shape as ``redis_blobs.Blobs`` of the scale-out, so
-RedisBlobs/S3Blobs drop in; the two helpers have generic defaults built on it):
+Backends, one module each: ``local_blobs.LocalBlobStore`` (files under the data dir, the
+default), ``redis_blobs.RedisBlobs`` and ``s3_blobs.S3Blobs`` (the scale-out). Every backend
+implements the abstract methods; the others have generic defaults built on them:
 
-- ``put(key, fp, *, ttl=None) -> int``: stream ``fp`` into the blob, return its size
+- ``put(key, fp, *, ttl=None) -> int``: stream ``fp`` into the blob, return its size; raises
+  ``BlobTooLargeError`` over the backend's cap and ``StorageFullError`` (an ``OSError`` with
+  errno ENOSPC, like a full local disk) when the store has no room
 - ``get(key, out) -> bool``: stream the blob into ``out``; False if absent
 - ``iter(key) -> Iterator[bytes] | None``: the blob in chunks (None if absent), for responses
 - ``size(key) -> int | None``; ``delete(key)`` (no error if absent)
-- ``put_file(key, path)``: store a local file (the local store moves it instead of copying)
+- ``put_file(key, path)``: store a local file and remove it (the local store moves it)
 - ``local_path(key)``: context manager yielding a local path holding the blob (the analysis
   child needs a real file; remote stores download into a temp file)
+- ``local_file(key) -> Path | None``: the blob's own file when the backend keeps blobs as
+  files (so a web response can answer Range requests from it), else None
 
 Keys are ``uploads/<job id>`` and ``results/<job id>/<format>``; job ids are random URL-safe
 tokens, and every key is checked so a key can never address a file outside the store.
@@ -19,12 +24,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -38,6 +41,14 @@ def check_key(key: str) -> str:
     if not _KEY.match(key) or any(part in (".", "..") for part in key.split("/")):
         raise ValueError(f"invalid blob key {key!r}")
     return key
+
+
+class BlobTooLargeError(ValueError):
+    """The blob is bigger than the store's cap."""
+
+
+class StorageFullError(OSError):
+    """The store has no room left (errno ENOSPC, like a full local disk)."""
 
 
 def upload_key(job_id: str) -> str:
@@ -79,74 +90,16 @@ class BlobStore(ABC):
             tmp.flush()
             yield Path(tmp.name)
 
+    def local_file(self, key: str) -> Path | None:
+        """The blob's own file, if this backend keeps blobs as local files; None otherwise
+        (and None when the blob is absent)."""
+        return None
 
-class LocalBlobStore(BlobStore):
-    """Blobs as files under one folder (the default, one-box deployment). ``ttl`` is ignored:
-    the retention sweep deletes old blobs."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
-
-    def put(self, key: str, fp: IO[bytes], *, ttl: float | None = None) -> int:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.part-{os.getpid()}-{threading.get_ident()}")
-        with tmp.open("wb") as out:
-            shutil.copyfileobj(fp, out, CHUNK)
-        os.replace(tmp, target)  # atomic: readers see the old blob or the new, never half
-        return target.stat().st_size
-
-    def put_file(self, key: str, path: str | Path) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(path, target)  # our temp files live on the same filesystem
-        except OSError:
-            super().put_file(key, path)
-
-    def get(self, key: str, out: IO[bytes]) -> bool:
-        try:
-            with self._path(key).open("rb") as fp:
-                shutil.copyfileobj(fp, out, CHUNK)
-        except FileNotFoundError:
-            return False
-        return True
-
-    def iter(self, key: str) -> Iterator[bytes] | None:
-        try:
-            fp = self._path(key).open("rb")
-        except FileNotFoundError:
-            return None
-
-        def chunks() -> Iterator[bytes]:
-            with fp:
-                while chunk := fp.read(CHUNK):
-                    yield chunk
-
-        return chunks()
-
-    @contextmanager
-    def local_path(self, key: str, tmp_dir: str | Path | None = None) -> Iterator[Path]:
-        path = self._path(key)
-        if not path.is_file():
-            raise KeyError(key)
-        yield path
-
-    def size(self, key: str) -> int | None:
-        try:
-            return self._path(key).stat().st_size
-        except FileNotFoundError:
-            return None
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        # Drop the per-job results folder once it is empty.
-        if path.parent == self.root or path.parent.parent == self.root:
-            return
-        with suppress(OSError):
-            path.parent.rmdir()
+def copy_chunks(chunks: Iterator[bytes] | None, out: IO[bytes]) -> bool:
+    """Write ``chunks`` to ``out``; False when the blob does not exist (``chunks`` is None)."""
+    if chunks is None:
+        return False
+    for chunk in chunks:
+        out.write(chunk)
+    return True

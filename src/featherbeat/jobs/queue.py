@@ -1,7 +1,8 @@
 """The durable queue: huey carries job ids from the web process to the consumer.
 
-SqliteHuey (``<data dir>/queue.db``) by default; ``FEATHERBEAT_BROKER=redis://...`` gives
-RedisHuey with the very same task. huey alone is at-most-once (a message is deleted when a
+SqliteHuey (``<data dir>/queue.db``, ``sqlite_huey``) by default; ``FEATHERBEAT_BROKER=redis://...``
+gives PriorityRedisHuey (``redis_huey``) with the very same task; ``featherbeat.jobs.services``
+picks one. huey alone is at-most-once (a message is deleted when a
 worker takes it), so the queue never decides anything: the job record does (see
 ``featherbeat.jobs.store``) and the reaper (``featherbeat.jobs.reaper``) re-enqueues any job
 whose message or worker was lost. A duplicate message is harmless: ``claim`` drops it.
@@ -19,7 +20,7 @@ TASK_NAME = "featherbeat.analyse"
 RECOVERED_PRIORITY = 10  # recovered jobs are older than anything queued: let them go first
 
 
-def _import_huey(with_redis: bool) -> Any:
+def import_huey(with_redis: bool) -> Any:
     # huey.storage imports redis-py when it is installed (~20 MB of RSS for nothing in the
     # embedded mode, where every web worker and the consumer import huey). Hide it while
     # huey loads; huey then simply has no RedisStorage, which SQLite mode never uses.
@@ -35,13 +36,19 @@ def _import_huey(with_redis: bool) -> Any:
     return huey
 
 
-def make_huey(settings: Settings) -> Any:
-    huey = _import_huey(with_redis=bool(settings.broker))
-    if settings.broker:
-        return huey.RedisHuey("featherbeat", url=settings.broker, results=False)
+def sqlite_huey(settings: Settings) -> Any:
+    """The embedded queue: one SQLite file, strict FIFO within a priority."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return huey.SqliteHuey(
+    return import_huey(with_redis=False).SqliteHuey(
         "featherbeat", filename=str(settings.data_dir / "queue.db"), results=False, strict_fifo=True
+    )
+
+
+def redis_huey(prefix: str, connection_pool: Any) -> Any:
+    """The scale-out queue: a sorted set (FIFO within a priority, so the reaper's recovered
+    jobs go first as in the SQLite mode) on the services' Redis connection pool."""
+    return import_huey(with_redis=True).PriorityRedisHuey(
+        prefix.rstrip(":") or "featherbeat", connection_pool=connection_pool, results=False
     )
 
 
@@ -50,7 +57,7 @@ class JobQueue:
 
     def __init__(self, settings: Settings, huey: Any | None = None) -> None:
         self.settings = settings
-        self.huey = huey if huey is not None else make_huey(settings)
+        self.huey = huey if huey is not None else sqlite_huey(settings)
         self.handler: Callable[[str], None] | None = None
         self._task = self.huey.task(name=TASK_NAME)(self._execute)
 

@@ -43,8 +43,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from featherbeat.jobs.store import (
-    _COLUMNS,
     BAD_INPUT_CODES,
+    FIELDS,
     FINISHED,
     STATUSES,
     Job,
@@ -254,7 +254,7 @@ return 1
 def _encode(values: dict[str, Any]) -> list[Any]:
     flat: list[Any] = []
     for key, value in values.items():
-        if key not in _COLUMNS:
+        if key not in FIELDS:
             raise KeyError(f"unknown job field {key!r}")
         flat += [key, json.dumps(value)]
     return flat
@@ -264,7 +264,7 @@ def _decode(raw: dict[bytes, bytes]) -> Job:
     values = {}
     for key, value in raw.items():
         name = key.decode()
-        if name in _COLUMNS:
+        if name in FIELDS:
             values[name] = json.loads(value)
     return Job(**values)
 

@@ -1,23 +1,52 @@
 """The three parts every process of the service shares: job records, blobs and the queue.
 
-``Services.from_settings(settings)`` builds the embedded default (SQLite records in
-``<data dir>/jobs.db``, blobs under ``<data dir>/blobs``, SqliteHuey in ``<data dir>/queue.db``).
-With ``FEATHERBEAT_BROKER=redis://...`` it asks ``featherbeat.jobs.scaleout.build(settings)``
-(the scale-out backend) for Redis-backed parts implementing the same interfaces.
+``build_services(settings)`` (also ``Services.from_settings``) is the one place that picks the
+backends:
+
+- embedded default: ``SqliteJobStore`` in ``<data dir>/jobs.db``, ``LocalBlobStore`` under
+  ``<data dir>/blobs``, SqliteHuey in ``<data dir>/queue.db``;
+- ``FEATHERBEAT_BROKER=redis://host:port/db`` (the scale-out, docs/scaling.md): on one Redis
+  connection pool per process, ``RedisJobStore`` (hashes, per-status sorted sets, a change
+  stream per job), huey's ``PriorityRedisHuey`` with the very same task, and ``RedisBlobs``
+  (size cap + expiry) or, with ``FEATHERBEAT_BLOB_URL=s3://...``, ``S3Blobs``.
+
+Importing a backend module costs nothing: redis-py and boto3 are imported only when a client
+is built, so the embedded mode never loads them.
+
+Settings of the scale-out only (read here; see docs/scaling.md):
+
+| variable | default | meaning |
+|---|---|---|
+| FEATHERBEAT_BLOB_URL | (unset) | ``s3://bucket/prefix``: uploads and results in S3 (boto3) instead of Redis |
+| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | cap of one blob kept in Redis (at most 512) |
+| FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | an upload not analysed by then expires from Redis |
+| FEATHERBEAT_REDIS_PREFIX | featherbeat: | key prefix (several deployments on one Redis) |
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from featherbeat.config import ConfigError, Settings
-from featherbeat.jobs.blobs import BlobStore, LocalBlobStore
-from featherbeat.jobs.queue import JobQueue
-from featherbeat.jobs.store import JobStore, SqliteJobStore
+from featherbeat.jobs.blobs import BlobStore
+from featherbeat.jobs.local_blobs import LocalBlobStore
+from featherbeat.jobs.queue import JobQueue, redis_huey, sqlite_huey
+from featherbeat.jobs.redis_blobs import RedisBlobs
+from featherbeat.jobs.redis_store import RedisJobStore
+from featherbeat.jobs.s3_blobs import S3Blobs
+from featherbeat.jobs.sqlite_store import SqliteJobStore
+from featherbeat.jobs.store import JobStore
+
+# While Redis restarts (AOF replay takes a moment) a command is retried for ~5 s before the
+# request fails; the store's scripts and the blob writes are safe to repeat.
+_RETRIES = 8
+_BACKOFF_CAP = 1.0
 
 
 def make_private(folder: Path) -> None:
@@ -38,22 +67,96 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        make_private(settings.data_dir)
-        if settings.broker:
-            try:
-                scaleout = importlib.import_module("featherbeat.jobs.scaleout")
-            except ModuleNotFoundError as exc:
-                if exc.name != "featherbeat.jobs.scaleout":
-                    raise
-                raise ConfigError(
-                    "FEATHERBEAT_BROKER is set but this version has no Redis backend "
-                    "(featherbeat.jobs.scaleout); unset it to use the embedded SQLite default"
-                ) from None
-            return scaleout.build(settings)
-        data = settings.data_dir
-        return cls(
-            settings=settings,
-            store=SqliteJobStore(data / "jobs.db"),
-            blobs=LocalBlobStore(data / "blobs"),
-            queue=JobQueue(settings),
-        )
+        return build_services(settings)
+
+
+def build_services(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
+    """The services ``settings`` ask for (``env``: the scale-out's own variables, see above)."""
+    make_private(settings.data_dir)
+    if settings.broker:
+        return _scale_out(settings, settings.broker, os.environ if env is None else env)
+    data = settings.data_dir
+    return Services(
+        settings=settings,
+        store=SqliteJobStore(data / "jobs.db"),
+        blobs=LocalBlobStore(data / "blobs"),
+        queue=JobQueue(settings, huey=sqlite_huey(settings)),
+    )
+
+
+def _scale_out(settings: Settings, broker: str, env: Mapping[str, str]) -> Services:
+    prefix = (env.get("FEATHERBEAT_REDIS_PREFIX") or "featherbeat:").strip()
+    client = redis_client(broker)
+    try:
+        client.ping()  # fail at start with one clear line, not at the first job
+    except Exception as exc:  # redis' ConnectionError, TimeoutError, AuthenticationError ...
+        raise ConfigError(
+            f"cannot reach Redis at {redact_url(broker)} ({exc}); "
+            "is FEATHERBEAT_BROKER right and is Redis running?"
+        ) from None
+    huey = redis_huey(prefix, client.connection_pool)
+    return Services(
+        settings=settings,
+        store=RedisJobStore(client, prefix, queue_key=huey.storage.queue_key),
+        blobs=make_blob_store(settings, client, prefix, env),
+        queue=JobQueue(settings, huey=huey),
+    )
+
+
+def redis_client(url: str) -> Any:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=_BACKOFF_CAP, base=0.05), _RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+def redact_url(url: str) -> str:
+    """The broker URL without its password, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def make_blob_store(
+    settings: Settings, client: Any, prefix: str, env: Mapping[str, str]
+) -> BlobStore:
+    """Uploads and results where every machine reaches them: S3 if configured, else Redis."""
+    blob_url = (env.get("FEATHERBEAT_BLOB_URL") or "").strip()
+    if blob_url:
+        s3 = S3Blobs(blob_url)
+        s3.check()  # like the Redis ping: a wrong bucket is one line at start
+        return s3
+    upload_mb = settings.max_upload_bytes / (1 << 20)
+    max_mb = _env_number(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB", max(upload_mb, 64.0))
+    upload_ttl = _env_number(env, "FEATHERBEAT_UPLOAD_TTL_HOURS", 24.0) * 3600
+    return RedisBlobs(
+        client,
+        prefix,
+        max_bytes=int(max_mb * (1 << 20)),
+        ttls={"uploads/": upload_ttl, "results/": settings.retention_days * 86400 or None},
+    )

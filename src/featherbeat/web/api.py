@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 
 from featherbeat.analysis.formats import FORMATS, MEDIA_TYPES
 from featherbeat.analysis.progress import Stage
-from featherbeat.jobs.blobs import LocalBlobStore, upload_key
+from featherbeat.jobs.blobs import upload_key
 from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
 from featherbeat.jobs.store import Job, Link
@@ -517,10 +517,10 @@ def audio(job_id: str) -> Response:
     if not request.headers.get("Range", "bytes=").strip().lower().startswith("bytes="):
         # A unit we do not serve (items=0-10): ignored, the whole file (RFC 9110 14.2).
         request.environ.pop("HTTP_RANGE", None)
-    if isinstance(svc.blobs, LocalBlobStore):
+    path = svc.blobs.local_file(job.upload_key)
+    if path is not None:
         # A real file: send_file answers Range requests, so the page's <audio> can seek.
-        with svc.blobs.local_path(job.upload_key) as path:
-            return send_file(path, mimetype=media, conditional=True, max_age=0)
+        return send_file(path, mimetype=media, conditional=True, max_age=0)
     chunks = svc.blobs.iter(job.upload_key)
     if chunks is None:
         raise gone
