@@ -97,13 +97,25 @@ def test_kill9_analysis_child_retries_reduced_and_finishes(
         assert "analysis_killed" in svc.logs()
 
 
-def test_sigterm_consumer_hands_job_back_at_once(tmp_path: Path, long_track: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stop_signal_mid_analysis_hands_job_back_at_once(
+    tmp_path: Path, long_track: Path, sig: signal.Signals
+) -> None:
+    """Both stop signals mean "stop now": huey's own default for SIGINT would wait for the
+    running analysis to end, longer than a platform waits before SIGKILL."""
     with running_service(tmp_path, {"FEATHERBEAT_STALE_SECONDS": "600"}) as svc:
         status, job = svc.upload(long_track)
-        wait_child(svc)
-        svc.stop_worker(signal.SIGTERM)
-        # Released, not left for the (here: 10-minute) stale timeout.
-        assert svc.job(job["id"])["status"] == "queued"
+        child = wait_child(svc)
+        assert svc.worker is not None
+        svc.worker.send_signal(sig)
+        try:
+            code = svc.worker.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the consumer ignored {sig.name}\n{svc.logs()}") from None
+        assert code == 0, svc.logs()
+        assert not alive(child), "the analysis child outlived its consumer"
+        # Released, not left for the (here: 10-minute) stale timeout, nor finished first.
+        assert svc.job(job["id"])["status"] == "queued", svc.logs()
         svc.start_worker()
         final = svc.wait_done(job["id"], timeout=120)
         assert final["status"] == "done", (final, svc.logs())
