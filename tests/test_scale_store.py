@@ -1,4 +1,6 @@
-"""The Redis JobStore and BlobStore against a real redis-server: claims, ownership, recovery."""
+"""What only the Redis backends do, against a real redis-server: Redis' clock for heartbeats,
+the atomic check of huey's queue, no keys left behind, blobs with a cap and an expiry. What
+every job store must do is in test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -6,16 +8,11 @@ import errno
 import io
 import json
 import os
-import threading
 import time
 
 import pytest
 from redis_harness import RedisServer, redis_server  # noqa: F401 (fixture)
-from store_race import (
-    client_share_and_failure_memory,
-    links_share_one_analysis,
-    same_bytes_at_once,
-)
+from store_race import links_share_one_analysis
 
 from featherbeat.jobs.blobs import BlobTooLargeError, StorageFullError
 from featherbeat.jobs.redis_blobs import RedisBlobs
@@ -35,117 +32,12 @@ def new_job(job_id: str, sha: str = "s", created: float | None = None) -> Job:
     return Job(id=job_id, filename=f"{job_id}.wav", size_bytes=10, sha256=sha, created_at=now)
 
 
-def test_records_round_trip_and_fifo(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.create(new_job("a", created=100.0))
-    st.create(new_job("b", created=101.0))
-    with pytest.raises(KeyError):
-        st.create(new_job("a"))  # ids are never reused
-    a = st.get("a")
-    assert a is not None and a.status == "queued" and a.filename == "a.wav" and a.seq == 1
-    assert a.started_at is None and a.result_keys is None and a.reduced is False
-    assert [st.queue_position(st.get(i)) for i in "ab"] == [1, 2]
-    assert st.counts() == {"queued": 2, "running": 0, "done": 0, "failed": 0}
-    assert st.delete("a") and not st.delete("a") and st.get("a") is None
-    assert st.queue_position(st.get("b")) == 1
-
-
-def test_one_claim_wins_among_many(redis_server: RedisServer) -> None:  # noqa: F811
-    store_of(redis_server).create(new_job("j"))
-    won: list[bool] = []
-
-    def claim(n: int) -> None:
-        won.append(store_of(redis_server).claim("j", f"w{n}", time.time() - 30) is not None)
-
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(won) == [False] * 15 + [True]
-    job = store_of(redis_server).get("j")
-    assert job.status == "running" and job.claims == 1 and job.started_at is not None
-
-
-def test_same_bytes_at_once_create_one_job(redis_server: RedisServer) -> None:  # noqa: F811
-    # Two store objects (two connection pools) stand for two web processes, threads on each.
-    stores = [store_of(redis_server), store_of(redis_server)]
-    winner = same_bytes_at_once(stores)
-    joined = stores[1].create_unless_duplicate(new_job("again", sha="same"))
-    assert joined.id == winner and joined.status == "queued" and joined.seq == 1
-    assert stores[1].get("again") is None
-    # The winner's own call repeated (a retry after a lost reply) answers with its job.
-    assert stores[0].create_unless_duplicate(new_job(winner, sha="same")).id == winner
-    # A done job is joined before a newer queued one (the order of find_by_sha256).
-    stores[0].claim(winner, "w", time.time() - 30)
-    stores[0].finish(winner, "w", "done")
-    stores[0].create(new_job("newer", sha="same"))
-    assert stores[1].create_unless_duplicate(new_job("late", sha="same")).id == winner
-    other = new_job("other", sha="else")
-    assert stores[1].create_unless_duplicate(other) is other and stores[1].get("other").seq == 1
-    with pytest.raises(KeyError):
-        stores[1].create_unless_duplicate(new_job("other", sha="new"))  # ids are never reused
-
-
 def test_links_share_one_analysis(redis_server: RedisServer) -> None:  # noqa: F811
     st = store_of(redis_server)
     links_share_one_analysis(st)
     # Nothing of the deleted jobs and links is left in Redis.
     left = [k.decode() for k in st.r.scan_iter("featherbeat:*ln-*")]
     assert left == [], left
-
-
-def test_client_share_and_failure_memory(redis_server: RedisServer) -> None:  # noqa: F811
-    client_share_and_failure_memory(store_of(redis_server))
-
-
-def test_only_the_owner_updates_and_finishes_once(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.create(new_job("j", sha="x"))
-    assert st.claim("j", "me", time.time() - 30).owner == "me"
-    assert st.claim("j", "me", time.time() - 30).claims == 1  # a retried claim, not a new one
-    assert st.update("j", "me", progress=0.5, stage="rhythm", attempts=1)
-    assert not st.update("j", "other", progress=0.9)
-    assert not st.finish("j", "other", "done")
-    assert st.get("j").progress == 0.5
-    keys = {"spotify": "results/j/spotify"}
-    assert st.finish("j", "me", "done", progress=1.0, stage="done", result_keys=keys)
-    assert st.finish("j", "me", "done")  # the same finish retried (lost reply) is idempotent
-    assert not st.finish("j", "other", "done") and not st.finish("j", "me", "failed")
-    job = st.get("j")
-    assert job.status == "done" and job.result_keys == keys and job.finished_at is not None
-    assert st.claim("j", "late", time.time()) is None  # a duplicate delivery is dropped
-    assert st.find_by_sha256("x").id == "j"
-    assert [j.id for j in st.recent_finished(5)] == ["j"]
-    assert [j.id for j in st.expired(time.time() + 1)] == ["j"] and st.expired(0) == []
-
-
-def test_stale_job_recovered_once_and_old_owner_fenced(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.create(new_job("j"))
-    st.claim("j", "dead", time.time() - 30)
-    time.sleep(0.05)
-    cutoff = time.time()
-    assert [j.id for j in st.stale(cutoff)] == ["j"]
-    reapers = [store_of(redis_server) for _ in range(4)]
-    assert sorted(r.requeue("j", stale_before=cutoff) for r in reapers) == [False] * 3 + [True]
-    assert st.get("j").status == "queued" and st.get("j").owner is None
-    assert not st.update("j", "dead", heartbeat_at=time.time())  # the old owner learns it lost
-    assert st.claim("j", "new", cutoff - 30).claims == 2
-    assert not st.finish("j", "dead", "done")
-    assert st.finish("j", "new", "failed", error_code="x", error_message="y")
-    assert st.counts()["failed"] == 1 and st.find_by_sha256("s") is None
-
-
-def test_stopping_worker_hands_its_job_back(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.create(new_job("j", created=50.0))
-    st.create(new_job("k", created=60.0))
-    st.claim("j", "w", time.time() - 30)
-    assert not st.requeue("j", owner="someone-else")
-    assert st.requeue("j", owner="w")
-    job = st.get("j")
-    assert job.status == "queued" and job.owner is None and st.queue_position(job) == 1
 
 
 def test_live_heartbeat_is_not_stale_whatever_the_workers_clock(redis_server: RedisServer) -> None:  # noqa: F811
@@ -184,29 +76,6 @@ def test_stale_requeue_checks_the_queue_atomically(redis_server: RedisServer) ->
     assert not st.requeue("waitingjob", stale_before=time.time() - 10)
     st.r.delete(queue)  # popped by a worker that died before claiming it
     assert st.requeue("waitingjob", stale_before=time.time() - 10)
-
-
-def test_wait_change_wakes_on_change(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.create(new_job("j"))
-    st.claim("j", "w", 0)
-    seq = st.get("j").seq
-    threading.Timer(0.2, lambda: st.update("j", "w", progress=0.3)).start()
-    t0 = time.monotonic()
-    assert st.wait_change("j", seq, timeout=5) == seq + 1
-    assert time.monotonic() - t0 < 2 and st.get("j").progress == 0.3
-    t0 = time.monotonic()
-    assert st.wait_change("j", seq + 1, timeout=0.3) == seq + 1
-    assert time.monotonic() - t0 >= 0.25
-    st.delete("j")
-    assert st.wait_change("j", seq + 1, timeout=5) == 0  # gone: returns at once
-
-
-def test_counters(redis_server: RedisServer) -> None:  # noqa: F811
-    st = store_of(redis_server)
-    st.incr("rejected_too_large")
-    st.incr("rejected_too_large", 2)
-    assert st.counters() == {"rejected_too_large": 3}
 
 
 def test_blobs_stream_cap_and_expiry(redis_server: RedisServer) -> None:  # noqa: F811

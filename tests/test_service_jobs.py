@@ -1,29 +1,23 @@
-"""The job layer without HTTP: conditional claims and finishes, the reaper, blobs, the sniffer.
+"""The job layer without HTTP on the embedded backends: the reaper, retention, local blobs,
+the sniffer. What every job store must do is in test_store_contract.py.
 
 Fast (no gunicorn): real SQLite files, real huey queue, real files in tmp_path.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from signals import click_track, write_audio
-from store_race import (
-    client_share_and_failure_memory,
-    links_share_one_analysis,
-    same_bytes_at_once,
-)
 
 from featherbeat.config import ConfigError, Settings
 from featherbeat.jobs.blobs import check_key
 from featherbeat.jobs.local_blobs import LocalBlobStore
 from featherbeat.jobs.reaper import purge_expired, reap
 from featherbeat.jobs.services import Services
-from featherbeat.jobs.sqlite_store import SqliteJobStore
-from featherbeat.jobs.store import Job, JobStore
+from featherbeat.jobs.store import Job
 from featherbeat.web.sniff import NotAudioError, sniff
 
 
@@ -41,52 +35,6 @@ def new_job(services: Services, job_id: str, age: float = 0.0) -> Job:
     )
     services.store.create(job)
     return job
-
-
-def test_only_one_of_many_claimers_wins(services: Services) -> None:
-    new_job(services, "j1")
-    wins: list[str] = []
-
-    def claim(owner: str) -> None:
-        if services.store.claim("j1", owner, stale_before=time.time() - 60):
-            wins.append(owner)
-
-    threads = [threading.Thread(target=claim, args=(f"o{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 1
-    owner = wins[0]
-    assert not services.store.update("j1", "someone-else", progress=0.5)
-    assert services.store.update("j1", owner, progress=0.5)
-    assert services.store.finish("j1", owner, "done")
-    assert not services.store.finish("j1", owner, "done"), "a job finishes once"
-    assert services.store.get("j1").status == "done"
-
-
-def test_same_bytes_at_once_create_one_job(tmp_path: Path) -> None:
-    # Two store objects on one file stand for two web processes; threads on each, like gthread.
-    stores: list[JobStore] = [SqliteJobStore(tmp_path / "jobs.db") for _ in range(2)]
-    winner = same_bytes_at_once(stores)
-    assert stores[1].get(winner).seq == 1
-    # Once done it is still the one joined; other bytes get their own job.
-    stores[0].claim(winner, "w", time.time() - 60)
-    stores[0].finish(winner, "w", "done")
-    late = Job(id="late", filename="a.wav", size_bytes=1, sha256="same", created_at=time.time())
-    assert stores[1].create_unless_duplicate(late).id == winner and stores[1].get("late") is None
-    other = Job(id="other", filename="b.wav", size_bytes=1, sha256="else", created_at=time.time())
-    assert stores[1].create_unless_duplicate(other) is other and other.seq == 1
-    for store in stores:
-        store.close()
-
-
-def test_links_share_one_analysis(tmp_path: Path) -> None:
-    links_share_one_analysis(SqliteJobStore(tmp_path / "jobs.db"))
-
-
-def test_client_share_and_failure_memory(tmp_path: Path) -> None:
-    client_share_and_failure_memory(SqliteJobStore(tmp_path / "jobs.db"))
 
 
 def test_reaper_recovers_dead_worker_and_lost_message_but_not_live_ones(services: Services) -> None:
@@ -130,16 +78,6 @@ def test_retention_purges_old_finished_jobs_and_their_files(tmp_path: Path) -> N
     assert services.store.get("old") is None and services.blobs.size("results/old/spotify") is None
     assert services.store.get("new") is not None
     assert services.blobs.size("results/new/spotify") == 2
-
-
-def test_queue_position_is_fifo(services: Services) -> None:
-    for i in range(3):
-        new_job(services, f"q{i}", age=3 - i)
-    assert [services.store.queue_position(services.store.get(f"q{i}")) for i in range(3)] == [
-        1,
-        2,
-        3,
-    ]
 
 
 def test_local_blobs_refuse_escaping_keys(tmp_path: Path) -> None:

@@ -157,7 +157,10 @@ class SqliteJobStore(JobStore):
         row["seq"] = 1
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
-        db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+        try:
+            db.execute(f"INSERT INTO jobs ({cols}) VALUES ({marks})", row)
+        except sqlite3.IntegrityError:  # the primary key: ids are never reused
+            raise KeyError(f"job {job.id} already exists") from None
 
     def create(self, job: Job) -> None:
         with self._tx() as db:
@@ -262,6 +265,9 @@ class SqliteJobStore(JobStore):
     def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None:
         now = time.time()
         with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None and row["status"] == "running" and row["owner"] == owner:
+                return _from_row(row)  # a repeat of a claim that won: unchanged (TRANSITIONS)
             won = db.execute(
                 "UPDATE jobs SET status = 'running', owner = :owner, heartbeat_at = :now, "
                 "started_at = COALESCE(started_at, :now), claims = claims + 1, seq = seq + 1 "
@@ -285,9 +291,16 @@ class SqliteJobStore(JobStore):
             raise ValueError(f"finish() needs done or failed, got {status!r}")
         values = {"finished_at": time.time(), **values, "status": status}
         with self._tx() as db:
-            return self._set(
+            if self._set(
                 db, job_id, "status = 'running' AND owner = :owner", {"owner": owner}, values
-            )
+            ):
+                return True
+            # A repeat of a finish that won (the owner stays recorded): True, unchanged.
+            row = db.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND status = ? AND owner = ?",
+                (job_id, status, owner),
+            ).fetchone()
+            return row is not None
 
     def requeue(
         self, job_id: str, owner: str | None = None, stale_before: float | None = None
