@@ -5,22 +5,24 @@
 
 For each worker count: a fresh redis-server (AOF on, as in production) on a free 127.0.0.1
 port, N worker processes (``FEATHERBEAT_BROKER=redis://...``, concurrency 1 each), then every
-track is uploaded into Redis and enqueued at once, exactly as the web process does after an
-upload (the HTTP part is left out: this measures what scales, the workers). Throughput is
+track is uploaded into Redis and enqueued at once through the service's intake use case
+(``featherbeat.web.intake.accept``), exactly as the web process does after receiving an upload
+(the HTTP part is left out: this measures what scales, the workers). Throughput is
 tracks / (last finish - first enqueue). Memory: the peak RSS (VmHWM) of each worker's consumer
 process, and the peak RSS of its analysis children (reported by the runner per job).
 
 The tracks are generated (clicks, chords and noise, 44.1 kHz stereo MP3); nothing is read from
-../shared. Encoding MP3 is slow, so a few distinct tracks are uploaded in turn.
+../shared. Encoding MP3 is slow, so a few distinct tracks are uploaded in turn, each upload
+with its own ID3 tag in front (its own bytes: the intake would join repeated bytes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,19 @@ def make_track(seed: int, seconds: float, folder: Path) -> Path:
     return path
 
 
+def tagged_copy(path: Path, n: int, folder: Path) -> Path:
+    """A copy of the MP3 with an ID3v2.3 tag naming upload ``n`` in front: different bytes
+    for every upload (the intake joins repeated bytes to one analysis), the same audio."""
+    text = f"\x00featherbeat-bench\x00{n}".encode("latin-1")
+    frame = b"TXXX" + len(text).to_bytes(4, "big") + b"\x00\x00" + text
+    size = len(frame)  # ID3v2 sizes are "syncsafe": 7 bits per byte
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    folder.mkdir(exist_ok=True)
+    out = folder / f"upload{n:04d}.mp3"
+    out.write_bytes(b"ID3\x03\x00\x00" + syncsafe + frame + path.read_bytes())
+    return out
+
+
 def vm_hwm_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -87,9 +102,8 @@ def cpu_seconds(pid: int) -> float:
 
 def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> dict:
     from featherbeat.config import Settings
-    from featherbeat.jobs.blobs import upload_key
     from featherbeat.jobs.services import Services
-    from featherbeat.jobs.store import Job
+    from featherbeat.web.intake import Upload, accept
 
     server = RedisServer(work / f"redis-{workers}")
     server.start()
@@ -126,23 +140,18 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
         cpu_before = sum(cpu_seconds(p.pid) for p in procs)
         ids = []
         t0 = time.time()
-        for path in tracks:
-            data = path.read_bytes()
-            job_id = secrets.token_urlsafe(12)
-            with path.open("rb") as fp:
-                services.blobs.put(upload_key(job_id), fp)
-            services.store.create(
-                Job(
-                    id=job_id,
-                    filename=path.name,
-                    size_bytes=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    created_at=time.time(),
-                    upload_key=upload_key(job_id),
+        for n, path in enumerate(tracks):
+            # Through the service's own intake (sniff, queue limit, blob, record, enqueue),
+            # as a web process does after receiving the body.
+            upload = tagged_copy(path, n, work / "uploads")
+            data = upload.read_bytes()
+            with contextlib.redirect_stdout(sys.stderr):  # its job.accepted log lines
+                accepted = accept(
+                    services,
+                    Upload(upload, path.name, len(data), hashlib.sha256(data).hexdigest()),
                 )
-            )
-            services.queue.enqueue(job_id)
-            ids.append(job_id)
+            assert accepted.link is None, "every upload has its own bytes: no dedupe"
+            ids.append(accepted.id)
         while True:
             jobs = [services.store.get(i) for i in ids]
             if all(j is not None and j.finished for j in jobs):
@@ -214,8 +223,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fb-scale-") as tmp:
         work = Path(tmp)
         (work / "tracks").mkdir()
-        # MP3 encoding is slow (seconds per track): a few distinct tracks, uploaded in turn.
-        # Jobs are enqueued directly (no sha256 dedupe), so a repeated file is analysed again.
+        # MP3 encoding is slow (seconds per track): a few distinct tracks, uploaded in turn,
+        # each upload with its own tag (its own bytes), so a repeated track is analysed again.
         distinct = [make_track(i, args.seconds, work / "tracks") for i in range(args.distinct)]
         tracks = [distinct[i % len(distinct)] for i in range(args.tracks)]
         results = []

@@ -133,18 +133,21 @@ def test_failed_job_result_is_409_with_its_reason(
     app: Flask, client: FlaskClient, wav: bytes
 ) -> None:
     job = upload(client, wav).get_json()
-    finish(app, job["id"], "failed", error_code="not_audio", error_message="c.wav: no audio")
+    finish(app, job["id"], "failed", error_code="memory_limit", error_message="Too big.")
     got = client.get(job["links"]["self"]).get_json()
-    assert got["status"] == "failed" and got["error"] == {
-        "code": "not_audio",
-        "message": "c.wav: no audio",
-    }
+    assert got["status"] == "failed"
+    assert got["error"] == {"code": "memory_limit", "message": "Too big."}
     result = client.get(job["links"]["analysis"])
     assert result.status_code == 409 and error_code(result) == "job_failed"
-    assert "c.wav: no audio" in result.get_json()["error"]["message"]
-    # A failed job never blocks a new upload of the same bytes.
+    assert "Too big." in result.get_json()["error"]["message"]
+    # A job that failed for the server's reasons never blocks a new upload of the same bytes.
     retry = upload(client, wav)
     assert retry.status_code == 202 and retry.get_json()["id"] != job["id"]
+    # Bytes that failed as bad input are refused at once, named by the new upload.
+    finish(app, retry.get_json()["id"], "failed", error_code="not_audio", error_message="no")
+    again = upload(client, wav, name="again.wav")
+    assert again.status_code == 415 and error_code(again) == "not_audio"
+    assert again.get_json()["error"]["message"].startswith("again.wav: ")
 
 
 def test_unknown_and_absurd_ids_are_404(client: FlaskClient) -> None:

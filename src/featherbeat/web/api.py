@@ -6,11 +6,9 @@ state), so any number of web processes can serve them. See docs/api.md.
 
 from __future__ import annotations
 
-import errno
 import hmac
 import json
 import math
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,20 +19,16 @@ from flask import Blueprint, Response, current_app, request, send_file
 
 from featherbeat.analysis.formats import FORMATS, MEDIA_TYPES
 from featherbeat.analysis.progress import Stage
-from featherbeat.jobs.blobs import upload_key
 from featherbeat.jobs.log import iso, log_event
 from featherbeat.jobs.services import Services
 from featherbeat.jobs.store import Job, Link
-from featherbeat.web import uploads
+from featherbeat.web import intake, uploads
 from featherbeat.web.clients import client_key
 from featherbeat.web.errors import ApiError
-from featherbeat.web.sniff import NotAudioError, sniff
 
 bp = Blueprint("api", __name__)
 
 OPENAPI = Path(__file__).with_name("openapi.json")
-RETRY_AFTER_FULL = 30  # seconds a client should wait when the queue is full
-FAILED_MEMORY_SECONDS = 24 * 3600  # bytes that failed as bad input are refused this long
 
 
 def services() -> Services:
@@ -202,138 +196,28 @@ def create_analysis() -> Response:
         uploads.discard(received.path)
 
 
+# What each refusal of the intake use case is in HTTP.
+_INTAKE_STATUS: dict[type[intake.IntakeError], int] = {
+    intake.NotAudioError: 415,
+    intake.TooLongError: 422,
+    intake.ClientQueueFullError: 429,
+    intake.QueueFullError: 503,
+    intake.NoRoomError: 507,
+    intake.StoreUnavailableError: 503,
+}
+
+
 def _accept(svc: Services, received: uploads.Received, client: str) -> Response:
-    s = svc.settings
+    """Hand the received file to the intake use case; its answer or refusal in HTTP."""
+    upload = intake.Upload(received.path, received.filename, received.size, received.sha256, client)
     try:
-        sniffed = sniff(received.path)
-    except NotAudioError as exc:
-        raise _reject(415, "not_audio", f"{received.filename}: {exc}.") from None
-    if sniffed.duration is not None and sniffed.duration > s.max_duration:
-        raise _reject(
-            422,
-            "too_long",
-            f"{received.filename} lasts {sniffed.duration / 60:.1f} minutes; this server "
-            f"analyses up to {s.max_duration / 60:g} minutes. Cut the file and upload it again.",
-        )
-    now = time.time()
-    job = Job(
-        id=secrets.token_urlsafe(16),
-        filename=received.filename,
-        size_bytes=received.size,
-        sha256=received.sha256,
-        duration=sniffed.duration,
-        created_at=now,
-        enqueued_at=now,
-        media_type=sniffed.media_type,
-        client=client,
-    )
-    job.upload_key = upload_key(job.id)
-    # A cheap first look: bytes that already have an analysis need no stored copy.
-    stored = svc.store.find_by_sha256(received.sha256) is None
-    if stored:  # a new analysis: what it would cost is checked first
-        _check_failed_before(svc, received)
-        _check_queue(svc, client)
-        _store_upload(svc, job, received.path)
-    # The same bytes may be arriving in another request (thread or web process) right now:
-    # the lookup and the insert are one step in the store, so only one of them creates a job;
-    # every other upload is recorded as a link to it, with its own id.
-    try:
-        shared = svc.store.create_unless_duplicate(job)
-    except Exception as exc:
-        if stored:  # no record will ever name this blob: it must not stay behind
-            svc.blobs.delete(job.upload_key)
-        log_event("upload.record_failed", filename=job.filename, error=repr(exc)[:300])
-        raise ApiError(  # not _reject(): counting needs the store that just failed
-            503,
-            "store_unavailable",
-            "The server could not record this upload right now; try again in a few seconds.",
-            {"Retry-After": "5"},
-        ) from None
-    if shared.id != job.id:
-        if stored:
-            svc.blobs.delete(job.upload_key)  # ours is not needed: the analysis has its copy
-        return _linked(svc, shared, Link(job.id, shared.id, job.filename, job.created_at))
-    if not stored:
-        # The analysis we meant to join went away meanwhile: this upload is a new one.
-        try:
-            _store_upload(svc, job, received.path)
-        except BaseException:
-            svc.store.release(job.id)
-            raise
-    # If this process dies right here the record is queued without a message: the reaper
-    # finds it (queued, old, not in the queue) and enqueues it.
-    svc.queue.enqueue(job.id)
-    svc.store.incr("uploads:accepted")
-    log_event(
-        "job.accepted",
-        job=job.id,
-        filename=job.filename,
-        size_bytes=job.size_bytes,
-        format=sniffed.format,
-        duration=sniffed.duration,
-    )
-    return _json(job_json(job, svc, request.script_root), 202, job.id)
-
-
-def _check_failed_before(svc: Services, received: uploads.Received) -> None:
-    """Bytes whose analysis failed as bad input lately fail the same way again: refuse them
-    at once instead of analysing them again (the memory is the failed job record)."""
-    failed = svc.store.recent_failure(received.sha256, time.time() - FAILED_MEMORY_SECONDS)
-    if failed is None:
-        return
-    if failed.error_code == "too_long":
-        raise _reject(
-            422,
-            "too_long",
-            f"{received.filename} is longer than this server analyses "
-            f"({svc.settings.max_duration / 60:g} minutes); cut the file and upload it again.",
-        )
-    raise _reject(
-        415,
-        "not_audio",
-        f"{received.filename}: these bytes were analysed lately and are not audio this server "
-        "can read; check the file.",
-    )
-
-
-def _check_queue(svc: Services, client: str) -> None:
-    share = svc.settings.client_queue_share
-    if svc.store.pending_for(client) >= share:
-        raise _reject(
-            429,
-            "client_queue_full",
-            f"This address already has {share} analyses waiting or running; wait for them "
-            f"to finish, then upload again.",
-            {"Retry-After": str(RETRY_AFTER_FULL)},
-        )
-    limit = svc.settings.queue_limit
-    if svc.store.counts()["queued"] >= limit:
-        raise _reject(
-            503,
-            "queue_full",
-            f"The queue is full ({limit} uploads waiting); try again in "
-            f"{RETRY_AFTER_FULL} seconds.",
-            {"Retry-After": str(RETRY_AFTER_FULL)},
-        )
-
-
-def _store_upload(svc: Services, job: Job, path: Path) -> None:
-    assert job.upload_key is not None
-    try:
-        svc.blobs.put_file(job.upload_key, path)
-    except OSError as exc:  # the blob store is full (a local disk, or Redis at maxmemory)
-        if exc.errno != errno.ENOSPC:
-            raise
-        log_event("upload.storage_full", error=str(exc))  # the operator's detail
-        raise uploads.storage_full() from None  # not _reject(): counting needs the full store
-
-
-def _linked(svc: Services, shared: Job, link: Link) -> Response:
-    """The answer to an upload of bytes that already have a job that is not failed: the
-    uploader's own id (a link to that job), always 202 like a new upload."""
-    svc.store.incr("uploads:cached" if shared.status == "done" else "uploads:joined")
-    log_event("job.linked", job=shared.id, link=link.id, status=shared.status)
-    return _json(job_json(shared, svc, request.script_root, link), 202, link.id)
+        accepted = intake.accept(svc, upload)
+    except intake.IntakeError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        raise ApiError(_INTAKE_STATUS[type(exc)], exc.code, exc.message, headers) from None
+    # Always 202 with the uploader's own id, also when it joined an analysis (done or not).
+    body = job_json(accepted.job, svc, request.script_root, accepted.link)
+    return _json(body, 202, accepted.id)
 
 
 def _json(body: Any, status: int = 200, location: str | None = None) -> Response:
