@@ -1,10 +1,10 @@
 """The S3 blob store (``FEATHERBEAT_BLOB_URL=s3://bucket/prefix``) against a real S3 HTTP server.
 
-moto's ``ThreadedMotoServer`` listens on a free 127.0.0.1 port and speaks the S3 REST API; boto3
-reaches it through ``AWS_ENDPOINT_URL`` with dummy credentials, so nothing here ever talks to
-AWS (no network beyond loopback, no config files from ``~/.aws``). Nothing of featherbeat is
-mocked: the store's contract as the Redis and local stores are tested, then one job through a
-real gunicorn + worker in the scale-out mode (real redis-server) with its blobs in the bucket.
+The server is tests/s3_harness.py (moto on loopback; nothing here ever talks to AWS). Nothing of
+featherbeat is mocked. The BlobStore contract every backend meets is test_blob_contract.py;
+here what only S3 has (prefixes, the cap while streaming, memory of a large put, start-up
+checks), then one job through a real gunicorn + worker in the scale-out mode (real
+redis-server) with its blobs in the bucket.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis_harness import RedisServer, free_port, redis_env, redis_server, wav_bytes  # noqa: F401
+from s3_harness import aws_env, bucket, keys_in, s3_endpoint, s3_env  # noqa: F401 (fixtures)
 from service_harness import running_service
 
 from featherbeat.config import ConfigError
@@ -30,53 +29,6 @@ boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def aws_env(endpoint: str, home: Path) -> dict[str, str]:
-    """Dummy credentials for the loopback server; no instance metadata, no ~/.aws files."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "featherbeat-test",
-        "AWS_SECRET_ACCESS_KEY": "featherbeat-test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
-    }
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """One moto S3 server for the module (each test uses its own bucket)."""
-    port = free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = aws_env(s3_endpoint, tmp_path)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def bucket(s3_env: dict[str, str]) -> str:
-    name = f"fb-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-def keys_in(bucket: str) -> list[str]:
-    listing = boto3.client("s3").list_objects_v2(Bucket=bucket)
-    return sorted(obj["Key"] for obj in listing.get("Contents", []))
 
 
 class Source(io.RawIOBase):
@@ -95,7 +47,7 @@ class Source(io.RawIOBase):
         return b"\x5a" * n
 
 
-def test_s3_put_get_iter_local_path_delete(bucket: str) -> None:
+def test_s3_put_get_iter_local_path_delete(bucket: str) -> None:  # noqa: F811
     blobs = S3Blobs(f"s3://{bucket}/fb", max_bytes=8 << 20)
     data = os.urandom((2 << 20) + 123)
     assert blobs.put("uploads/x", io.BytesIO(data)) == len(data)
@@ -114,18 +66,7 @@ def test_s3_put_get_iter_local_path_delete(bucket: str) -> None:
     assert keys_in(bucket) == ["fb/results/x/spotify"]
 
 
-def test_s3_missing_key_is_absent_not_an_error(bucket: str) -> None:
-    blobs = S3Blobs(f"s3://{bucket}/fb")
-    assert blobs.size("uploads/nope") is None
-    assert blobs.iter("uploads/nope") is None
-    assert blobs.get("uploads/nope", io.BytesIO()) is False
-    with pytest.raises(KeyError), blobs.local_path("uploads/nope"):
-        pass
-    with pytest.raises(ValueError):  # keys are checked before any request
-        blobs.put("../etc/passwd", io.BytesIO(b"x"))
-
-
-def test_s3_prefixes_are_kept_apart(bucket: str) -> None:
+def test_s3_prefixes_are_kept_apart(bucket: str) -> None:  # noqa: F811
     one, two, bare = (S3Blobs(f"s3://{bucket}/{p}") for p in ("one", "two/deep/", ""))
     one.put("uploads/x", io.BytesIO(b"one"))
     two.put("uploads/x", io.BytesIO(b"two"))
@@ -140,7 +81,7 @@ def test_s3_prefixes_are_kept_apart(bucket: str) -> None:
 
 
 @pytest.mark.parametrize("cap_mb", [3, 12])  # a single PUT, and a multipart upload
-def test_s3_cap_enforced_while_streaming(bucket: str, cap_mb: int) -> None:
+def test_s3_cap_enforced_while_streaming(bucket: str, cap_mb: int) -> None:  # noqa: F811
     blobs = S3Blobs(f"s3://{bucket}/fb", max_bytes=cap_mb << 20)
     source = Source(64 << 20)
     with pytest.raises(BlobTooLargeError, match="larger than"):
@@ -169,7 +110,7 @@ print(size, hwm() - before)
 """
 
 
-def test_s3_put_of_a_large_upload_holds_one_part_in_memory(bucket: str, tmp_path: Path) -> None:
+def test_s3_put_of_a_large_upload_holds_one_part_in_memory(bucket: str, tmp_path: Path) -> None:  # noqa: F811
     """A web process streams an 80 MB upload to S3 without holding it: boto3's threaded
     transfer kept up to 10 parts of 8 MiB of a non-seekable body (+90 MB peak here)."""
     big = tmp_path / "big.bin"
@@ -189,7 +130,7 @@ def test_s3_put_of_a_large_upload_holds_one_part_in_memory(bucket: str, tmp_path
     assert grown_mb < 32, f"peak RSS grew by {grown_mb} MB while uploading 80 MB"
 
 
-def test_s3_url_and_bucket_problems_are_config_errors(s3_env: dict[str, str]) -> None:
+def test_s3_url_and_bucket_problems_are_config_errors(s3_env: dict[str, str]) -> None:  # noqa: F811
     with pytest.raises(ConfigError, match="s3://bucket/prefix"):
         S3Blobs("s3:///no-bucket")
     with pytest.raises(ConfigError, match="NoSuchBucket"):
@@ -197,7 +138,8 @@ def test_s3_url_and_bucket_problems_are_config_errors(s3_env: dict[str, str]) ->
 
 
 def test_s3_unreachable_endpoint_is_a_config_error(
-    s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    s3_env: dict[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody listens
     with pytest.raises(ConfigError, match="Could not connect to the endpoint"):
@@ -206,7 +148,7 @@ def test_s3_unreachable_endpoint_is_a_config_error(
 
 def test_worker_with_missing_bucket_is_one_clear_line(
     tmp_path: Path,
-    s3_env: dict[str, str],
+    s3_env: dict[str, str],  # noqa: F811
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     env = {
@@ -233,8 +175,8 @@ def test_worker_with_missing_bucket_is_one_clear_line(
 @pytest.mark.parametrize("keep_uploads", [False, True])
 def test_job_end_to_end_with_blobs_in_s3(
     tmp_path: Path,
-    bucket: str,
-    s3_env: dict[str, str],
+    bucket: str,  # noqa: F811
+    s3_env: dict[str, str],  # noqa: F811
     redis_server: RedisServer,  # noqa: F811
     keep_uploads: bool,
 ) -> None:
