@@ -111,6 +111,7 @@ def run_config(workers: int, tracks: list[Path], work: Path, timeout: float) -> 
         os.environ,
         FEATHERBEAT_BROKER=server.url,
         FEATHERBEAT_QUEUE_LIMIT=str(len(tracks) + 10),
+        FEATHERBEAT_CLIENT_QUEUE_SHARE=str(len(tracks) + 10),  # one client uploads them all
         OPENBLAS_NUM_THREADS="1",
     )
     procs, logs = [], []
