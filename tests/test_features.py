@@ -7,7 +7,7 @@ import pytest
 import signals
 
 from featherbeat.analysis.features import timbre
-from featherbeat.analysis.features.chroma import chroma_matrix
+from featherbeat.analysis.features.chroma import Chroma
 from featherbeat.analysis.features.peaks import WaveformPeaks
 from featherbeat.analysis.features.spectrum import HOP, FrameFeatures
 from featherbeat.analysis.stft import STFT, Framer
@@ -83,12 +83,42 @@ def test_chroma_of_a_major_chord():
     assert top3 == {0, 4, 7}
 
 
-def test_chroma_matrix_spreads_each_usable_bin_once():
-    freqs = np.arange(1025) * SR / 2048
-    weights = chroma_matrix(freqs)
-    used = weights.sum(axis=1)
-    assert np.allclose(used[(freqs >= 65) & (freqs <= 5000)], 1.0)
-    assert np.all(used[freqs < 60] == 0)
+def test_chroma_estimates_the_tuning_and_folds_on_it():
+    # A chord 40 cents sharp (a quarter tone off would be ambiguous): the tuning is read from
+    # the peaks and every note still lands on its own pitch class, not half on the neighbour.
+    sharp = 0.4
+    y = sum(signals.tone(signals.midi_to_hz(m + sharp), 3.0, amplitude=0.2) for m in (57, 61, 64))
+    stft = STFT(2048, HOP)
+    chroma = Chroma(stft.frequencies(SR))
+    chroma.update(np.sqrt(np.concatenate([stft.push(y), stft.finish()])))
+    c = chroma.result().sum(axis=0)
+    assert chroma.tuning == pytest.approx(sharp, abs=0.03)
+    assert set(np.argsort(c)[-3:].tolist()) == {9, 1, 4}  # A, C#, E
+    # Harmonic weighting lends each note 0.36 to the fifth below (as its possible third
+    # harmonic); detuning, if it were not corrected, would put ~half of each note next door.
+    assert c[[9, 1, 4]].min() > 4 * np.delete(c, [9, 1, 4]).max()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_chroma_streamed_equals_one_shot_across_the_tuning_warm_up(monkeypatch, stride):
+    # 26 s: the first 20 s are held until the tuning is known, the rest folded as they come;
+    # with stride 2 every other frame is computed and held, across odd block boundaries.
+    monkeypatch.setattr("featherbeat.analysis.features.chroma.STRIDE", stride)
+    y = signals.progression([[60, 64, 67], [65, 69, 72], [67, 71, 74]] * 3, 26.0 / 9)
+    one = _features(y).chroma
+    ff = FrameFeatures(SR)
+    for i in range(0, y.shape[0], 3001):
+        ff.push(y[i : i + 3001])
+    streamed = ff.finish().chroma
+    assert streamed.shape == one.shape == (-(-y.shape[0] // HOP), 12)
+    assert np.allclose(streamed, one, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("level", [0.0, 0.5, -0.9])
+def test_constant_level_has_no_chroma(level):
+    # DC has no spectral peak between 100 Hz and 5 kHz: nothing to call a pitch.
+    curves = _features(np.full(3 * SR, level, dtype=np.float32))
+    assert np.all(curves.chroma == 0.0)
 
 
 def test_timbre_first_dimension_tracks_loudness_second_brightness():

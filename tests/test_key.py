@@ -37,6 +37,22 @@ def test_silence_flat_and_empty_give_no_key() -> None:
         assert (tone.key, tone.mode, tone.key_confidence, tone.mode_confidence) == (-1, -1, 0, 0)
 
 
+@pytest.mark.parametrize("level", [0.5, -0.25, 1e-3])
+def test_constant_level_has_no_key(tmp_path, level: float) -> None:
+    # Issue 10.4: a constant level (DC) was reported as a key with confidence 0.68.
+    y = np.full(5 * signals.SR, level, dtype=np.float32)
+    profile = featherbeat.analyze(signals.write_audio(tmp_path, "dc", y))
+    tone = profile.tonality
+    assert (tone.key, tone.mode, tone.key_confidence, tone.mode_confidence) == (-1, -1, 0, 0)
+    assert all(s.key == -1 and s.key_confidence == 0 for s in profile.sections)
+
+
+@pytest.mark.parametrize("seconds", [3.0, 12.0])
+def test_noise_has_no_key(tmp_path, seconds: float) -> None:
+    profile = featherbeat.analyze(signals.write_audio(tmp_path, "noise", signals.noise(seconds)))
+    assert (profile.tonality.key, profile.tonality.key_confidence) == (-1, 0.0)
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="shape"):
         estimate_key(np.zeros((10, 7)))

@@ -703,6 +703,7 @@ def test_page_modules_pure_functions(server: str, browser: Any) -> None:
         times: [f.formatTime(3723), f.formatTime(59.9), f.formatTime(NaN)],
         bytes: [f.formatBytes(999), f.formatBytes(1500000), f.formatBytes(104857600)],
         keys: [f.keyName(6, 1), f.keyName(9, 0), f.keyName(-1, -1)],
+        keyConf: [f.keyConfidence(0.9), f.keyConfidence(0.65), f.keyConfidence(0.2), f.keyConfidence(NaN)],
       };
     }"""
     )
@@ -716,4 +717,10 @@ def test_page_modules_pure_functions(server: str, browser: Any) -> None:
     assert got["times"] == ["1:02:03", "0:59", "–"]
     assert got["bytes"] == ["999 B", "1.4 MB", "100 MB"]  # as the server's limit says it
     assert got["keys"] == ["F# major", "A minor", "unknown"]
+    assert got["keyConf"] == [
+        "confidence 90 % · clear",
+        "confidence 65 % · probable",
+        "confidence 20 % · uncertain, may be a related key",
+        "",
+    ]
     assert page.errors == []

@@ -78,7 +78,7 @@ class FrameFeatures:
             None
             if reduced
             else _Tonal(
-                Chroma(freqs, capacity=cap),
+                Chroma(freqs, capacity=cap, frame_rate=self.sample_rate / HOP),
                 Timbre(freqs, capacity=cap),
                 Centroid(freqs, capacity=cap),
             )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.features._store import all_finite, row_chunks
+from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
 from featherbeat.analysis.rhythm import meter as _meter
@@ -31,8 +32,11 @@ from featherbeat.analysis.spans import moving_mean
 # "Is there a pulse at all?" The significance of the autocorrelation at the chosen period (in
 # standard errors of an uncorrelated curve) is biased upwards by picking the best of ~100
 # periods: noise (white, pink, uniform; 5..60 s; 36 draws) measured up to 3.4, once 4.3. So a
-# pulse is either clearly significant, or moderately so *and* the sound is tonal (noise has a
-# flat chroma, max/mean <= 1.35; music >= 1.8 among the dev clips with a weak pulse).
+# pulse is either clearly significant, or moderately so *and* the sound is tonal. Tonal = the
+# chroma keeps its shape for a second: on the peak-picking chroma (features/chroma.py) a noise
+# frame has a few random loud peaks, so single frames look spiky, but averaged over 1 s they
+# flatten: white and red noise 5..61 s (8 draws) max/mean <= 1.44; the 52 key-labelled dev
+# clips >= 1.63 (median 2.6).
 SURE_PULSE = 6.0
 WEAK_PULSE = 1.5
 MIN_CHROMA_PEAKINESS = 1.6
@@ -65,25 +69,6 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
     pad = np.pad(ibi, half, mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, width)
     return 60.0 / np.median(win, axis=1)
-
-
-def chroma_peakiness(chroma: np.ndarray) -> float:
-    """Median over sounding frames of max / mean of the 12 chroma bins (1 = flat, like noise)."""
-    c = np.asarray(chroma)
-    if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] != 12:
-        return 0.0
-    # Row by row, in chunks: the same figures as over the whole matrix at once, without a
-    # copy of the sounding frames (an hour of chroma is 7 MB) or a boolean mask of it.
-    mean = np.empty(c.shape[0], dtype=np.result_type(c.dtype, np.float32))
-    peak = np.empty_like(mean)
-    for a, part in row_chunks(c):
-        part = _finite(part, None)
-        mean[a : a + part.shape[0]] = part.mean(axis=1)
-        peak[a : a + part.shape[0]] = part.max(axis=1)
-    on = mean > 1e-9 * float(mean.max()) if mean.size and mean.max() > 0 else np.zeros(0, bool)
-    if not on.any():
-        return 0.0
-    return float(np.median(peak[on] / mean[on]))
 
 
 def _has_pulse(significance: float, chroma: np.ndarray) -> bool:

@@ -58,9 +58,16 @@ def beat_vectors(
 def beat_chroma(chroma: np.ndarray, rate: float, beat_times: np.ndarray) -> np.ndarray:
     """Unit-norm mean chroma of each beat (from this beat to the next), shape (beats, 12).
 
-    Square-root compression first, so one loud bass note does not outweigh a chord.
+    Square-root compression of the magnitude first, so one loud bass note does not outweigh a
+    chord: the chroma holds peak power (features/chroma.py), so that is its fourth root (dev
+    downbeat F 0.569 with a square root of the power, 0.605 with the fourth root; the old
+    magnitude chroma with a square root gave 0.577).
     """
-    return beat_vectors(chroma, rate, beat_times, np.sqrt)
+    return beat_vectors(chroma, rate, beat_times, _fourth_root)
+
+
+def _fourth_root(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sqrt(x))
 
 
 def window_change(b: np.ndarray, half: int = 2) -> np.ndarray:

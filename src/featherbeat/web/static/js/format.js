@@ -38,6 +38,18 @@ export function keyName(key, mode) {
   return `${PITCH_NAMES[key]} ${m}`.trim();
 }
 
+/**
+ * The key card's confidence, in words that match what it has been measured to mean on the
+ * labelled dev clips (docs/benchmarks/key.md, bench/key.py's bands): at or above 0.75 the key
+ * was exactly right 9 times in 10, from 0.6 about 2 in 3, below that about half the time
+ * (and then mostly a close key: the fifth, the relative or the parallel).
+ */
+export function keyConfidence(c) {
+  if (!Number.isFinite(c)) return "";
+  const word = c >= 0.75 ? "clear" : c >= 0.6 ? "probable" : "uncertain, may be a related key";
+  return `confidence ${percent(c)} · ${word}`;
+}
+
 /** "5 minutes ago" style, for the recent list. */
 export function timeAgo(iso, now = Date.now()) {
   const t = Date.parse(iso);

@@ -6,7 +6,7 @@ import * as api from "./api.js";
 import { buildModel, momentAt } from "./model.js";
 import { drawOverview, drawTrack, readTheme } from "./draw.js";
 import { Visualizer } from "./visualizer.js";
-import { formatTime, keyName, percent } from "./format.js";
+import { formatTime, keyConfidence, keyName, percent } from "./format.js";
 import { Player } from "./player.js";
 import * as store from "./store.js";
 import { $, currentView, jobPath, showMessage, showView } from "./ui.js";
@@ -51,7 +51,7 @@ function renderSummary(model) {
     pulse
       ? summaryItem("Time signature", `${t.time_signature}/4`, conf(t.time_signature_confidence))
       : summaryItem("Time signature", "none", "no beats to group into bars"),
-    summaryItem("Key", keyText(model), t.key >= 0 ? conf(t.key_confidence) : ""),
+    summaryItem("Key", keyText(model), t.key >= 0 ? keyConfidence(t.key_confidence) : "no clear pitch"),
     summaryItem("Loudness", `${Number(t.loudness).toFixed(1)} dB`, ""),
     summaryItem("Duration", formatTime(model.duration), ""),
     summaryItem(
