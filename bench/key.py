@@ -120,9 +120,9 @@ def confidence_table(conf: np.ndarray, exact: np.ndarray) -> str:
             lo, hi = conf[idx].min(), conf[idx].max()
             lines.append(f"| {name} ({lo:.2f}-{hi:.2f}) | {idx.size} | {exact[idx].mean():.2f} |")
     for lo, hi in (
-        (0.0, 0.6),
-        (0.6, 0.75),
-        (0.75, 1.01),
+        (0.0, 0.5),
+        (0.5, 0.7),
+        (0.7, 1.01),
     ):  # the page's words: web/static/js/format.js
         sel = (conf >= lo) & (conf < hi)
         if sel.any():

@@ -703,7 +703,7 @@ def test_page_modules_pure_functions(server: str, browser: Any) -> None:
         times: [f.formatTime(3723), f.formatTime(59.9), f.formatTime(NaN)],
         bytes: [f.formatBytes(999), f.formatBytes(1500000), f.formatBytes(104857600)],
         keys: [f.keyName(6, 1), f.keyName(9, 0), f.keyName(-1, -1)],
-        keyConf: [f.keyConfidence(0.9), f.keyConfidence(0.65), f.keyConfidence(0.2), f.keyConfidence(NaN)],
+        keyConf: [f.keyConfidence(0.9), f.keyConfidence(0.6), f.keyConfidence(0.2), f.keyConfidence(NaN)],
       };
     }"""
     )
@@ -719,7 +719,7 @@ def test_page_modules_pure_functions(server: str, browser: Any) -> None:
     assert got["keys"] == ["F# major", "A minor", "unknown"]
     assert got["keyConf"] == [
         "confidence 90 % · clear",
-        "confidence 65 % · probable",
+        "confidence 60 % · probable",
         "confidence 20 % · uncertain, may be a related key",
         "",
     ]

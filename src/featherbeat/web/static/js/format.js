@@ -40,13 +40,13 @@ export function keyName(key, mode) {
 
 /**
  * The key card's confidence, in words that match what it has been measured to mean on the
- * labelled dev clips (docs/benchmarks/key.md, bench/key.py's bands): at or above 0.75 the key
- * was exactly right 9 times in 10, from 0.6 about 2 in 3, below that about half the time
+ * labelled dev clips (docs/benchmarks/key.md, bench/key.py's bands): at or above 0.7 the key
+ * was exactly right 9 times in 10, from 0.5 about half the time, below that less often
  * (and then mostly a close key: the fifth, the relative or the parallel).
  */
 export function keyConfidence(c) {
   if (!Number.isFinite(c)) return "";
-  const word = c >= 0.75 ? "clear" : c >= 0.6 ? "probable" : "uncertain, may be a related key";
+  const word = c >= 0.7 ? "clear" : c >= 0.5 ? "probable" : "uncertain, may be a related key";
   return `confidence ${percent(c)} · ${word}`;
 }
 
