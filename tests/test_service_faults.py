@@ -102,14 +102,15 @@ def test_stop_signal_mid_analysis_hands_job_back_at_once(
     tmp_path: Path, long_track: Path, sig: signal.Signals
 ) -> None:
     """Both stop signals mean "stop now": huey's own default for SIGINT would wait for the
-    running analysis to end, longer than a platform waits before SIGKILL."""
+    running analysis to end (and the job would be done, not handed back), longer than a
+    platform waits before SIGKILL."""
     with running_service(tmp_path, {"FEATHERBEAT_STALE_SECONDS": "600"}) as svc:
         status, job = svc.upload(long_track)
         child = wait_child(svc)
         assert svc.worker is not None
         svc.worker.send_signal(sig)
-        try:
-            code = svc.worker.wait(timeout=5)
+        try:  # seconds, not the analysis' length (the status below tells the two apart)
+            code = svc.worker.wait(timeout=10)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the consumer ignored {sig.name}\n{svc.logs()}") from None
         assert code == 0, svc.logs()

@@ -26,7 +26,7 @@ from typing import Any
 
 from featherbeat.config import PRIVATE_UMASK, Settings
 from featherbeat.jobs.log import log_event
-from featherbeat.jobs.reaper import Reaper, purge_expired, reap_at_startup, release
+from featherbeat.jobs.reaper import Reaper, hand_back, purge_expired, reap_at_startup
 from featherbeat.jobs.runner import Runner, cleanup_tmp
 from featherbeat.jobs.services import Services, redact_url
 from featherbeat.jobs.supervise import ActiveChildren
@@ -81,11 +81,11 @@ class ConsumerProcess:
         self.reaper.stop()
         # huey first, so no worker thread takes another message (a released job's among
         # them); then the children: a worker thread blocked in supervise() returns STOPPED
-        # at once and leaves its job record alone, so the release is the only writer.
+        # at once and leaves its job record alone, so the hand-back is the only writer.
         if self.huey_consumer is not None:
             self.huey_consumer.stop(graceful=False)
         owned = self.active.stop_all()
-        release(self.services, owned)
+        hand_back(self.services, owned)
         log_event("consumer.stopped", released=len(owned))
         return owned
 

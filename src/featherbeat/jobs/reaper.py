@@ -7,7 +7,7 @@ A job can lose its way in three places, and the reaper finds each from the job r
 - its message was taken by a worker that died before claiming it, or the web process died
   between writing the record and enqueueing: status ``queued``, enqueued long ago, and no
   message for it in the queue;
-- the consumer was stopped while running it: it hands its jobs back itself (``release``).
+- the consumer was stopped while running it: it hands its jobs back itself (``hand_back``).
 
 Each is moved back to ``queued`` by a conditional update (only one reaper wins) and given a
 new message with a high priority (they are older than anything else waiting). Runs at
@@ -93,7 +93,7 @@ def reap_at_startup(services: Services) -> list[str]:
     return recovered + reap(services)
 
 
-def release(services: Services, owned: list[tuple[str, str]]) -> None:
+def hand_back(services: Services, owned: list[tuple[str, str]]) -> None:
     """Hand jobs of a stopping consumer back to the queue at once (no stale wait)."""
     for owner, job_id in owned:
         if services.store.requeue(job_id, owner=owner):
