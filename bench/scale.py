@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+from featherbeat.testing.redis_server import RedisServer
 
-from redis_harness import RedisServer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SR = 44100  # a CD-rate stereo MP3, as users upload (decoding and resampling are part of the cost)
 

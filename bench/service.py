@@ -47,8 +47,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_speed import build_mp3  # noqa: E402 (bench/ is not a package)
+from memory_speed import build_mp3  # bench/ is sys.path[0]: bench scripts are run as files
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ROOT.parent / "shared" / "tools"

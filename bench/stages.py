@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from memory_speed import build_mp3  # noqa: E402 (bench scripts are run as files)
+from memory_speed import build_mp3  # bench/ is sys.path[0]: bench scripts are run as files
 
 
 def one_run(path: Path) -> dict[str, float]:

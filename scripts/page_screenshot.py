@@ -1,4 +1,4 @@
-"""Re-shoot docs/img/page.png: the result view of the drum track tests/test_page.py generates,
+"""Re-shoot docs/img/page.png: the result view of the drum track featherbeat.testing.browser generates,
 paused at 0:10, in headless Chromium against a real service on 127.0.0.1.
 
     .venv/bin/python scripts/page_screenshot.py docs/img/page.png
@@ -8,10 +8,10 @@ import pathlib
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
-from playwright.sync_api import sync_playwright  # noqa: E402
-from service_harness import running_service  # noqa: E402
-from test_page import CHROMIUM, CHROMIUM_ARGS, drum_track  # noqa: E402
+from playwright.sync_api import sync_playwright
+
+from featherbeat.testing.browser import CHROMIUM, CHROMIUM_ARGS, drum_track
+from featherbeat.testing.service import running_service
 
 tmp = pathlib.Path(tempfile.mkdtemp(prefix="featherbeat-shot-"))
 track = drum_track(tmp / "drums-120bpm.wav")

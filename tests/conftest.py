@@ -1,10 +1,30 @@
-"""Shared fixtures. Tests that need ../shared/eval skip cleanly when it is absent."""
+"""Shared fixtures and the layout of the suite.
+
+Tests are grouped the way their markers group them: ``tests/inprocess/`` (no marker: real parts
+in one process, no server, no Redis, no browser), ``tests/service/`` (``service``: a real
+gunicorn + consumer), ``tests/redis/`` (``redis``: a real redis-server), ``tests/browser/``
+(``browser``: headless Chromium) and ``tests/eval/`` (``eval``: ../shared/eval audio, skipped
+cleanly when it is absent). A test module gets its folder's marker here, so ``pytest
+tests/service`` and ``pytest -m service`` select the same tests (a test in inprocess/ that
+also reads the eval audio carries ``eval`` itself).
+Support code (signals, profiles, service / Redis / S3 harnesses) is the featherbeat.testing
+package, shared with bench/.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
+# The fixtures of the shared support package (featherbeat.testing): ``service`` (a real
+# gunicorn + consumer), ``redis_server`` (a real redis-server) and ``s3_endpoint`` /
+# ``s3_env`` / ``bucket`` (moto's S3 server on loopback), for every test module.
+pytest_plugins = [
+    "featherbeat.testing.service",
+    "featherbeat.testing.redis_server",
+    "featherbeat.testing.s3_server",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -15,3 +35,13 @@ def eval_dir() -> Path:
     if not (EVAL_DIR / "dev").is_dir():
         pytest.skip("../shared/eval is absent")
     return EVAL_DIR
+
+
+_FOLDER_MARKERS = ("eval", "service", "redis", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.parent.name
+        if folder in _FOLDER_MARKERS:
+            item.add_marker(folder)

@@ -3,7 +3,7 @@
 ``analyze()`` reports DECODING, RHYTHM, STRUCTURE, then DONE to its progress callback; the
 service adds QUEUED (waiting for a worker) before and WRITING (results being stored) after.
 The names are the JSON values of a job's ``stage`` (web/openapi.json lists them, and the
-page's words for them are keyed by them; tests/test_layers.py holds both to this list).
+page's words for them are keyed by them; tests/inprocess/test_layers.py holds both to this list).
 Stdlib only: every layer imports it.
 """
 

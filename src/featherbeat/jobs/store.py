@@ -7,7 +7,7 @@ and reports whether it won, so a recovered job can never be finished twice.
 
 Backends, one module each: ``sqlite_store.SqliteJobStore`` (the embedded default) and
 ``redis_store.RedisJobStore`` (the scale-out). Both pass the one contract test module,
-tests/test_store_contract.py, which runs every row of ``TRANSITIONS`` below against each.
+tests/redis/test_store_contract.py, which runs every row of ``TRANSITIONS`` below against each.
 
 Statuses: ``queued`` -> ``running`` -> ``done`` | ``failed``, and ``running`` -> ``queued``
 when a worker dies or stops. A job is *owned* by the worker that claimed it (``owner``); the

@@ -26,7 +26,7 @@ How many uploads may read bodies at once (the threads a slow-but-legal uploader 
 bounded in the app (``FEATHERBEAT_MAX_UPLOADS``, see ``featherbeat.web.api``).
 
 Written against gunicorn 27's ``ThreadWorker`` (``accept``, ``enqueue_req``,
-``on_client_socket_readable``, ``murder_keepalived``, ``TConn``); ``tests/test_security.py``
+``on_client_socket_readable``, ``murder_keepalived``, ``TConn``); ``tests/service/test_security.py``
 drives it with real slow clients. TLS terminated by gunicorn itself (``certfile``) and HTTP/2
 prior knowledge skip the head gate (their bytes are not plain HTTP/1 heads): terminate TLS in
 front of the process, as every documented deployment does.

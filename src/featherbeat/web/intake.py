@@ -13,7 +13,7 @@ have room (``QueueFullError``), the blob store must take the file (``NoRoomError
 record must be written (``StoreUnavailableError``; the stored file is then removed). The refusals a client caused are counted (``rejected:<code>``).
 
 It lives in web/ because it sniffs with ``web/sniff.py``; it imports nothing of Flask, so a
-bench or a CLI can call it (tests/test_layers.py checks that).
+bench or a CLI can call it (tests/inprocess/test_layers.py checks that).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ SILENCE_DB = -50.0  # quieter than this, relative to the track's loud parts, is 
 # The onset curve peaks ~8 ms before the sound starts: with log compression the flux jumps as
 # soon as the attack enters the front of the 46 ms window, before it reaches the frame's
 # centre. Measured on synthetic clicks, noise bursts, plucked tones and kicks: 7-10 ms early
-# (tests/test_rhythm.py checks it). Beat and tatum times are given this lag; the features read
+# (tests/inprocess/test_rhythm.py checks it). Beat and tatum times are given this lag; the features read
 # from the curves at the beats keep the curves' own time base.
 DETECTION_LAG_S = 0.008
 # Weight of the bass-spectrum change in the downbeat accent (chord change 1, onsets +-0.5).
