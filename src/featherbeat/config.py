@@ -35,7 +35,7 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | FEATHERBEAT_SSE_KEEPALIVE | 15 | seconds between keep-alive comments on an event stream |
 | FEATHERBEAT_SSE_MAX_SECONDS | 600 | the longest an event stream stays open (the client reconnects) |
 | FEATHERBEAT_BLOB_URL | (unset) | scale-out: ``s3://bucket/prefix`` keeps uploads and results in S3 |
-| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | scale-out: cap of one blob kept in Redis |
+| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | scale-out: cap of one blob kept in Redis (at most 512) |
 | FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | scale-out: an upload not analysed by then expires from Redis |
 | FEATHERBEAT_REDIS_PREFIX | featherbeat: | scale-out: key prefix (several deployments on one Redis) |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |

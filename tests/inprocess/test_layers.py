@@ -128,3 +128,21 @@ def test_stage_names_have_one_home() -> None:
     page = (PACKAGE / "web" / "static" / "js" / "progress.js").read_text()
     table = page[page.index("const STAGE_TEXT = {") : page.index("};", page.index("STAGE_TEXT"))]
     assert re.findall(r"^\s+(\w+):", table, flags=re.M) == list(Stage)
+
+
+def test_no_importlib_of_our_modules_and_the_environment_read_once() -> None:
+    """Plain imports only (mypy and a reader follow them), and FEATHERBEAT_* read by
+    config.Settings.from_env alone: a second reader would be a second parser and default."""
+    readers = ('environ.get("FEATHERBEAT_', 'environ["FEATHERBEAT_', 'env.get("FEATHERBEAT_')
+    importlib_use, env_reads = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        if name.startswith("featherbeat.testing"):
+            continue  # the test harnesses set variables for the processes they start
+        text = path.read_text()
+        if "import_module(" in text or "spec_from_file_location(" in text:
+            importlib_use.append(name)
+        if name != "featherbeat.config" and any(r in text for r in readers):
+            env_reads.append(name)
+    assert importlib_use == []
+    assert env_reads == []

@@ -13,14 +13,8 @@ backends:
 Importing a backend module costs nothing: redis-py and boto3 are imported only when a client
 is built, so the embedded mode never loads them.
 
-Settings of the scale-out only (read here; see docs/scaling.md):
-
-| variable | default | meaning |
-|---|---|---|
-| FEATHERBEAT_BLOB_URL | (unset) | ``s3://bucket/prefix``: uploads and results in S3 (boto3) instead of Redis |
-| FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | cap of one blob kept in Redis (at most 512) |
-| FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | an upload not analysed by then expires from Redis |
-| FEATHERBEAT_REDIS_PREFIX | featherbeat: | key prefix (several deployments on one Redis) |
+The scale-out's own settings (FEATHERBEAT_BLOB_URL, _REDIS_BLOB_MAX_MB, _UPLOAD_TTL_HOURS,
+_REDIS_PREFIX) are ``Settings`` fields like every other; config.py's table documents them.
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,11 +63,11 @@ class Services:
         return build_services(settings)
 
 
-def build_services(settings: Settings, env: Mapping[str, str] | None = None) -> Services:
-    """The services ``settings`` ask for (``env``: the scale-out's own variables, see above)."""
+def build_services(settings: Settings) -> Services:
+    """The services ``settings`` ask for."""
     make_private(settings.data_dir)
     if settings.broker:
-        return _scale_out(settings, settings.broker, os.environ if env is None else env)
+        return _scale_out(settings, settings.broker)
     data = settings.data_dir
     return Services(
         settings=settings,
@@ -84,8 +77,8 @@ def build_services(settings: Settings, env: Mapping[str, str] | None = None) -> 
     )
 
 
-def _scale_out(settings: Settings, broker: str, env: Mapping[str, str]) -> Services:
-    prefix = (env.get("FEATHERBEAT_REDIS_PREFIX") or "featherbeat:").strip()
+def _scale_out(settings: Settings, broker: str) -> Services:
+    prefix = settings.redis_prefix
     client = redis_client(broker)
     try:
         client.ping()  # fail at start with one clear line, not at the first job
@@ -98,7 +91,7 @@ def _scale_out(settings: Settings, broker: str, env: Mapping[str, str]) -> Servi
     return Services(
         settings=settings,
         store=RedisJobStore(client, prefix, queue_key=huey.storage.queue_key),
-        blobs=make_blob_store(settings, client, prefix, env),
+        blobs=make_blob_store(settings, client, prefix),
         queue=JobQueue(settings, huey=huey),
     )
 
@@ -129,31 +122,15 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
-def make_blob_store(
-    settings: Settings, client: Any, prefix: str, env: Mapping[str, str]
-) -> BlobStore:
+def make_blob_store(settings: Settings, client: Any, prefix: str) -> BlobStore:
     """Uploads and results where every machine reaches them: S3 if configured, else Redis."""
-    blob_url = (env.get("FEATHERBEAT_BLOB_URL") or "").strip()
-    if blob_url:
-        s3 = S3Blobs(blob_url)
+    if settings.blob_url:
+        s3 = S3Blobs(settings.blob_url)
         s3.check()  # like the Redis ping: a wrong bucket is one line at start
         return s3
     upload_mb = settings.max_upload_bytes / (1 << 20)
-    max_mb = _env_number(env, "FEATHERBEAT_REDIS_BLOB_MAX_MB", max(upload_mb, 64.0))
-    upload_ttl = _env_number(env, "FEATHERBEAT_UPLOAD_TTL_HOURS", 24.0) * 3600
+    max_mb = settings.redis_blob_max_mb or max(upload_mb, 64.0)
+    upload_ttl = settings.upload_ttl_hours * 3600
     return RedisBlobs(
         client,
         prefix,
