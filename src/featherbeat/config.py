@@ -8,14 +8,14 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | variable | default | meaning |
 |---|---|---|
 | FEATHERBEAT_DATA_DIR | ./var | job records, queue, uploads, results |
-| FEATHERBEAT_MAX_UPLOAD_MB | 100 | uploads above this get 413 |
-| FEATHERBEAT_MAX_DURATION | 7200 | seconds; longer audio gets 422 |
+| FEATHERBEAT_MAX_UPLOAD_MB | 400 | uploads above this get 413 (6 h of 128 kbit/s MP3 is 346 MB) |
+| FEATHERBEAT_MAX_DURATION | 21600 | seconds (6 hours); longer audio gets 422 |
 | FEATHERBEAT_API_TOKEN | (unset) | when set, POST/DELETE need ``Authorization: Bearer <token>`` |
 | FEATHERBEAT_CORS_ORIGINS | (unset) | comma-separated origins allowed by CORS, or ``*`` |
 | FEATHERBEAT_CONCURRENCY | 1 | analyses at once per consumer |
 | FEATHERBEAT_QUEUE_LIMIT | 50 | queued jobs before uploads get 503 |
 | FEATHERBEAT_CHILD_MAX_RSS_MB | 150 | watchdog memory ceiling of one analysis child |
-| FEATHERBEAT_CHILD_TIMEOUT | 1800 | seconds one analysis attempt may take |
+| FEATHERBEAT_CHILD_TIMEOUT | 3600 | seconds one analysis attempt may take (6 h of audio: ~1500 s at 0.1 CPU) |
 | FEATHERBEAT_KEEP_UPLOADS | 0 | keep the uploaded audio after analysis |
 | FEATHERBEAT_RETENTION_DAYS | 30 | finished jobs and results older than this are purged (0 = never) |
 | FEATHERBEAT_BROKER | (unset) | unset: embedded SQLite; ``redis://...``: scale-out |
@@ -97,14 +97,14 @@ class Settings:
     """Everything the service needs to know about its environment."""
 
     data_dir: Path = Path("var")
-    max_upload_bytes: int = 100 * 1024 * 1024
-    max_duration: float = 7200.0
+    max_upload_bytes: int = 400 * 1024 * 1024
+    max_duration: float = 21600.0  # memory is flat in the length (issue 13)
     api_token: str | None = None
     cors_origins: tuple[str, ...] = ()
     concurrency: int = 1
     queue_limit: int = 50
     child_max_rss_mb: float = 150.0
-    child_timeout: float = 1800.0
+    child_timeout: float = 3600.0
     keep_uploads: bool = False
     retention_days: float = 30.0
     broker: str | None = None
@@ -143,15 +143,15 @@ class Settings:
         settings = cls(
             data_dir=Path(_get(env, "FEATHERBEAT_DATA_DIR") or "var").resolve(),
             max_upload_bytes=int(
-                _number(env, "FEATHERBEAT_MAX_UPLOAD_MB", 100, 0.001) * 1024 * 1024
+                _number(env, "FEATHERBEAT_MAX_UPLOAD_MB", 400, 0.001) * 1024 * 1024
             ),
-            max_duration=_number(env, "FEATHERBEAT_MAX_DURATION", 7200, 1),
+            max_duration=_number(env, "FEATHERBEAT_MAX_DURATION", 21600, 1),
             api_token=_get(env, "FEATHERBEAT_API_TOKEN"),
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
             concurrency=int(_number(env, "FEATHERBEAT_CONCURRENCY", 1, 1)),
             queue_limit=queue_limit,
             child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 150, 16),
-            child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 1800, 0.1),
+            child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 3600, 0.1),
             keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
             retention_days=_number(env, "FEATHERBEAT_RETENTION_DAYS", 30, 0),
             broker=broker,
