@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,7 +158,7 @@ def build_mp3(minutes: float, folder: Path, fmt: str = "MP3") -> Path:
     todo = int(minutes * 60 * rate)
     part = path.with_suffix(".part")
     with av.open(str(part), "w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        stream: Any = out.add_stream(codec, rate=rate, layout="stereo")
         stream.bit_rate = 128000 if fmt == "MP3" else 96000
         loop: list[tuple[bytes, int]] = []  # (payload, duration) of the first pass
         time_base = Fraction(1, rate)
