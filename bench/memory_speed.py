@@ -41,8 +41,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 UNANNOTATED = ROOT.parent / "shared" / "eval" / "unannotated"
