@@ -51,7 +51,9 @@ SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
 def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     """(onset times in seconds, confidences 0..1) picked from an onset-strength curve."""
-    odf = np.nan_to_num(np.asarray(odf, dtype=np.float64).reshape(-1), nan=0.0)
+    # One float64 copy, cleaned in place (six hours of onset curve: 15 MB per copy).
+    odf = np.array(odf, dtype=np.float64).reshape(-1)
+    np.nan_to_num(odf, copy=False, nan=0.0)
     if odf.size < 3 or rate <= 0:
         return np.zeros(0), np.zeros(0)
     # Robust scale of the curve; the peak-based floor matters for sparse curves (a click track),
@@ -60,10 +62,15 @@ def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     if scale <= 0:
         return np.zeros(0), np.zeros(0)
     half = max(1, int(round(PEAK_SECONDS * rate)))
-    local_max = _moving_max(odf, half)
+    is_peak = odf >= _moving_max(odf, half)  # the moving maximum is dropped at once
+    is_peak &= odf > 0
     local_mean = moving_mean(odf, max(1, int(round(MEAN_SECONDS * rate))))
-    is_peak = (odf >= local_max) & (odf > local_mean + DELTA * scale) & (odf > 0)
+    threshold = DELTA * scale
+    for a in range(0, odf.size, 1 << 16):  # in slices: no full-length temporary of the sum
+        b = a + (1 << 16)
+        is_peak[a:b] &= odf[a:b] > local_mean[a:b] + threshold
     frames = np.flatnonzero(is_peak)
+    del is_peak
     frames = _thin(frames, odf, int(round(MIN_GAP_SECONDS * rate)))
     conf = np.clip(1.0 - local_mean[frames] / odf[frames], 0.0, 1.0)
     return frames / rate, conf
@@ -143,11 +150,12 @@ def _before_attacks(starts: np.ndarray, loud: np.ndarray, rate: float) -> np.nda
 
 def _level(curves: Curves) -> tuple[np.ndarray, float]:
     """(level in dB, its rate): the fine envelope when computed, else the frame loudness."""
-    env = np.asarray(curves.envelope, dtype=np.float64).reshape(-1)
-    if env.size and curves.envelope_rate > 0:
-        return np.nan_to_num(env, nan=LOUDNESS_FLOOR_DB), float(curves.envelope_rate)
-    loud = np.asarray(curves.loudness, dtype=np.float64).reshape(-1)
-    return np.nan_to_num(loud, nan=LOUDNESS_FLOOR_DB), float(curves.frame_rate)
+    # One float64 copy each, cleaned in place (the stored curves are float32, maybe read-only).
+    if np.asarray(curves.envelope).size and curves.envelope_rate > 0:
+        env = np.array(curves.envelope, dtype=np.float64).reshape(-1)
+        return np.nan_to_num(env, copy=False, nan=LOUDNESS_FLOOR_DB), float(curves.envelope_rate)
+    loud = np.array(curves.loudness, dtype=np.float64).reshape(-1)
+    return np.nan_to_num(loud, copy=False, nan=LOUDNESS_FLOOR_DB), float(curves.frame_rate)
 
 
 def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +168,18 @@ def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = level.size
     g = np.append(f[1:], n)
     seg_max = np.maximum.reduceat(level, f)
-    seg_id = np.repeat(np.arange(f.size), g - f)
-    at_max = np.where(level == seg_max[seg_id], np.arange(n), n)
-    p = np.minimum.reduceat(at_max, f)
+    # First frame at the maximum, for groups of segments spanning ~65 000 frames at a time:
+    # the same indices as over the whole curve at once, without four int64 arrays its length.
+    p = np.empty(f.size, dtype=np.int64)
+    i = 0
+    while i < f.size:
+        lo = int(f[i])
+        j = max(i + 1, int(np.searchsorted(f, lo + (1 << 16), side="right")) - 1)
+        hi = int(g[j - 1])
+        seg_id = np.repeat(np.arange(i, j), g[i:j] - f[i:j])
+        at_max = np.where(level[lo:hi] == seg_max[seg_id], np.arange(lo, hi), n)
+        p[i:j] = np.minimum.reduceat(at_max, f[i:j] - lo)
+        i = j
     left = level[np.maximum(p - 1, f)]
     right = level[np.minimum(p + 1, g - 1)]
     curve = left - 2.0 * level[p] + right
@@ -181,12 +198,15 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     """
     n = int(np.asarray(curves.loudness).size)
     rate = float(curves.frame_rate)
+    if n == 0 or rate <= 0:
+        return Segments()
+    # Onsets first, so the onset curve's work arrays are gone before the level is copied.
+    onsets, conf = pick_onsets(curves.onset, float(curves.onset_rate))
     level, level_rate = _level(curves)
-    if n == 0 or rate <= 0 or level.size == 0:
+    if level.size == 0:
         return Segments()
     if duration is None or not duration > 0:
         duration = n / rate
-    onsets, conf = pick_onsets(curves.onset, float(curves.onset_rate))
     starts, confs = _boundaries(onsets, conf, duration)
     f = _before_attacks(starts, level, level_rate)
     # Chroma and timbre are read on the coarser frames: two starts in one frame (at coarse
