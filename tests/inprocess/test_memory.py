@@ -53,17 +53,19 @@ def _peak_mb(path: Path) -> tuple[int, float, int]:
     return int(mb), float(duration), int(beats)
 
 
-@pytest.mark.timeout(240)
-def test_peak_memory_of_one_and_sixty_minutes(tmp_path):
+@pytest.mark.timeout(300)
+def test_peak_memory_is_flat_in_the_length(tmp_path):
+    """Issue 13: past ~10 minutes the per-frame curves live in temp files and every stage reads
+    them in chunks, so an hour peaks within a few MB of ten minutes. What may still grow is the
+    output itself (segments, beats: ~3 MB an hour) and the beat tracker's float64 working
+    curves (~7 MB an hour); before, an hour cost 40 MB more than a minute."""
     short, long = tmp_path / "short.wav", tmp_path / "long.wav"
-    _write_long(short, 1)
+    _write_long(short, 10)
     _write_long(long, 60)
     short_mb, short_s, _ = _peak_mb(short)
     long_mb, long_s, beats = _peak_mb(long)
+    assert short_s == pytest.approx(600.0, abs=1)
     assert long_s == pytest.approx(3600.0, abs=1)
     assert beats > 6000  # the analysis really ran over the whole hour
-    assert short_mb <= 80, short_mb
-    assert long_mb <= 100, (short_mb, long_mb)
-    # Per-frame curves grow by ~17 MB per hour (chroma, timbre) and ~4 MB (onset, peaks);
-    # anything that keeps the signal or an O(n^2) matrix shows up here first.
-    assert long_mb - short_mb <= 60, (short_mb, long_mb)
+    assert short_mb <= 60, short_mb
+    assert long_mb - short_mb <= 10, (short_mb, long_mb)
