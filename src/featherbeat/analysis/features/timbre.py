@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import GrowingArray
+from featherbeat.analysis.features._store import CHUNK_ROWS, GrowingArray, release
 
 N_MELS = 40
 MEL_FMIN = 40.0
@@ -176,6 +176,25 @@ def surface_projections(frames: np.ndarray, starts: np.ndarray, n: int) -> np.nd
     """
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.diff(np.append(starts, n))
+    out = np.empty((starts.size, 12))
+    # Segments in groups spanning ~65 000 frames, cut at segment starts: each segment's sums
+    # are the same as over the whole curve at once, but the weights and the weighted copy of
+    # the frames (12 float64 per frame: 90 MB for six hours) exist for one group at a time, and
+    # a long track's timbre (mapped from a temp file) is resident one group at a time.
+    i = 0
+    while i < starts.size:
+        lo = int(starts[i])
+        j = max(i + 1, int(np.searchsorted(starts, lo + CHUNK_ROWS, side="right")) - 1)
+        hi = int(starts[j]) if j < starts.size else n
+        out[i:j] = _projections(frames[lo:hi], starts[i:j] - lo, lengths[i:j], hi - lo)
+        release(frames)
+        i = j
+    return out
+
+
+def _projections(
+    frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n: int
+) -> np.ndarray:
     seg = np.repeat(np.arange(starts.size), lengths)
     pos = (np.arange(n) - starts[seg] + 0.5) / lengths[seg]
     out = np.empty((starts.size, 12))
