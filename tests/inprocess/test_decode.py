@@ -216,19 +216,3 @@ def test_a_stream_is_read_once(tmp_path):
     assert sum(b.shape[0] for b in stream) == SR
     with pytest.raises(RuntimeError, match="read once"):
         iter(stream)
-
-
-def test_a_long_opus_file_is_decoded_by_libsndfile(tmp_path, monkeypatch):
-    """Issue 13: past LONG_OPUS_BYTES, Opus skips PyAV (its import is ~25 MB of resident memory
-    on top of every stage) for libsndfile, and decodes the same audio."""
-    from featherbeat.analysis import decode
-
-    y = signals.tone(440.0, 3.0, sr=48000)
-    path = signals.write_audio(tmp_path, "tone", np.stack([y, y], axis=1), 48000, "opus")
-    short, _, short_stream = _decode(path)
-    assert short_stream.source_info().decoder.startswith("ffmpeg")
-    monkeypatch.setattr(decode, "LONG_OPUS_BYTES", 0)  # every file counts as long
-    long, _, long_stream = _decode(path)
-    assert long_stream.source_info().decoder.startswith("libsndfile")
-    assert abs(long.shape[0] - short.shape[0]) < SR // 20
-    assert abs(_peak_hz(long) - 440.0) < 3.0

@@ -58,10 +58,6 @@ def _is_ogg_opus(head: bytes) -> bool:
     return head.startswith(b"OggS") and b"OpusHead" in head[:64]
 
 
-# Ogg Opus above this size (~35 minutes at 96 kbit/s) is decoded by libsndfile, not PyAV.
-LONG_OPUS_BYTES = 24 << 20
-
-
 def _sniff_sndfile(head: bytes) -> bool:
     return head.startswith(_SNDFILE_MAGIC) or _looks_like_mpeg_audio(head)
 
@@ -111,11 +107,8 @@ class AudioStream:
         self._inspect_container(head)
         if _is_ogg_opus(head):
             # libsndfile decodes Opus ~2.5x slower than FFmpeg (0.67 vs 0.26 CPU-s for 3 min of
-            # 48 kHz stereo); the 18 MB of PyAV are worth it for a song. A long recording
-            # (podcast, concert) keeps memory flat instead: importing PyAV costs ~25 MB that
-            # would stand on top of every stage's peak (issue 13; memory_speed.md).
-            long = self._size > LONG_OPUS_BYTES
-            order: tuple[str, ...] = ("sndfile", "av") if long else ("av", "sndfile")
+            # 48 kHz stereo); the 18 MB of PyAV are worth it here.
+            order: tuple[str, ...] = ("av", "sndfile")
         elif _sniff_sndfile(head):
             order = ("sndfile", "av")
         else:
