@@ -329,7 +329,7 @@ def write_doc(text: str, command: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--minutes", type=float, nargs="+", default=[3, 30, 60], help="MP3 inputs")
+    ap.add_argument("--minutes", type=float, nargs="*", default=[3, 30, 60], help="MP3 inputs")
     ap.add_argument("--opus-minutes", type=float, nargs="*", default=[], help="Ogg Opus inputs")
     ap.add_argument(
         "--stage-peaks", action="store_true", help="also measure the peak of each stage"
