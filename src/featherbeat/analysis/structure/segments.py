@@ -44,7 +44,7 @@ MAX_SECONDS = 2.0
 # A segment starts at the quietest level frame up to this long before its onset (Echo Nest:
 # segments begin before the attack).
 PRE_SECONDS = 0.05
-PITCH_CONTRAST = 0.5  # exponent on the max-normalised chroma (power): see segment_pitches
+PITCH_CONTRAST = 0.4  # exponent on the max-normalised chroma (power): see segment_pitches
 DELTA = 0.3  # × the curve's scale: its 90th percentile ...
 SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
@@ -246,10 +246,12 @@ def segment_pitches(chroma: np.ndarray, seg_max: np.ndarray) -> np.ndarray:
 
     The chroma holds spectral-peak power (features/chroma.py); its max-normalised square root
     (a magnitude ratio) falls off as Spotify's pitches do: on the 10 full songs of
-    bench/fidelity.py, mean of loud segments 0.30 and share above 0.5 0.19 (Spotify's responses
-    0.25-0.40 and 0.19-0.32). With the earlier bin-magnitude chroma the same statistics needed
-    an exponent of 1.6 on magnitudes; on the peak chroma that gave 0.14 / 0.11, power^0.8 gave
-    0.21 / 0.14. A pure tone stays one 1 and near-zeros, noise stays high everywhere, as the
+    bench/fidelity.py, power^0.5 gives mean of loud segments 0.30 and share above 0.5 0.19
+    (Spotify's responses 0.25-0.40 and 0.19-0.32, medians 0.34 and 0.26): the share sat on the
+    range's edge. Power^0.45 / 0.4 / 0.35 give 0.33 / 0.22, 0.36 / 0.28, 0.39 / 0.31; 0.4 is
+    nearest Spotify's medians on both. With the earlier bin-magnitude chroma the same
+    statistics needed an exponent of 1.6 on magnitudes; on the peak chroma that gave 0.14 /
+    0.11, power^0.8 gave 0.21 / 0.14. A pure tone stays one 1 and near-zeros, noise stays high everywhere, as the
     documentation describes.
     """
     peak = chroma.max(axis=1, keepdims=True)
@@ -258,8 +260,7 @@ def segment_pitches(chroma: np.ndarray, seg_max: np.ndarray) -> np.ndarray:
     # not by an exact zero.
     silent = (seg_max <= LOUDNESS_FLOOR_DB + 1.0)[:, None] | (peak <= 0)
     ratio = np.clip(chroma / np.where(peak > 0, peak, 1.0), 0.0, 1.0)
-    # The chroma holds peak power (features/chroma.py): the square root brings it back to the
-    # magnitude scale on which PITCH_CONTRAST was chosen.
+    # The chroma holds peak power (features/chroma.py); PITCH_CONTRAST is chosen on it.
     return np.where(silent, 1.0, ratio**PITCH_CONTRAST)
 
 
