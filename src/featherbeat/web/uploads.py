@@ -18,6 +18,7 @@ every error path deletes every temp file the request wrote. Files a killed web p
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import re
 import tempfile
@@ -31,6 +32,7 @@ from typing import IO, Any
 from flask import Request, current_app
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from featherbeat.jobs.blobs import StorageFullError
 from featherbeat.web.errors import ApiError
 from featherbeat.web.guard import BodyTooSlowError
 
@@ -55,11 +57,6 @@ class TooManyFilesError(Exception):
     pass
 
 
-class StorageFullError(Exception):
-    """Writing the upload to our disk failed (full, read-only): the server's problem, not the
-    client's, so it must not look like a broken upload."""
-
-
 class UploadSink:
     """A write-only temp file that hashes and counts what is written, and stops at a limit."""
 
@@ -81,7 +78,9 @@ class UploadSink:
         try:
             return self.file.write(data)
         except OSError as exc:
-            raise StorageFullError(str(exc)) from exc
+            # Our disk is full or read-only: the server's problem, not the client's, so it must
+            # not look like a broken upload (the blob stores' own "no room", answered with 507).
+            raise StorageFullError(exc.errno or errno.ENOSPC, str(exc)) from exc
 
     def seek(self, *args: Any) -> int:
         return self.file.seek(*args)
