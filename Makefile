@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench system-deps clean train train-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,3 +31,31 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# ---- the learned rhythm model (docs/model-card-rhythm.md) -----------------------------------
+# torch lives in its own venv (the `train` extra): the product and CI never import it.
+TRAIN_VENV := .venv-train
+TRAIN_CLIPS ?= 1200
+TRAIN_STEPS ?= 6000
+$(TRAIN_VENV)/.installed: pyproject.toml
+	test -x $(TRAIN_VENV)/bin/python || $(PY) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q -e '.[train]'
+	touch $@
+
+# fluidsynth renders the corpus with Debian's General MIDI soundfonts.
+train-deps:
+	command -v fluidsynth >/dev/null && test -e /usr/share/sounds/sf2/TimGM6mb.sf2 || \
+	  (apt-get update -q && apt-get install -y -q fluidsynth fluid-soundfont-gm timgm6mb-soundfont)
+
+# Rebuild the corpus and the weights from scratch, fixed seeds: corpus first (two processes,
+# each its own shards), then TRAIN_STEPS steps on one torch thread; the best dev validation
+# is copied into the package. Time and figures: docs/model-card-rhythm.md.
+train: $(TRAIN_VENV)/.installed train-deps
+	rm -rf train/out && mkdir -p train/out
+	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/corpus.py --out train/out/corpus \
+	  --clips $(TRAIN_CLIPS) --seed 1 --jobs 2 --part 0 & \
+	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/corpus.py --out train/out/corpus \
+	  --clips $(TRAIN_CLIPS) --seed 1 --jobs 2 --part 1; wait
+	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/train.py --corpus train/out/corpus \
+	  --out train/out --min-clips $(TRAIN_CLIPS) --steps $(TRAIN_STEPS) --minutes 100000 --seed 7
+	cp train/out/rhythm_model.npz src/featherbeat/analysis/rhythm/rhythm_model.npz

@@ -161,7 +161,7 @@ def _rhythm_only(path: str) -> dict:
     return {"r": r, "cpu": time.process_time() - t}
 
 
-def run_featherbeat(path: str, rhythm_only: bool) -> dict:
+def run_featherbeat(path: str, rhythm_only: bool, mode: str | None = None) -> dict:
     if rhythm_only:
         res = _rhythm_only(path)
         r, cpu = res["r"], res["cpu"]
@@ -169,7 +169,7 @@ def run_featherbeat(path: str, rhythm_only: bool) -> dict:
         import featherbeat
 
         t = time.process_time()
-        r = featherbeat.analyze(path).rhythm
+        r = featherbeat.analyze(path, rhythm=mode).rhythm
         cpu = time.process_time() - t
     return {
         "file": path,
@@ -242,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write", type=Path, help="write the table (with the command) to this markdown file"
     )
     ap.add_argument("--per-file", action="store_true")
+    ap.add_argument(
+        "--rhythm",
+        help="comma-separated trackers to run side by side (learned,dsp); default: the "
+        "product's default; --save/--compare/--per-file apply to the first",
+    )
     ap.add_argument("--save", type=Path, help="write featherbeat's per-clip scores (JSON) here")
     ap.add_argument(
         "--compare", type=Path, help="per-clip scores saved by --save: print a paired comparison"
@@ -260,12 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         for m in manifest
     }
 
-    ours = "featherbeat" + (" (rhythm-only)" if args.rhythm_only else "")
+    modes: list[str | None] = [m.strip() for m in args.rhythm.split(",")] if args.rhythm else [None]
+    suffix = " (rhythm-only)" if args.rhythm_only else ""
+    names = [f"featherbeat-{m}{suffix}" if m else f"featherbeat{suffix}" for m in modes]
+    ours = names[0]
     results: dict[str, dict[str, dict]] = {}
+    cpu_by: dict[str, list[float]] = {}
     t0 = time.time()
     with multiprocessing.Pool(min(2, max(1, args.jobs))) as pool:
-        est = pool.starmap(run_featherbeat, [(f, args.rhythm_only) for f in files])
-    results[ours] = {e["file"]: e for e in est}
+        for name, mode in zip(names, modes, strict=True):
+            est = pool.starmap(run_featherbeat, [(f, args.rhythm_only, mode) for f in files])
+            results[name] = {e["file"]: e for e in est}
+            cpu_by[name] = [e["cpu"] for e in est]
     wall = time.time() - t0
     if args.librosa_python:
         results["librosa"] = run_peer("librosa", args.librosa_python, files)
@@ -288,14 +299,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"DbF={s.get('DbF', float('nan')):.2f} tempo={s['tempo']:.1f} ref={s['ref_tempo']:.1f} "
                     f"meter={res[f].get('meter', '')}"
                 )
-    systems = [ours, *(k for k in results if k != ours)]
+    systems = [*names, *(k for k in results if k not in names)]
     text = table(rows, systems)
-    cpu = [e["cpu"] for e in est]
     dur = sum(float(m["duration_s"]) for m in manifest)
     foot = (
-        f"featherbeat CPU (analysis only, in-process): {sum(cpu):.2f} s for {len(est)} files "
-        f"(~{sum(cpu) / dur * 180:.3f} s per 3 minutes of audio); wall {wall:.1f} s"
+        "; ".join(
+            f"{name} CPU (analysis only, in-process): {sum(cpu):.2f} s for {len(cpu)} files "
+            f"(~{sum(cpu) / dur * 180:.3f} s per 3 minutes of audio)"
+            for name, cpu in cpu_by.items()
+        )
+        + f"; wall {wall:.1f} s"
     )
+
     print(text)
     print(foot)
     mine = {

@@ -11,6 +11,10 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
 - ``reduced=True``: rhythm and loudness only (what the service's watchdog retries with).
 - ``max_duration``: seconds; raises InputTooLongError before decoding the whole file
   when the header says longer, or as soon as decoding passes it.
+- ``rhythm``: "learned" (the small trained network of rhythm/learned.py, fed from the onset
+  detector's spectrum during the streaming pass) or "dsp" (the onset-curve tracker); None =
+  $FEATHERBEAT_RHYTHM, else rhythm.learned.DEFAULT_RHYTHM. Weights that are missing or damaged
+  fall back to "dsp", recorded in ``missing["rhythm_model"]``.
 - Raises DecodeError (a ValueError) only for input that cannot be read as audio.
   A failure in a later stage never loses the rest: the Profile records it in ``missing``.
 
@@ -156,6 +160,48 @@ def _one_blas_thread() -> Iterator[None]:
             blas[0](before)
 
 
+def _attach_model(profile: Profile, onset: OnsetStrength, mode: str | None) -> Any:
+    """The learned rhythm model as a sink of the onset detector, or None (DSP rhythm)."""
+    from featherbeat.analysis.rhythm import learned
+
+    try:
+        chosen = learned.resolve_mode(mode)
+    except ValueError as exc:  # a bad FEATHERBEAT_RHYTHM: say so, analyse with DSP
+        profile.missing["rhythm_model"] = f"{exc}; DSP tracker used"
+        return None
+    if chosen != "learned":
+        return None
+    try:
+        streamed = learned.StreamedNet(learned.RhythmNet.load())
+    except learned.ModelUnavailableError as exc:
+        profile.missing["rhythm_model"] = f"{exc}; DSP tracker used"
+        return None
+    sink = learned.ModelInput(streamed.push)
+
+    def guarded_sink(spec: np.ndarray, diff: np.ndarray) -> None:
+        # A failing model must not take the onset curve (and the DSP fallback) with it.
+        try:
+            sink(spec, diff)
+        except Exception as exc:
+            profile.missing["rhythm_model"] = f"failed ({type(exc).__name__}); DSP tracker used"
+            onset.sink = None
+
+    onset.sink = guarded_sink
+    return sink, streamed
+
+
+def _finish_model(model: Any, curves: Curves) -> None:
+    """Run the model's last block and put its outputs into the curves."""
+    from featherbeat.analysis.rhythm import learned
+
+    sink, streamed = model
+    sink.flush()
+    acts, logits = streamed.finish()
+    curves.activations, curves.tempo_logits = acts, logits.astype(np.float32)
+    curves.activation_rate = learned.frame_rate(curves.onset_rate)
+    curves.activation_offset = learned.frame_time_offset(curves.onset_rate)
+
+
 def _assemble(frame_rate: float, frames: FrameCurves | None, onset: OnsetCurves | None) -> Curves:
     """The one place the extractors' results become :class:`Curves` (a part whose extractor
     failed stays empty)."""
@@ -181,6 +227,7 @@ def analyze(
     *,
     reduced: bool = False,
     max_duration: float | None = None,
+    rhythm: str | None = None,
 ) -> Profile:
     """Analyse one track: decode it once, streaming, then find rhythm and structure.
 
@@ -196,6 +243,8 @@ def analyze(
     ``max_duration``: seconds; InputTooLongError as soon as the header or the decoded audio
     passes it.
 
+    ``rhythm``: "learned" or "dsp" (the beat tracker; see the module docstring).
+
     Returns a :class:`Profile` (``tempo``, ``beats``, ``rhythm``, ``segments``, ``sections``,
     ``tonality``, ``curves`` ...). Raises DecodeError (a ValueError) only when the input cannot
     be read as audio at all. Anything short of that still gives a Profile: a later stage that
@@ -203,7 +252,9 @@ def analyze(
     ``Profile.missing`` and makes ``status_code`` 1 (``detailed_status`` says why).
     """
     with _one_blas_thread():
-        return _analyze(source, progress, reduced=reduced, max_duration=max_duration)
+        return _analyze(
+            source, progress, reduced=reduced, max_duration=max_duration, rhythm_mode=rhythm
+        )
 
 
 def _analyze(
@@ -212,6 +263,7 @@ def _analyze(
     *,
     reduced: bool,
     max_duration: float | None,
+    rhythm_mode: str | None = None,
 ) -> Profile:
     started = time.perf_counter()
     report = _Reporter(progress)
@@ -226,6 +278,7 @@ def _analyze(
     features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
     peaks = WaveformPeaks(capacity=expected // 441 + 2)
     onset = OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
+    model = _attach_model(profile, onset, rhythm_mode)
     consumers: dict[str, Callable[[np.ndarray], None]] = {
         "features": features.push,
         "peaks": peaks.push,
@@ -259,8 +312,11 @@ def _analyze(
         with guard(profile, "onset"):
             onset_curves = onset.finish()
     curves = profile.curves = _assemble(features.frame_rate, frame_curves, onset_curves)
+    if model is not None and onset_curves is not None and "rhythm_model" not in profile.missing:
+        with guard(profile, "rhythm_model"):
+            _finish_model(model, curves)
     # The extractors' work buffers are no longer needed.
-    del features, peaks, onset, stream, consumers, frame_curves, onset_curves
+    del features, peaks, onset, stream, consumers, frame_curves, onset_curves, model
     _release_memory()
 
     # ---- rhythm -------------------------------------------------------------------------------

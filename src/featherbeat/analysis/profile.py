@@ -81,6 +81,14 @@ class Curves:
     # computed. Read by the downbeat tracker (OnsetStrength.bass).
     bass_rate: float = 0.0
     bass: np.ndarray = field(default_factory=lambda: _empty((0, 21)))
+    # The learned rhythm model's outputs (rhythm/learned.py), empty when it did not run: beat
+    # and downbeat activations (n, 2) at activation_rate frames/s (frame i centred at
+    # activation_offset + i / activation_rate s), and the tempo head's logits averaged over
+    # the track (one per class of learned.bpm_bins()).
+    activation_rate: float = 0.0
+    activation_offset: float = 0.0
+    activations: np.ndarray = field(default_factory=lambda: _empty((0, 2)))
+    tempo_logits: np.ndarray = field(default_factory=_empty)
 
 
 @dataclass

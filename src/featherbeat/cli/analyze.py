@@ -89,6 +89,13 @@ def add_parser(subparsers: Any) -> None:
         "with the length)",
     )
     p.add_argument(
+        "--rhythm",
+        choices=("learned", "dsp"),
+        default=None,
+        help="beat tracker: the small trained model or the onset-curve (DSP) tracker "
+        "(default: FEATHERBEAT_RHYTHM, else the one that measures better, see docs/rhythm.md)",
+    )
+    p.add_argument(
         "--via",
         metavar="URL",
         help="analyse on the featherbeat service at URL (e.g. http://127.0.0.1:8000) instead of "
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
                         path,
                         progress=bar.progress if show_bar else None,
                         max_duration=None if args.max_minutes is None else args.max_minutes * 60,
+                        rhythm=args.rhythm,
                     )
                 finally:
                     bar.close()

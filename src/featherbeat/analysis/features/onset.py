@@ -21,6 +21,7 @@ frame per curve (86 floats/s; about 2.5 MB per curve for an hour).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,6 +182,10 @@ class OnsetStrength:
         self._bass = BassSpectrum(self.sample_rate)
         self._n_in = 0  # samples pushed, to size the output exactly
         self._result: OnsetCurves | None = None  # set by finish()
+        # Optional consumer of each batch's log band spectrum and its SuperFlux difference
+        # (both (frames, bands), float64): the learned rhythm model reads its input from here,
+        # so the STFT is paid once (rhythm/learned.py).
+        self.sink: Callable[[np.ndarray, np.ndarray], None] | None = None
 
     def push(self, block: np.ndarray) -> None:
         if self._result is not None:
@@ -223,6 +228,8 @@ class OnsetStrength:
         ref_max[:, :-1] = np.maximum(ref_max[:, :-1], ref[:, 1:])
         self._prev = spec[-1].copy()
         diff = np.maximum(spec - ref_max, 0.0)
+        if self.sink is not None:
+            self.sink(spec, diff)
         self._out.extend(diff.sum(axis=1).astype(np.float32))
         self._out_low.extend(diff[:, : self._low_bands].sum(axis=1).astype(np.float32))
 

@@ -129,6 +129,52 @@ def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
     return _beats.track_local(_beats.beat_log_odds(odf), centres, 60.0 * rate / local_bpm)
 
 
+def _track_learned(
+    curves: Curves,
+    onset: np.ndarray,
+    odf: np.ndarray,
+    rate: float,
+    bpm_conf: float,
+    clarity: float,
+) -> Rhythm | None:
+    """Rhythm from the learned model's activations (rhythm/learned.py); None if it found no
+    beats (the DSP tracker then answers). The pulse test above is shared with the DSP path."""
+    from featherbeat.analysis.rhythm import learned
+
+    acts = _finite(curves.activations, np.float32)
+    logits = _finite(curves.tempo_logits, np.float64)
+    if logits.size != learned.bpm_bins().size:
+        return None
+    dec = learned.decode(
+        acts[:, 0], acts[:, 1], logits, curves.activation_rate, curves.activation_offset
+    )
+    if dec.beats.size < 2:
+        return None
+    frames = np.clip(np.round(dec.beats * rate).astype(np.int64), 0, onset.size - 1)
+    keep = _active(curves, onset, rate, frames)
+    if keep.sum() < 2:
+        return None
+    times = dec.beats[keep]
+    tempo = float(60.0 / np.median(np.diff(times)))
+    # The tatums subdivide the beats by the onset curve (its peaks lead the sound by the
+    # detection lag; the model's beats do not, as it learned from the notes' starts).
+    tat_times, tat_conf = _tatums.tatums(odf, rate, times * rate - DETECTION_LAG_S * rate)
+    tat_times = tat_times + DETECTION_LAG_S
+    return Rhythm(
+        tempo=tempo,
+        tempo_confidence=float(np.clip(dec.tempo_confidence * min(1.0, clarity / 6.0), 0, 1)),
+        time_signature=int(dec.meter),
+        time_signature_confidence=float(dec.meter_confidence),
+        beats=times.astype(np.float32),
+        beat_confidence=dec.beat_confidence[keep].astype(np.float32),
+        beat_position=dec.positions[keep].astype(np.int16),
+        tatums=tat_times.astype(np.float32),
+        tatum_confidence=tat_conf.astype(np.float32),
+        tempo_curve_times=times.astype(np.float32),
+        tempo_curve_bpm=local_tempo(times).astype(np.float32),
+    )
+
+
 def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
     rate = float(curves.onset_rate)
@@ -144,6 +190,11 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
     if bpm <= 0 or not _has_pulse(clarity, curves.chroma):
         return _no_pulse()
+
+    if curves.activations.ndim == 2 and curves.activations.shape[0] and curves.activation_rate > 0:
+        learned = _track_learned(curves, onset, odf, rate, bpm_conf, clarity)
+        if learned is not None:
+            return learned
 
     frames = _track_beats(odf, rate)
     frames = frames[_active(curves, rate, frames)]
