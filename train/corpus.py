@@ -228,6 +228,7 @@ def make_score(rng: np.random.Generator, duration: float) -> Score:
     intro = int(rng.choice([0, 0, 1, 2, 4])) if drums_ever else 0
     bar = 0
     mel_deg = int(rng.integers(0, 7))
+    deg = 0  # the chord degree; every section's first bar draws one
     melody_on = rng.random() < 0.7
     while bar < n_bars:
         sec_len = int(rng.choice([4, 8]))
@@ -273,7 +274,7 @@ def make_score(rng: np.random.Generator, duration: float) -> Score:
                 degrees[int(rng.integers(0, len(degrees)))]
                 if sb % 2 == 0 or rng.random() < 0.5
                 else deg
-            )  # noqa: F821 (set on the first bar)
+            )
             root = 48 + tonic + int(scale[deg % 7])
             chord = [
                 root + int(scale[(deg + k) % 7] - scale[deg % 7]) % 12 + 12 * ((deg + k) // 7)

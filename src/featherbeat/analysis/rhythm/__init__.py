@@ -129,14 +129,7 @@ def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
     return _beats.track_local(_beats.beat_log_odds(odf), centres, 60.0 * rate / local_bpm)
 
 
-def _track_learned(
-    curves: Curves,
-    onset: np.ndarray,
-    odf: np.ndarray,
-    rate: float,
-    bpm_conf: float,
-    clarity: float,
-) -> Rhythm | None:
+def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float) -> Rhythm | None:
     """Rhythm from the learned model's activations (rhythm/learned.py); None if it found no
     beats (the DSP tracker then answers). The pulse test above is shared with the DSP path."""
     from featherbeat.analysis.rhythm import learned
@@ -150,8 +143,8 @@ def _track_learned(
     )
     if dec.beats.size < 2:
         return None
-    frames = np.clip(np.round(dec.beats * rate).astype(np.int64), 0, onset.size - 1)
-    keep = _active(curves, onset, rate, frames)
+    frames = np.clip(np.round(dec.beats * rate).astype(np.int64), 0, odf.size - 1)
+    keep = _active(curves, rate, frames)
     if keep.sum() < 2:
         return None
     times = dec.beats[keep]
@@ -192,7 +185,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
         return _no_pulse()
 
     if curves.activations.ndim == 2 and curves.activations.shape[0] and curves.activation_rate > 0:
-        learned = _track_learned(curves, onset, odf, rate, bpm_conf, clarity)
+        learned = _track_learned(curves, odf, rate, clarity)
         if learned is not None:
             return learned
 

@@ -1,0 +1,82 @@
+"""CPU of the whole `featherbeat analyze` process against `ffmpeg` decoding the same file, per tracker.
+
+    .venv/bin/python bench/cost_ratio.py --workdir /tmp/fb-bench --minutes 3 60 --repeat 3
+
+Issue 11's cost bar: the whole analyze process on a 3-minute MP3 takes <= 3x the CPU of
+``ffmpeg -i FILE -ac 1 -ar 22050 -f f32le /dev/null`` (decoding to what we analyse), both
+measured in one run, and peak memory <= 60 MB (3 min) / <= 100 MB (60 min). Each command runs
+in a fresh process; CPU = user + sys from os.wait4 (start-up included), peak = VmHWM (the
+featherbeat process, via bench/memory_speed.py's sitecustomize hook). The inputs are
+bench/memory_speed.py's (built there, or reused from --workdir). Best of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import memory_speed as ms  # noqa: E402
+
+
+def ffmpeg_cpu(path: Path) -> float:
+    argv = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-ac", "1", "-ar", "22050"]
+    proc = subprocess.Popen([*argv, "-f", "f32le", "-y", "/dev/null"])
+    _, _, usage = os.wait4(proc.pid, 0)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[3, 60])
+    ap.add_argument("--rhythm", default="learned,dsp")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", default="/tmp/fb-bench")
+    args = ap.parse_args(argv)
+    if shutil.which("ffmpeg") is None:
+        print("ffmpeg not found (apt-get install ffmpeg)", file=sys.stderr)
+        return 2
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    hook = work / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(ms._SITECUSTOMIZE)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+    )
+    rows = [
+        "| input | tracker | featherbeat CPU | ffmpeg decode CPU | ratio | peak memory |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    t0 = time.time()
+    for minutes in args.minutes:
+        path = ms.input_path(minutes, work)
+        if not path.exists():
+            path = ms.build_mp3(minutes, work)
+        ff = min(ffmpeg_cpu(path) for _ in range(args.repeat))
+        for mode in args.rhythm.split(","):
+            cmd = [str(ms.FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json")]
+            cmd += ["--quiet", "--rhythm", mode]
+            best = min(
+                (ms.measure("featherbeat", minutes, cmd, env) for _ in range(args.repeat)),
+                key=lambda r: r.cpu_s,
+            )
+            rows.append(
+                f"| {minutes:g} min MP3 | {mode} | {best.cpu_s:.2f} s | {ff:.2f} s | "
+                f"{best.cpu_s / ff:.2f}x | {best.peak_mb:.1f} MB |"
+            )
+            print(rows[-1], file=sys.stderr)
+    print("\n".join(rows))
+    print(f"best of {args.repeat}; wall {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
