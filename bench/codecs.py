@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--per-file", action="store_true")
     ap.add_argument("--json", type=Path, help="write all readings here")
+    ap.add_argument("--fresh", action="store_true", help="ignore cached readings")
     args = ap.parse_args(argv)
     tracks = (
         sorted((EVAL / "dev").glob("*.flac"))
@@ -106,10 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     for codec in CODECS:
         versions[codec] = [transcode(t, codec) for t in tracks]
     t_enc = time.time() - t0
+    # Readings are cached per (tracker, file) for one weights file and code version: run again
+    # after more tracks are encoded and only the new ones are analysed (--fresh to redo).
+    from featherbeat.analysis.rhythm import learned
+
+    stamp = f"{learned.WEIGHTS_PATH.stat().st_mtime_ns}" if learned.WEIGHTS_PATH.exists() else ""
+    cache_file = CACHE / "readings.json"
+    cached = json.loads(cache_file.read_text()) if cache_file.exists() and not args.fresh else {}
+    if cached.get("stamp") != stamp:
+        cached = {"stamp": stamp}
     jobs = [(str(p), m) for m in modes for v in versions.values() for p in v]
+    todo = [j for j in jobs if f"{j[1]}|{j[0]}" not in cached]
     with multiprocessing.Pool(max(1, min(2, args.jobs))) as pool:
-        out = pool.starmap(run_one, jobs)
-    readings = {f"{m}|{p}": o for (p, m), o in zip(jobs, out, strict=True)}
+        out = pool.starmap(run_one, todo)
+    cached.update({f"{m}|{p}": o for (p, m), o in zip(todo, out, strict=True)})
+    cache_file.write_text(json.dumps(cached))
+    readings = {f"{m}|{p}": cached[f"{m}|{p}"] for p, m in jobs}
     lines = [
         "| tracker | codec | tracks | tempo within 4 % | confident flips (conf > 0.5) |",
         "|---|---|---|---|---|",
