@@ -12,12 +12,12 @@ from pathlib import Path
 import mir_eval
 import numpy as np
 import pytest
-import signals
 import soundfile as sf
 
 from featherbeat.analysis.features.onset import OnsetStrength
 from featherbeat.analysis.pipeline import analyze
 from featherbeat.analysis.rhythm import learned
+from featherbeat.testing import signals
 
 SR = signals.SR
 
