@@ -243,7 +243,9 @@ def analyze(
     ``max_duration``: seconds; InputTooLongError as soon as the header or the decoded audio
     passes it.
 
-    ``rhythm``: "learned" or "dsp" (the beat tracker; see the module docstring).
+    ``rhythm``: the beat tracker, "learned" (a small trained network) or "dsp" (the onset-curve
+    tracker); None means $FEATHERBEAT_RHYTHM, else the one that measures better (today "dsp").
+    Missing or damaged weights fall back to "dsp" and say so in ``detailed_status``.
 
     Returns a :class:`Profile` (``tempo``, ``beats``, ``rhythm``, ``segments``, ``sections``,
     ``tonality``, ``curves`` ...). Raises DecodeError (a ValueError) only when the input cannot
