@@ -18,6 +18,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import hashlib
 import json
 import multiprocessing
 import sys
@@ -107,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     for codec in CODECS:
         versions[codec] = [transcode(t, codec) for t in tracks]
     t_enc = time.time() - t0
-    # Readings are cached per (tracker, file) for one weights file and code version: run again
+    # Readings are cached per (tracker, file) for one weights file (its hash): run again
     # after more tracks are encoded and only the new ones are analysed (--fresh to redo).
     from featherbeat.analysis.rhythm import learned
 
-    stamp = f"{learned.WEIGHTS_PATH.stat().st_mtime_ns}" if learned.WEIGHTS_PATH.exists() else ""
+    weights = learned.WEIGHTS_PATH
+    stamp = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.exists() else ""
     cache_file = CACHE / "readings.json"
     cached = json.loads(cache_file.read_text()) if cache_file.exists() and not args.fresh else {}
     if cached.get("stamp") != stamp:

@@ -38,6 +38,8 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | scale-out: cap of one blob kept in Redis (at most 512) |
 | FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | scale-out: an upload not analysed by then expires from Redis |
 | FEATHERBEAT_REDIS_PREFIX | featherbeat: | scale-out: key prefix (several deployments on one Redis) |
+| FEATHERBEAT_RHYTHM | (unset) | beat tracker when not given: ``learned`` or ``dsp`` (unset: the better on dev, docs/rhythm.md) |
+| FEATHERBEAT_RHYTHM_WEIGHTS | (unset) | another weights file for the learned tracker (unset: the packaged one) |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """
 
@@ -129,6 +131,8 @@ class Settings:
     redis_prefix: str = "featherbeat:"
     host: str = "127.0.0.1"
     port: int = 8000
+    rhythm: str | None = None  # checked where it is used (rhythm.learned.resolve_mode)
+    rhythm_weights: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,6 +146,8 @@ class Settings:
             raise ConfigError(f"FEATHERBEAT_BROKER must be a redis:// URL or unset, got {broker!r}")
         settings = cls(
             data_dir=Path(_get(env, "FEATHERBEAT_DATA_DIR") or "var").resolve(),
+            rhythm=_get(env, "FEATHERBEAT_RHYTHM"),
+            rhythm_weights=_get(env, "FEATHERBEAT_RHYTHM_WEIGHTS"),
             max_upload_bytes=int(
                 _number(env, "FEATHERBEAT_MAX_UPLOAD_MB", 400, 0.001) * 1024 * 1024
             ),

@@ -21,7 +21,6 @@ with one line saying why; the caller falls back to the DSP tracker.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,16 +99,28 @@ DEFAULT_RHYTHM = "dsp"
 MODES = ("learned", "dsp")
 
 
+def _env_settings() -> tuple[str | None, str | None]:
+    """(FEATHERBEAT_RHYTHM, FEATHERBEAT_RHYTHM_WEIGHTS) as config.Settings reads them."""
+    from featherbeat.config import ConfigError, Settings
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError:  # a bad service setting is the service's error, not the analysis's
+        return None, None
+    return settings.rhythm, settings.rhythm_weights
+
+
 def resolve_mode(mode: str | None) -> str:
     """The tracker to use: ``mode``, else $FEATHERBEAT_RHYTHM, else DEFAULT_RHYTHM."""
-    chosen = mode or os.environ.get("FEATHERBEAT_RHYTHM", "").strip().lower() or DEFAULT_RHYTHM
+    chosen = mode or (_env_settings()[0] or "").strip().lower() or DEFAULT_RHYTHM
     if chosen not in MODES:
         raise ValueError(f"rhythm must be one of {', '.join(MODES)}, got {chosen!r}")
     return chosen
 
 
 def env_weights_path() -> Path:
-    return Path(os.environ.get("FEATHERBEAT_RHYTHM_WEIGHTS", str(WEIGHTS_PATH)))
+    """$FEATHERBEAT_RHYTHM_WEIGHTS, else the packaged weights."""
+    return Path(_env_settings()[1] or WEIGHTS_PATH)
 
 
 # ---- network --------------------------------------------------------------------------------
