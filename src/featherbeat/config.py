@@ -14,7 +14,7 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | FEATHERBEAT_CORS_ORIGINS | (unset) | comma-separated origins allowed by CORS, or ``*`` |
 | FEATHERBEAT_CONCURRENCY | 1 | analyses at once per consumer |
 | FEATHERBEAT_QUEUE_LIMIT | 50 | queued jobs before uploads get 503 |
-| FEATHERBEAT_CHILD_MAX_RSS_MB | 150 | watchdog memory ceiling of one analysis child |
+| FEATHERBEAT_CHILD_MAX_RSS_MB | 200 | watchdog memory ceiling of one analysis child (a 6-hour Opus file peaks at ~152 MB) |
 | FEATHERBEAT_CHILD_TIMEOUT | 3600 | seconds one analysis attempt may take (6 h of audio: ~1500 s at 0.1 CPU) |
 | FEATHERBEAT_KEEP_UPLOADS | 0 | keep the uploaded audio after analysis |
 | FEATHERBEAT_RETENTION_DAYS | 30 | finished jobs and results older than this are purged (0 = never) |
@@ -105,7 +105,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     concurrency: int = 1
     queue_limit: int = 50
-    child_max_rss_mb: float = 150.0
+    child_max_rss_mb: float = 200.0
     child_timeout: float = 3600.0
     keep_uploads: bool = False
     retention_days: float = 30.0
@@ -156,7 +156,7 @@ class Settings:
             cors_origins=tuple(o.strip() for o in cors.split(",") if o.strip()) if cors else (),
             concurrency=int(_number(env, "FEATHERBEAT_CONCURRENCY", 1, 1)),
             queue_limit=queue_limit,
-            child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 150, 16),
+            child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 200, 16),
             child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 3600, 0.1),
             keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
             retention_days=_number(env, "FEATHERBEAT_RETENTION_DAYS", 30, 0),
