@@ -1,13 +1,17 @@
 """CPU of the whole `featherbeat analyze` process against `ffmpeg` decoding the same file, per tracker.
 
     .venv/bin/python bench/cost_ratio.py --workdir /tmp/fb-bench --minutes 3 60 --repeat 3
+    .venv/bin/python bench/cost_ratio.py --minutes 3 --rhythm dsp --other-src /tmp/base/src
 
-Issue 11's cost bar: the whole analyze process on a 3-minute MP3 takes <= 3x the CPU of
+The issue-wide cost bar: the whole analyze process on a 3-minute MP3 takes <= 3x the CPU of
 ``ffmpeg -i FILE -ac 1 -ar 22050 -f f32le /dev/null`` (decoding to what we analyse), both
 measured in one run, and peak memory <= 60 MB (3 min) / <= 100 MB (60 min). Each command runs
 in a fresh process; CPU = user + sys from os.wait4 (start-up included), peak = VmHWM (the
 featherbeat process, via bench/memory_speed.py's sitecustomize hook). The inputs are
-bench/memory_speed.py's (built there, or reused from --workdir). Best of --repeat runs.
+bench/memory_speed.py's (built there, or reused from --workdir). Runs are interleaved (ffmpeg,
+ours, other, ffmpeg, ...) so a busy machine slows all of them alike; the best of --repeat is
+kept. ``--other-src`` runs the same console script with PYTHONPATH at another checkout's
+``src`` (e.g. ``git archive main src | tar -x -C /tmp/base``): a before/after in one run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import memory_speed as ms  # noqa: E402
 
+HERE_SRC = Path(__file__).resolve().parent.parent / "src"
+
 
 def ffmpeg_cpu(path: Path) -> float:
     argv = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-ac", "1", "-ar", "22050"]
@@ -35,9 +41,11 @@ def ffmpeg_cpu(path: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[3, 60])
+    # "default": no --rhythm flag (what a user gets; also for trees older than the flag).
     ap.add_argument("--rhythm", default="learned,dsp")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/fb-bench")
+    ap.add_argument("--other-src", type=Path, help="another checkout's src/ to run beside ours")
     args = ap.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         print("ffmpeg not found (apt-get install ffmpeg)", file=sys.stderr)
@@ -47,30 +55,41 @@ def main(argv: list[str] | None = None) -> int:
     hook = work / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(ms._SITECUSTOMIZE)
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
-    )
+    trees = {"this tree": HERE_SRC}
+    if args.other_src:
+        trees[str(args.other_src)] = args.other_src
+
+    def env_for(src: Path) -> dict[str, str]:
+        return dict(os.environ, PYTHONPATH=os.pathsep.join([str(hook), str(src)]))
+
     rows = [
-        "| input | tracker | featherbeat CPU | ffmpeg decode CPU | ratio | peak memory |",
-        "|---|---|---:|---:|---:|---:|",
+        "| input | tree | tracker | featherbeat CPU | ffmpeg decode CPU | ratio | peak memory |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     t0 = time.time()
     for minutes in args.minutes:
         path = ms.input_path(minutes, work)
         if not path.exists():
             path = ms.build_mp3(minutes, work)
-        ff = min(ffmpeg_cpu(path) for _ in range(args.repeat))
-        for mode in args.rhythm.split(","):
-            cmd = [str(ms.FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json")]
-            cmd += ["--quiet", "--rhythm", mode]
-            best = min(
-                (ms.measure("featherbeat", minutes, cmd, env) for _ in range(args.repeat)),
-                key=lambda r: r.cpu_s,
-            )
+        systems = [(tree, mode) for tree in trees for mode in args.rhythm.split(",")]
+        ff: list[float] = []
+        runs: dict[tuple[str, str], list[ms.Run]] = {s: [] for s in systems}
+        for _ in range(args.repeat):
+            ff.append(ffmpeg_cpu(path))
+            for tree, mode in systems:
+                cmd = [str(ms.FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json")]
+                cmd += ["--quiet"] + ([] if mode == "default" else ["--rhythm", mode])
+                runs[(tree, mode)].append(ms.measure("featherbeat", minutes, cmd, env_for(trees[tree])))
+        base = min(ff)
+        for (tree, mode), results in runs.items():
+            if not all(r.ok for r in results):
+                failed = next(r for r in results if not r.ok)
+                print(f"{tree} {mode}: failed: {failed.note}", file=sys.stderr)
+                continue
+            best = min(results, key=lambda r: r.cpu_s)
             rows.append(
-                f"| {minutes:g} min MP3 | {mode} | {best.cpu_s:.2f} s | {ff:.2f} s | "
-                f"{best.cpu_s / ff:.2f}x | {best.peak_mb:.1f} MB |"
+                f"| {minutes:g} min MP3 | {tree} | {mode} | {best.cpu_s:.2f} s | {base:.2f} s | "
+                f"{best.cpu_s / base:.2f}x | {best.peak_mb:.1f} MB |"
             )
             print(rows[-1], file=sys.stderr)
     print("\n".join(rows))
