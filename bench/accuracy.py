@@ -36,13 +36,14 @@ import csv
 import json
 import math
 import multiprocessing
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import mir_eval
 import numpy as np
+
+from featherbeat.testing.peers import run_peer_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "eval" / "dev"
@@ -182,28 +183,8 @@ def run_featherbeat(path: str, rhythm_only: bool, mode: str | None = None) -> di
 
 
 def run_peer(name: str, python: str, files: list[str]) -> dict[str, dict]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cache = CACHE / f"{name}.json"
-    done: dict[str, dict] = json.loads(cache.read_text()) if cache.exists() else {}
-    todo = [f for f in files if f not in done]
     script = ROOT / "bench" / "peers" / f"{name}_beats.py"
-    # Two subprocesses at most: the machine is shared.
-    chunks = [todo[i::2] for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [python, str(script), *c], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        for c in chunks
-        if c
-    ]
-    for p in procs:
-        out, _ = p.communicate()
-        for line in out.splitlines():
-            if line.startswith("{"):
-                d = json.loads(line)
-                done[d["file"]] = d
-    cache.write_text(json.dumps(done))
-    return {f: done[f] for f in files if f in done}
+    return run_peer_script(python, script, files, CACHE / f"{name}.json")
 
 
 def table(rows: dict[str, dict[str, list[dict]]], systems: list[str]) -> str:

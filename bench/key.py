@@ -31,13 +31,14 @@ import argparse  # noqa: E402
 import csv
 import json
 import multiprocessing
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import mir_eval
 import numpy as np
+
+from featherbeat.testing.peers import run_peer_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "eval" / "dev"
@@ -79,27 +80,8 @@ def run_featherbeat(path: str) -> dict:
 
 
 def run_peer(name: str, python: str, files: list[str]) -> dict[str, dict]:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cache = CACHE / f"key_{name}.json"
-    done: dict[str, dict] = json.loads(cache.read_text()) if cache.exists() else {}
-    todo = [f for f in files if f not in done]
     script = ROOT / "bench" / "peers" / f"{name}_key.py"
-    chunks = [todo[i::2] for i in range(2)]  # two subprocesses at most: the machine is shared
-    procs = [
-        subprocess.Popen(
-            [python, str(script), *c], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        for c in chunks
-        if c
-    ]
-    for p in procs:
-        out, _ = p.communicate()
-        for line in out.splitlines():
-            if line.startswith("{"):
-                d = json.loads(line)
-                done[d["file"]] = d
-    cache.write_text(json.dumps(done))
-    return {f: done[f] for f in files if f in done}
+    return run_peer_script(python, script, files, CACHE / f"key_{name}.json")
 
 
 def score(ref: str, est: str | None) -> tuple[float, float]:
