@@ -332,7 +332,13 @@ def run_host(three: Path, long: Path, shorts: list[Path], queued: int) -> dict[s
 def _job_record(data: Path, job_id: str) -> dict[str, Any]:
     from featherbeat.jobs.sqlite_store import SqliteJobStore
 
-    job = SqliteJobStore(data / "jobs.db").get(job_id)
+    store = SqliteJobStore(data / "jobs.db")
+    job = store.get(job_id)
+    if job is None:  # an upload of bytes already analysed is a link to the analysing job
+        link = store.get_link(job_id)
+        job = store.get(link.source) if link is not None else None
+    if job is None:
+        raise KeyError(f"no job or link {job_id}")
     return {
         "analysis_seconds": job.analysis_seconds,
         "peak_rss_mb": job.peak_rss_mb,
