@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 # The fixtures of the shared support package (featherbeat.testing): ``service`` (a real
-# gunicorn + consumer), ``redis_server`` (a real redis-server) and ``s3_endpoint`` /
+# gunicorn + consumer), ``redis_server`` (a real redis-server per test), ``redis_url`` (one per module) and ``s3_endpoint`` /
 # ``s3_env`` / ``bucket`` (moto's S3 server on loopback), for every test module.
 pytest_plugins = [
     "featherbeat.testing.service",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import itertools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,8 @@ import pytest
 from featherbeat.jobs.blobs import CHUNK, BlobStore
 from featherbeat.jobs.local_blobs import LocalBlobStore
 from featherbeat.jobs.redis_blobs import RedisBlobs
-from featherbeat.testing.redis_server import REDIS_SERVER, RedisServer
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis), "s3"])

@@ -19,7 +19,6 @@ import pytest
 from featherbeat.jobs.redis_store import RedisJobStore
 from featherbeat.jobs.sqlite_store import SqliteJobStore
 from featherbeat.jobs.store import FIELDS, STATUSES, TRANSITIONS, Job, JobStore
-from featherbeat.testing.redis_server import REDIS_SERVER, RedisServer
 from featherbeat.testing.store_race import (
     client_share_and_failure_memory,
     links_share_one_analysis,
@@ -28,18 +27,6 @@ from featherbeat.testing.store_race import (
 
 Stores = Callable[[], JobStore]
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (make system-deps)")
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])

@@ -128,6 +128,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One redis-server for a whole module (contract tests separate their keys by prefix)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (make system-deps)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
 def redis_env(server: RedisServer) -> dict[str, str]:
     """Environment for a featherbeat process pointed at ``server``."""
     env = dict(os.environ)
