@@ -6,6 +6,8 @@ computed from one cumulative sum, so the stages agree to the last bit on what a 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from featherbeat.analysis.features._store import CHUNK_ROWS, all_finite, release
@@ -20,18 +22,78 @@ def power_to_db(power: np.ndarray | float) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(power, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0)))
 
 
-def span_means(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def span_means(
+    values: np.ndarray, starts: np.ndarray, ends: np.ndarray, block: int = CHUNK_ROWS
+) -> np.ndarray:
     """Mean of ``values`` rows over each frame span [start, end) (end > start required).
 
-    Uses a cumulative sum, so spans may overlap or leave gaps, at O(frames + spans) cost.
+    Uses a cumulative sum c (c[j] = values[0] + ... + values[j - 1], in float64, summed in
+    order), so spans may overlap or leave gaps, at O(frames + spans) cost. The sum is carried
+    ``block`` frames at a time, the same additions in the same order as one cumulative sum of
+    the whole curve (so the same means to the last bit), but only a block of it is ever held:
+    six hours of onset curve would be a 15 MB float64 array beside the curve itself.
     """
     v = np.asarray(values)
-    # Accumulated in float64 without a float64 copy of the input (an hour of onset curve is
-    # 2.5 MB per float64 copy).
-    cs = np.zeros((v.shape[0] + 1,) + v.shape[1:])
-    np.cumsum(v, axis=0, dtype=np.float64, out=cs[1:])
+    n = v.shape[0]
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    tail = v.shape[1:]
+    at_start = np.zeros((starts.size, *tail))
+    at_end = np.zeros((ends.size, *tail))
+    step = max(1, int(block))
+    carry = np.zeros(tail)  # c[c0] of the next block
+    for c0 in range(0, n + 1, step):
+        c1 = min(n + 1, c0 + step)  # this block holds c[c0 : c1]
+        c = np.empty((c1 - c0, *tail))
+        c[0] = carry
+        if c1 - c0 > 1:
+            part = np.array(v[c0 : c1 - 1], dtype=np.float64)
+            if c0:
+                part[0] += carry  # c[c0 + 1] = c[c0] + values[c0]: the same addition as before
+            np.cumsum(part, axis=0, out=c[1:])
+        carry = c[-1] + v[c1 - 1] if c1 <= n else carry  # c[c1]
+        for idx, dest in ((starts, at_start), (ends, at_end)):
+            inside = (idx >= c0) & (idx < c1)
+            if inside.any():
+                dest[inside] = c[idx[inside] - c0]
+        release(v)
     counts = (ends - starts).reshape((-1,) + (1,) * (v.ndim - 1))
-    return (cs[ends] - cs[starts]) / counts
+    return (at_end - at_start) / counts
+
+
+def moving_mean_blocks(
+    x: np.ndarray, half: int, block: int = CHUNK_ROWS
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(o0, means of x[o0 : o0 + len]) block by block: :func:`moving_mean` without its output.
+
+    The caller may overwrite ``x[o0 : o0 + len]`` once it has the block (the originals the
+    next blocks still read are kept here), so a curve can be replaced by, say, itself minus
+    its local mean without a second array its length.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    half = max(0, int(half))
+    n = x.size
+    step = max(1, int(block))
+    carry = 0.0  # c[lo] of the next block
+    kept = np.zeros(0)  # the original x[o0 - kept.size : o0], which the caller may have changed
+    for o0 in range(0, n, step):
+        o1 = min(n, o0 + step)
+        lo, hi = max(o0 - half, 0), min(o1 + half, n)  # the c indices this block reads
+        c = np.empty(hi - lo + 1)
+        c[0] = carry
+        if hi > lo:
+            part = np.empty(hi - lo)
+            back = o0 - lo
+            part[:back] = kept[kept.size - back :]
+            part[back:] = x[o0:hi]
+            part[0] += carry  # c[lo + 1] = c[lo] + x[lo]: the same additions, in the same order
+            np.cumsum(part, out=c[1:])
+        i = np.arange(o0, o1)
+        a = np.maximum(i - half, 0)
+        b = np.minimum(i + half + 1, n)
+        carry = float(c[max(o1 - half, 0) - lo])
+        kept = np.concatenate([kept, x[o0:o1]])[-half:] if half else kept
+        yield o0, (c[b - lo] - c[a - lo]) / (b - a)
 
 
 def moving_mean(x: np.ndarray, half: int, block: int = CHUNK_ROWS) -> np.ndarray:
@@ -47,23 +109,9 @@ def moving_mean(x: np.ndarray, half: int, block: int = CHUNK_ROWS) -> np.ndarray
     half = max(0, int(half))
     if x.size == 0 or half == 0:
         return x.astype(np.float64)  # a copy: callers may work on it in place
-    n = x.size
-    out = np.empty(n)
-    carry = 0.0  # c[lo] of the next block
-    for o0 in range(0, n, max(1, int(block))):
-        o1 = min(n, o0 + max(1, int(block)))
-        lo, hi = max(o0 - half, 0), min(o1 + half, n)  # the c indices this block reads
-        c = np.empty(hi - lo + 1)
-        c[0] = carry
-        if hi > lo:
-            part = x[lo:hi].copy()
-            part[0] += carry  # c[lo + 1] = c[lo] + x[lo]: the same additions, in the same order
-            np.cumsum(part, out=c[1:])
-        i = np.arange(o0, o1)
-        a = np.maximum(i - half, 0)
-        b = np.minimum(i + half + 1, n)
-        out[o0:o1] = (c[b - lo] - c[a - lo]) / (b - a)
-        carry = float(c[max(o1 - half, 0) - lo])
+    out = np.empty(x.size)
+    for o0, means in moving_mean_blocks(x, half, block):
+        out[o0 : o0 + means.size] = means
     return out
 
 
