@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import all_finite, row_chunks
+from featherbeat.analysis.features._store import all_finite, release, row_chunks
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
@@ -177,7 +177,7 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     n_onset = np.asarray(curves.onset).size
     if not np.isfinite(rate) or rate <= 0 or n_onset < int(2 * rate):
         return _no_pulse()
-    odf = condition(_nonnegative(curves.onset), rate)
+    odf = condition(_nonnegative(curves.onset), rate, overwrite=True)
     if not np.any(odf):
         return _no_pulse()
     bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
@@ -205,15 +205,23 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     feats: list[np.ndarray] = []
     weights: list[float] = []
     if curves.onset_low.size == n_onset:
+        # One float64 buffer for both bands (six hours: 15 MB per float64 curve), conditioned
+        # in place; the stored float32 curves are re-read chunk by chunk, with the same values
+        # as whole copies of them.
         band = _nonnegative(curves.onset_low)
-        feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
-        # The bands above 200 Hz, in the same buffer (an hour is 2.5 MB per float64 curve);
-        # the full-band curve chunk by chunk, with the same values as one copy of it.
+        low = condition(band, rate, overwrite=True)
+        feats.append(_meter.beat_sync_mean(low, rate, times, -0.05, 0.05))
+        # The bands above 200 Hz: the full band minus the low one.
         for a, part in row_chunks(curves.onset):
             high = band[a : a + part.shape[0]]
-            np.subtract(_nonnegative(part), high, out=high)
+            np.subtract(
+                _nonnegative(part), _nonnegative(curves.onset_low[a : a + high.size]), out=high
+            )
+            release(curves.onset_low)
         np.maximum(band, 0.0, out=band)
-        feats.append(_meter.beat_sync_mean(condition(band, rate), rate, times, -0.05, 0.05))
+        high = condition(band, rate, overwrite=True)
+        feats.append(_meter.beat_sync_mean(high, rate, times, -0.05, 0.05))
+        del low, high
         weights += [0.5, -0.5]
         del band
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:

@@ -18,6 +18,9 @@ that buffer, so memory does not grow with frames x periods (see viterbi_beats).
 
 from __future__ import annotations
 
+import tempfile
+from typing import IO
+
 import numpy as np
 
 from featherbeat.analysis.rhythm.novelty import smooth
@@ -100,10 +103,12 @@ def viterbi_beats(
     log_a = np.where(valid, -lam * step / periods[nb], -np.inf)
     ring = p_max + p_min + 1
     score = np.full((ring, n_states), -np.inf)
-    nearest = None
+    bounds = None
     if allowed is not None and centres is not None and centres.size:
-        # Window nearest to each frame (midpoints between centres as the boundaries).
-        nearest = np.searchsorted((centres[1:] + centres[:-1]) / 2.0, np.arange(n)).astype(np.int32)
+        # Window nearest to each frame: midpoints between centres as the boundaries, looked up
+        # per block of frames (for the whole track at once that was three arrays its length,
+        # 37 MB at six hours).
+        bounds = (centres[1:] + centres[:-1]) / 2.0
     states = np.arange(n_states)[None, :]
     bp_type = np.int8 if n_states < 128 else np.int16
     seg_len = max(1, SEGMENT_FRAMES // p_min) * p_min  # whole blocks per segment
@@ -117,8 +122,8 @@ def viterbi_beats(
             best_prev = cand.max(axis=0)
             start = prev_t < 0  # first beat: may come at any phase
             new = np.where(start, 0.0, best_prev) + w[t][:, None]
-            if nearest is not None and allowed is not None:
-                new = np.where(allowed[nearest[t]], new, -np.inf)
+            if bounds is not None and allowed is not None:
+                new = np.where(allowed[np.searchsorted(bounds, t)], new, -np.inf)
             score[t % ring] = new
             if back is not None:
                 src = nb[cand.argmax(axis=0), states]
@@ -129,9 +134,9 @@ def viterbi_beats(
                 if tail.flat[k] > end[0]:
                     end[:] = [float(tail.flat[k]), int(t[k // n_states]), k % n_states]
 
-    checkpoints = []
+    checkpoints = _Checkpoints(score.shape, -(-n // seg_len))
     for lo in range(0, n, seg_len):
-        checkpoints.append(score.copy())
+        checkpoints.append(score)
         forward(lo, min(n, lo + seg_len), None)
 
     frames: list[int] = []
@@ -140,7 +145,7 @@ def viterbi_beats(
     while t >= 0 and j >= 0:
         if t // seg_len != seg:
             seg = t // seg_len
-            score[:] = checkpoints[seg]
+            checkpoints.load(seg, score)
             lo = seg * seg_len
             back = np.full((min(n, lo + seg_len) - lo, n_states), -1, dtype=bp_type)
             forward(lo, lo + back.shape[0], back)
@@ -148,7 +153,46 @@ def viterbi_beats(
         j_prev = int(back[t - seg * seg_len, j])
         t -= int(periods[j])
         j = j_prev
+    checkpoints.close()
     return np.array(frames[::-1], dtype=np.int64)
+
+
+class _Checkpoints:
+    """The score ring buffer at the start of every segment, in memory or, when they add up to
+    more than ``SPILL_BYTES``, in an unlinked temp file (the same float64 bits either way).
+
+    They grow with the length: ~2 MB an hour for a mix spanning a wide tempo range, 12 MB at
+    six hours, all held through the backtrace.
+    """
+
+    SPILL_BYTES = 1 << 20
+
+    def __init__(self, shape: tuple[int, ...], count: int) -> None:
+        self._shape = shape
+        self._bytes = int(np.prod(shape)) * 8
+        self._held: list[np.ndarray] = []
+        self._file: IO[bytes] | None = None
+        if self._bytes * count > self.SPILL_BYTES:
+            self._file = tempfile.TemporaryFile(prefix="featherbeat-viterbi-")  # noqa: SIM115
+        self._count = 0
+
+    def append(self, score: np.ndarray) -> None:
+        if self._file is None:
+            self._held.append(score.copy())
+        else:
+            self._file.write(np.ascontiguousarray(score, dtype=np.float64).data)
+        self._count += 1
+
+    def load(self, k: int, into: np.ndarray) -> None:
+        if self._file is None:
+            into[:] = self._held[k]
+            return
+        self._file.seek(k * self._bytes)
+        into[:] = np.frombuffer(self._file.read(self._bytes), dtype=np.float64).reshape(self._shape)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def refine(frames: np.ndarray, odf: np.ndarray) -> np.ndarray:
