@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import release
+from featherbeat.analysis.features._store import all_finite, release
 from featherbeat.analysis.profile import Curves, Rhythm, Section
 from featherbeat.analysis.spans import (
     LOUDNESS_FLOOR_DB,
@@ -75,7 +75,12 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
     chroma = block_means(frame_rows(curves.chroma, n), a, n)
     chroma /= np.maximum(chroma.sum(axis=1, keepdims=True), 1e-12)
     timbre = block_means(frame_rows(curves.timbre, n), a, n)
-    loud = span_means(np.nan_to_num(np.asarray(curves.loudness, dtype=np.float64)[:n]), a, b)
+    loudness = np.asarray(curves.loudness)[:n]
+    # Summed in float64 as it is read: a float64 copy would be 7.5 MB at six hours, and the
+    # stored float32 values cast exactly, so the means are the same.
+    if not all_finite(loudness):
+        loudness = np.nan_to_num(loudness.astype(np.float64))
+    loud = span_means(loudness, a, b)
     groups = [_zscore(chroma), _zscore(timbre), _zscore(loud[:, None])]
     # Each group counts alike whatever its number of dimensions.
     return np.hstack([g / np.sqrt(g.shape[1]) for g in groups])

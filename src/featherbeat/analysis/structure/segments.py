@@ -34,7 +34,7 @@ from featherbeat.analysis.spans import (
     block_means,
     frame_of,
     frame_rows,
-    moving_mean,
+    moving_mean_blocks,
 )
 
 PEAK_SECONDS = 0.05
@@ -62,26 +62,38 @@ def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     if scale <= 0:
         return np.zeros(0), np.zeros(0)
     half = max(1, int(round(PEAK_SECONDS * rate)))
-    is_peak = odf >= _moving_max(odf, half)  # the moving maximum is dropped at once
-    is_peak &= odf > 0
-    local_mean = moving_mean(odf, max(1, int(round(MEAN_SECONDS * rate))))
     threshold = DELTA * scale
-    for a in range(0, odf.size, 1 << 16):  # in slices: no full-length temporary of the sum
-        b = a + (1 << 16)
-        is_peak[a:b] &= odf[a:b] > local_mean[a:b] + threshold
-    frames = np.flatnonzero(is_peak)
-    del is_peak
-    frames = _thin(frames, odf, int(round(MIN_GAP_SECONDS * rate)))
-    conf = np.clip(1.0 - local_mean[frames] / odf[frames], 0.0, 1.0)
+    # Block by block (the local mean's blocks): a peak is a local maximum, above zero, standing
+    # above the local mean by the threshold. Only the candidates and their local means are
+    # kept, not a moving maximum and a local mean the curve's length (six hours: 15 MB each).
+    found: list[np.ndarray] = []
+    means: list[np.ndarray] = []
+    for o0, local_mean in moving_mean_blocks(odf, max(1, int(round(MEAN_SECONDS * rate)))):
+        o1 = o0 + local_mean.size
+        x = odf[o0:o1]
+        is_peak = x >= _moving_max(odf, half, o0, o1)
+        is_peak &= x > 0
+        is_peak &= x > local_mean + threshold
+        at = np.flatnonzero(is_peak)
+        found.append(at + o0)
+        means.append(local_mean[at])
+    candidates = np.concatenate(found)
+    frames = _thin(candidates, odf, int(round(MIN_GAP_SECONDS * rate)))
+    local = np.concatenate(means)[np.searchsorted(candidates, frames)]
+    conf = np.clip(1.0 - local / odf[frames], 0.0, 1.0)
     return frames / rate, conf
 
 
-def _moving_max(x: np.ndarray, half: int) -> np.ndarray:
-    """Centred moving maximum over ±``half`` samples (edge-padded), in O(n × half)."""
-    padded = np.pad(x, half, mode="edge")
-    out = padded[: x.size].copy()
+def _moving_max(x: np.ndarray, half: int, o0: int = 0, o1: int | None = None) -> np.ndarray:
+    """Centred moving maximum over ±``half`` samples (edge-padded) of ``x[o0:o1]``, in
+    O(n × half); a block reads only its own frames and ``half`` either side."""
+    o1 = x.size if o1 is None else o1
+    lo, hi = max(o0 - half, 0), min(o1 + half, x.size)
+    padded = np.pad(x[lo:hi], (half - (o0 - lo), half - (hi - o1)), mode="edge")
+    m = o1 - o0
+    out = padded[:m].copy()
     for k in range(1, 2 * half + 1):
-        np.maximum(out, padded[k : k + x.size], out=out)
+        np.maximum(out, padded[k : k + m], out=out)
     return out
 
 
