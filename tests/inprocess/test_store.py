@@ -14,7 +14,8 @@ from featherbeat.analysis.features._store import (
     release_all,
     row_chunks,
 )
-from featherbeat.analysis.spans import block_means
+from featherbeat.analysis.rhythm.novelty import condition
+from featherbeat.analysis.spans import block_means, moving_mean, moving_mean_blocks, span_means
 from featherbeat.analysis.structure.key import key_scores
 
 
@@ -89,3 +90,39 @@ def test_key_of_a_spilled_chroma_matches_in_memory():
     spilled = _filled(data, spill_bytes=1 << 16, step=4096)
     assert is_spilled(spilled)
     np.testing.assert_allclose(key_scores(spilled), key_scores(data), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("spill", [None, 1 << 16])
+@pytest.mark.parametrize("width", [None, 12])
+def test_span_means_in_blocks_equal_one_cumulative_sum_bit_for_bit(spill, width):
+    rng = np.random.default_rng(4)
+    n = 2 * _store.CHUNK_ROWS + 777
+    shape = (n,) if width is None else (n, width)
+    data = (rng.random(shape, dtype=np.float32) * 50).astype(np.float32)
+    values = _filled(data, spill_bytes=spill, step=8192)
+    starts = np.sort(rng.integers(0, n - 1, 3000))
+    ends = np.minimum(starts + rng.integers(1, 90_000, starts.size), n)
+    cs = np.zeros((n + 1, *shape[1:]))
+    np.cumsum(data, axis=0, dtype=np.float64, out=cs[1:])  # the previous, whole-curve sum
+    counts = (ends - starts).reshape((-1,) + (1,) * (data.ndim - 1))
+    expected = (cs[ends] - cs[starts]) / counts
+    for block in (_store.CHUNK_ROWS, 1000, 7):
+        assert np.array_equal(span_means(values, starts, ends, block=block), expected), block
+
+
+def test_moving_mean_blocks_let_the_caller_overwrite_the_curve():
+    """condition(overwrite=True) replaces the onset curve by itself minus its local mean in its
+    own buffer: the same values as with a second array (what the beat tracker reads)."""
+    rng = np.random.default_rng(5)
+    x = rng.random(50_000) ** 3
+    for half, block in ((17, 1000), (3000, 1000), (1, 7)):
+        whole = x - moving_mean(x, half, block=len(x))
+        y = x.copy()
+        for o0, means in moving_mean_blocks(y, half, block=block):
+            np.subtract(y[o0 : o0 + means.size], means, out=y[o0 : o0 + means.size])
+        assert np.array_equal(y, whole), (half, block)
+    rate = 86.1328125
+    buffer = x.copy()
+    out = condition(buffer, rate, overwrite=True)
+    assert out is buffer and np.array_equal(out, condition(x, rate))
+    assert np.array_equal(x, rng.__class__(np.random.PCG64(5)).random(50_000) ** 3)  # x unchanged
