@@ -422,8 +422,13 @@ def write_midi(sc: Score, path: Path) -> None:
 
 def render(sc: Score, rng: np.random.Generator, duration: float, tmp: Path) -> np.ndarray:
     mid = tmp / "x.mid"
-    raw = tmp / "x.raw"
     write_midi(sc, mid)
+    return render_file(mid, rng, duration, tmp)
+
+
+def render_file(mid: Path, rng: np.random.Generator, duration: float, tmp: Path) -> np.ndarray:
+    """A MIDI file -> mono float64 audio of `duration` s (random soundfont and reverb)."""
+    raw = tmp / "x.raw"
     sf = SOUNDFONTS[int(rng.integers(0, len(SOUNDFONTS)))]
     reverb = "1" if rng.random() < 0.4 else "0"
     cmd = [
