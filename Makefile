@@ -36,6 +36,8 @@ clean:
 # torch lives in its own venv (the `train` extra): the product and CI never import it.
 TRAIN_VENV := .venv-train
 TRAIN_CLIPS ?= 1200
+TRAIN_PER_PIECE ?= 4
+TRAIN_STEPS1 ?= 5000
 TRAIN_STEPS ?= 6000
 $(TRAIN_VENV)/.installed: pyproject.toml
 	test -x $(TRAIN_VENV)/bin/python || $(PY) -m venv $(TRAIN_VENV)
@@ -47,15 +49,28 @@ train-deps:
 	command -v fluidsynth >/dev/null && test -e /usr/share/sounds/sf2/TimGM6mb.sf2 || \
 	  (apt-get update -q && apt-get install -y -q fluidsynth fluid-soundfont-gm timgm6mb-soundfont)
 
-# Rebuild the corpus and the weights from scratch, fixed seeds: corpus first (two processes,
-# each its own shards), then TRAIN_STEPS steps on one torch thread; the best dev validation
-# is copied into the package. Time and figures: docs/model-card-rhythm.md.
+# Rebuild the corpus and the weights from scratch, fixed seeds: the real compositions fetched
+# at pinned commits (train/SOURCES.md), the procedural and the MIDI corpus rendered (two
+# processes each), then two stages on one torch thread: TRAIN_STEPS1 steps from random weights
+# (the first session's recipe), TRAIN_STEPS steps warm-started from its best validation with
+# longer crops, a heavier downbeat loss and a fixed share of real-MIDI crops. The best dev
+# validation is copied into the package. Time and figures: docs/model-card-rhythm.md.
+TRAIN_PY := OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python
 train: $(TRAIN_VENV)/.installed train-deps
 	rm -rf train/out && mkdir -p train/out
-	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/corpus.py --out train/out/corpus \
-	  --clips $(TRAIN_CLIPS) --seed 1 --jobs 2 --part 0 & \
-	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/corpus.py --out train/out/corpus \
-	  --clips $(TRAIN_CLIPS) --seed 1 --jobs 2 --part 1; wait
-	OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python train/train.py --corpus train/out/corpus \
-	  --out train/out --min-clips $(TRAIN_CLIPS) --steps $(TRAIN_STEPS) --minutes 100000 --seed 7
+	$(TRAIN_PY) train/midi_corpus.py fetch --out train/out/midi
+	$(TRAIN_PY) train/corpus.py --out train/out/corpus --clips $(TRAIN_CLIPS) --seed 1 \
+	  --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/corpus.py --out train/out/corpus --clips $(TRAIN_CLIPS) --seed 1 \
+	  --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi --out train/out/corpus \
+	  --per-piece $(TRAIN_PER_PIECE) --seed 3 --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi --out train/out/corpus \
+	  --per-piece $(TRAIN_PER_PIECE) --seed 3 --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/train.py --corpus train/out/corpus --out train/out/stage1 \
+	  --steps $(TRAIN_STEPS1) --minutes 100000 --batch 12 --crop 512 --lr 2e-3 \
+	  --down-weight 1 --real-share 0 --val-every 400 --seed 7
+	$(TRAIN_PY) train/train.py --corpus train/out/corpus --out train/out \
+	  --init train/out/stage1/rhythm_model.npz --steps $(TRAIN_STEPS) --minutes 100000 \
+	  --lr 1e-3 --val-every 300 --seed 7
 	cp train/out/rhythm_model.npz src/featherbeat/analysis/rhythm/rhythm_model.npz

@@ -46,6 +46,7 @@ DILATIONS = learned.DILATIONS
 class Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # The architecture is learned.py's (CHANNELS, DILATIONS): the numpy inference reads it.
         self.inp = nn.Conv1d(learned.N_INPUT, CHANNELS, 3, padding=1)
         self.blocks = nn.ModuleList(
             nn.Conv1d(CHANNELS, CHANNELS, 3, dilation=d, padding=d) for d in DILATIONS
@@ -59,6 +60,24 @@ class Net(nn.Module):
         for conv in self.blocks:
             h = h + self.drop(F.elu(conv(h)))
         return self.beat(h), self.tempo(h)
+
+
+def load_init(net: Net, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Warm start from exported weights (same architecture); returns their normalisation."""
+    z = np.load(path)
+    sd = {
+        "inp.weight": z["inp_w"],
+        "inp.bias": z["inp_b"],
+        "beat.weight": z["beat_w"],
+        "beat.bias": z["beat_b"],
+        "tempo.weight": z["tempo_w"],
+        "tempo.bias": z["tempo_b"],
+    }
+    for i in range(len(DILATIONS)):
+        sd[f"blocks.{i}.weight"] = z[f"block{i}_w"]
+        sd[f"blocks.{i}.bias"] = z[f"block{i}_b"]
+    net.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in sd.items()})
+    return z["norm_mean"].astype(np.float32), z["norm_std"].astype(np.float32)
 
 
 def export(net: Net, mean: np.ndarray, std: np.ndarray, path: Path, info: dict) -> None:
@@ -95,7 +114,10 @@ def load_shards(corpus: Path, seen: set[str], data: list[dict]) -> None:
                 x = z[f"{k}_x"].astype(np.float32)
                 beats = z[f"{k}_beats"].astype(np.float64)
                 pos = z[f"{k}_pos"]
-                data.append(targets(x, beats, pos))
+                d = targets(x, beats, pos)
+                # Real compositions (train/midi_corpus.py) carry their piece's name.
+                d["real"] = f"{k}_source" in z.files
+                data.append(d)
             seen.add(f)
         except (OSError, ValueError, KeyError) as exc:  # a shard being written: next time
             print(f"skip {f}: {exc}", flush=True)
@@ -114,12 +136,24 @@ def _frame_targets(n: int, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def batch(data: list[dict], rng: np.random.Generator, size: int, crop: int, stretch: float = 0.5):
+def batch(
+    data: list[dict],
+    rng: np.random.Generator,
+    size: int,
+    crop: int,
+    stretch: float = 0.5,
+    real: list[int] | None = None,
+    real_share: float = 0.0,
+):
     """Random crops; half of them time-stretched by 0.84..1.19 (interpolated frames, beat
-    times scaled): more tempi than the corpus has, at no rendering cost."""
+    times scaled): more tempi than the corpus has, at no rendering cost. A share of the crops
+    comes from the real compositions (`real`: their indices), however few they are."""
     xs, ys, ts, ms = [], [], [], []
     for _ in range(size):
-        d = data[int(rng.integers(0, len(data)))]
+        if real and rng.random() < real_share:
+            d = data[real[int(rng.integers(0, len(real)))]]
+        else:
+            d = data[int(rng.integers(0, len(data)))]
         n = d["x"].shape[0]
         f = (
             float(np.exp(rng.uniform(np.log(0.84), np.log(1.19))))
@@ -233,9 +267,12 @@ def main() -> None:
     ap.add_argument("--dev", default=str(ROOT.parent / "shared/eval/dev"))
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--steps", type=int, default=20000)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--crop", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=768, help="frames (17.8 s): most see +-RECEPTIVE")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--init", default="", help="warm start from these exported weights")
+    ap.add_argument("--down-weight", type=float, default=2.0, help="downbeat loss weight")
+    ap.add_argument("--real-share", type=float, default=0.35, help="share of real-MIDI crops")
     ap.add_argument("--val-every", type=int, default=400)
     ap.add_argument("--min-clips", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7)
@@ -260,8 +297,12 @@ def main() -> None:
         if len(data) >= args.min_clips:
             break
         time.sleep(20)
-    stack = np.concatenate([d["x"] for d in data[:400]])
-    mean, std = stack.mean(axis=0), stack.std(axis=0) + 1e-3
+    net = Net()
+    if args.init:
+        mean, std = load_init(net, Path(args.init))
+    else:
+        stack = np.concatenate([d["x"] for d in data[:400]])
+        mean, std = stack.mean(axis=0), stack.std(axis=0) + 1e-3
     for d in data:
         d["x"] = (d["x"] - mean) / std
     n_norm = len(data)
@@ -269,27 +310,38 @@ def main() -> None:
     items = dev_set(dev) if dev.is_dir() else []
     say(
         f"start: {len(data)} clips, {len(items)} dev clips, "
-        f"{sum(p.numel() for p in Net().parameters())} parameters"
+        f"{sum(p.numel() for p in net.parameters())} parameters, init {args.init or 'random'}, "
+        f"{json.dumps(vars(args))}"
     )
-
-    net = Net()
+    best = -1.0
+    if args.init and items:
+        # The warm start is the score to beat: a run that never improves on it on dev exports
+        # the initial weights unchanged.
+        res0 = validate(net, mean, std, items)
+        best = (res0["beat_f"] + res0["acc1"] + res0["down_f"]) / 3
+        export(
+            net, mean, std, out / "rhythm_model.npz", {"step": 0, "init": args.init, "dev": res0}
+        )
+        say(f"dev of the initial weights: {json.dumps(res0)}")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     t_start = time.time()
     budget = args.minutes * 60
-    best = -1.0
     step = 0
     run_loss = np.zeros(3)
+    real: list[int] = []
     while step < args.steps and time.time() - t_start < budget:
         frac = min(1.0, max(step / args.steps, (time.time() - t_start) / budget))
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        x, y, tempos, mask = batch(data, rng, args.batch, args.crop)
+        if step % 50 == 0:  # new shards arrive at validations; the index list follows
+            real = [i for i, d in enumerate(data) if d["real"]]
+        x, y, tempos, mask = batch(data, rng, args.batch, args.crop, 0.5, real, args.real_share)
         logits, tlog = net(x)
         l_beat = F.binary_cross_entropy_with_logits(logits[:, 0], y[:, 0])
         l_down = F.binary_cross_entropy_with_logits(logits[:, 1], y[:, 1])
         logp = F.log_softmax(tlog.mean(dim=2), dim=1)
         l_tempo = -((tempo_target(tempos) * logp).sum(dim=1) * mask).sum() / mask.sum().clamp(min=1)
-        loss = l_beat + l_down + 0.1 * l_tempo
+        loss = l_beat + args.down_weight * l_down + 0.1 * l_tempo
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -309,6 +361,7 @@ def main() -> None:
                 "clips": len(data),
                 "minutes": (time.time() - t_start) / 60,
                 "seed": args.seed,
+                "real_clips": len(real),
                 "dev": res,
             }
             if score > best or not items:
