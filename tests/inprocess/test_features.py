@@ -99,16 +99,15 @@ def test_chroma_estimates_the_tuning_and_folds_on_it():
     assert c[[9, 1, 4]].min() > 4 * np.delete(c, [9, 1, 4]).max()
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_chroma_streamed_equals_one_shot_across_the_tuning_warm_up(monkeypatch, stride):
-    # 26 s: the first 20 s are held until the tuning is known, the rest folded as they come;
-    # with stride 2 every other frame is computed and held, across odd block boundaries.
-    monkeypatch.setattr("featherbeat.analysis.features.chroma.STRIDE", stride)
+@pytest.mark.parametrize("block", [3001, 512 * 7 + 1])
+def test_chroma_streamed_equals_one_shot_across_the_tuning_warm_up(block):
+    # 26 s: the first 20 s are held until the tuning is known, the rest folded as they come,
+    # across odd block boundaries (the warm-up ends inside a block).
     y = signals.progression([[60, 64, 67], [65, 69, 72], [67, 71, 74]] * 3, 26.0 / 9)
     one = _features(y).chroma
     ff = FrameFeatures(SR)
-    for i in range(0, y.shape[0], 3001):
-        ff.push(y[i : i + 3001])
+    for i in range(0, y.shape[0], block):
+        ff.push(y[i : i + block])
     streamed = ff.finish().chroma
     assert streamed.shape == one.shape == (-(-y.shape[0] // HOP), 12)
     assert np.allclose(streamed, one, rtol=1e-4, atol=1e-9)

@@ -3,7 +3,7 @@
 An HPCP-style pitch-class profile (Gómez 2006) computed from the shared 2048-point STFT
 (22 050 Hz, 10.8 Hz bins: the same resolution as essentia's 4096 points at 44.1 kHz):
 
-1. **Spectral peaks** between 100 Hz and 5 kHz: local maxima of the magnitude no more than 60 dB
+1. **Spectral peaks** between 100 Hz and 5 kHz: local maxima of the magnitude no more than 30 dB
    below the frame's largest bin, and above an absolute floor (a -100 dBFS sine). A peak's
    frequency and level come from a parabola through the log magnitudes of its bin and the two
    neighbours, so a partial is placed to a few cents even though the bins are a semitone wide
@@ -23,7 +23,13 @@ An HPCP-style pitch-class profile (Gómez 2006) computed from the shared 2048-po
 Values are sums of peak *power* per pitch class, not normalised per frame: quiet frames stay
 small, so the key estimate can gate by level, and segments normalise to max 1 themselves. Power
 (not magnitude, not log) was chosen on dev (docs/benchmarks/key.md): the loud notes carry the
-key, and compressing lets reverb tails and bleed count as much as the chord.
+key, and compressing lets reverb tails and bleed count as much as the chord. For the same
+reason the 30 dB peak range loses nothing: a peak 30 dB down adds a thousandth of the loud one's
+power, and the ~100 peaks per frame a 60 dB range found (the same keys on dev, 30 dB and 60 dB)
+become ~25, which is most of the cost.
+
+Cost (docs/benchmarks/key.md, bench/chroma_cpu.py): ~0.02-0.03 CPU-s per 3-minute song, from
+~0.1 with the dense peak test and two harmonic folds this replaced.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from featherbeat.analysis.features._store import GrowingArray, row_chunks
 
 CHROMA_FMIN = 100.0
 CHROMA_FMAX = 5000.0
-PEAK_RANGE_DB = 60.0  # peaks within this many dB of the frame's largest bin
+PEAK_RANGE_DB = 30.0  # peaks within this many dB of the frame's largest bin
 _PEAK_RANGE = np.float32(10.0 ** (-PEAK_RANGE_DB / 20.0))
 # Magnitude of a -100 dBFS sine in a 2048-point Hann frame (amplitude * N / 4): below it is
 # round-off and resampler noise, never a note.
@@ -42,10 +48,6 @@ PEAK_FLOOR = np.float32(1e-5 * 2048 / 4)
 HARMONICS = 4
 HARMONIC_DECAY = 0.6
 TUNING_WARMUP_S = 20.0
-# Chroma computed on every STRIDE-th STFT frame and held between (Chroma explains). 2 saves
-# ~0.04 CPU-s per 3 minutes; on dev it moved one clip whose two best keys tie (0.713 -> 0.694
-# weighted), so the full rate stays until a larger test set can tell.
-STRIDE = 1
 _FRAME_RATE_GUESS = 22050 / 512  # frames/s of the shared STFT, for the warm-up length
 
 
@@ -54,29 +56,42 @@ def spectral_peaks(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frame index, semitones above A440, power) of the peaks in bins ``lo..hi`` of each frame.
 
-    Frequencies and powers are parabolically interpolated on the log magnitude. Peaks are found
-    on the magnitude itself (the order is the same as on its log), and logs are taken of the
-    three bins around each peak only: a tenth of the values of the whole band.
+    Frequencies and powers are parabolically interpolated on the log magnitude. Sparse on
+    purpose (this is the chroma's whole cost): one comparison of the band with the frame's
+    threshold, then only the bins above it (~15 % of the band at 30 dB) are checked against
+    their neighbours, by index into the flat magnitude, and only the peaks among those (~5 %)
+    are interpolated. A dense local-maximum test over the band and ``np.nonzero`` on a 2-D
+    mask cost three times as much.
     """
     n = magnitude.shape[0]
     if n == 0 or hi <= lo:
         empty = np.zeros(0, dtype=np.float32)
         return np.zeros(0, dtype=np.int64), empty, empty
-    band = magnitude[:, lo - 1 : hi + 2]
-    centre = band[:, 1:-1]
-    threshold = np.maximum(magnitude.max(axis=1) * _PEAK_RANGE, PEAK_FLOOR)
-    is_peak = centre > threshold[:, None]
-    is_peak &= centre > band[:, :-2]
-    is_peak &= centre >= band[:, 2:]
-    t, k = np.nonzero(is_peak)
-    a = np.log(band[t, k])
-    b = np.log(band[t, k + 1])
-    c = np.log(np.maximum(band[t, k + 2], 1e-30))
+    m = np.ascontiguousarray(magnitude, dtype=np.float32)
+    width = m.shape[1]
+    threshold = np.maximum(m.max(axis=1) * _PEAK_RANGE, PEAK_FLOOR)
+    above = np.flatnonzero(m[:, lo : hi + 1] > threshold[:, None])
+    span = hi + 1 - lo
+    j = above + (above // span) * (width - span) + lo  # flat index into m
+    flat = m.reshape(-1)
+    b = flat[j]
+    left = flat[j - 1]
+    right = flat[j + 1]
+    # Integer indices, not a boolean mask per array: one nonzero, then cheap takes.
+    keep = np.flatnonzero((b > left) & (b >= right))
+    j, b, left, right = j[keep], b[keep], left[keep], right[keep]
+    t = j // width
+    tiny = np.float32(1e-30)  # an exactly zero neighbour (digital silence) is not -inf
+    a = np.log(np.maximum(left, tiny))
+    c = np.log(np.maximum(right, tiny))
+    lb = np.log(b)
+    ac = a - c
     # a < b >= c at a peak, so the curvature a - 2b + c is negative: the parabola has a maximum.
-    offset = 0.5 * (a - c) / np.minimum(a - 2.0 * b + c, -1e-12)
-    log_mag = b - 0.25 * (a - c) * offset
-    semitones = 12.0 * np.log2((k + lo + offset) * np.float32(df / 440.0))
-    return t, semitones, np.exp(2.0 * log_mag)
+    offset = np.float32(0.5) * ac / np.minimum(a - np.float32(2.0) * lb + c, np.float32(-1e-12))
+    log_mag = lb - np.float32(0.25) * ac * offset
+    k = (j - t * width).astype(np.float32)
+    semitones = np.float32(12.0) * np.log2((k + offset) * np.float32(df / 440.0))
+    return t, semitones, np.exp(np.float32(2.0) * log_mag)
 
 
 def fold(
@@ -84,53 +99,66 @@ def fold(
 ) -> np.ndarray:
     """(n, 12) pitch-class sums of the peaks, C = 0, with harmonic weighting.
 
-    Harmonics 2 and 4 are octaves: the same pitch class at the same distance, so harmonics
-    1, 2 and 4 are one fold with the summed weight; harmonic 3 (an octave and a fifth, 19.02
-    semitones) gets its own.
+    The peaks are folded once onto their own pitch classes; the harmonic weighting is then a
+    12 x 12 matrix on that fold (``_HARMONIC_MATRIX``): harmonics 2 and 4 are octaves (the same
+    pitch class), harmonic 3 is taken as 19 equal-tempered semitones (an octave and a fifth;
+    the true 19.02 differs by 2 cents, a change of the cos² weight below 0.4 %). One fold
+    instead of one per distinct harmonic halves the per-peak work.
     """
-    out = np.zeros(n * 12)
     if frames.size == 0:
-        return out.reshape(n, 12)
-    base = semitones - np.float32(tuning - 9.0)  # A = pitch class 9
-    for shift, weight in _HARMONIC_FOLDS:
-        s = base - shift
-        nearest = np.round(s)
-        w = power * np.cos(np.float32(np.pi) * (s - nearest)) ** 2
-        idx = frames * 12 + nearest.astype(np.int64) % 12
-        out += np.bincount(idx, weights=w * np.float32(weight), minlength=n * 12)
-    return out.reshape(n, 12)
+        return np.zeros((n, 12))
+    # Semitones above C, offset by _PC_BIAS octaves so that they are positive (the band is
+    # 100 Hz - 5 kHz: C2..D#8): truncation is then floor, and the pitch class a table lookup
+    # instead of an integer modulo.
+    s = semitones - np.float32(tuning - 9.0 - 12.0 * _PC_BIAS - 0.5)
+    nearest = s.astype(np.int64)  # floor(s + 0.5) in the biased semitones
+    d = s - nearest.astype(np.float32) - np.float32(0.5)  # distance to it, -0.5..0.5
+    w = power * np.cos(np.float32(np.pi) * d) ** 2
+    idx = frames * 12 + _PITCH_CLASS[nearest]
+    own = np.bincount(idx, weights=w, minlength=n * 12).reshape(n, 12)
+    return own @ _HARMONIC_MATRIX
 
 
-def _harmonic_folds() -> list[tuple[np.float32, float]]:
-    """(semitone shift, weight) per distinct fold: octaves merged, as fold() explains."""
-    folds: dict[float, float] = {}
+def _harmonic_matrix() -> np.ndarray:
+    """(12, 12): row = pitch class of a peak, column = the pitch classes it counts for."""
+    m = np.zeros((12, 12))
     for h in range(1, HARMONICS + 1):
-        shift = 12.0 * np.log2(h)
-        key = shift % 12.0 if abs(shift % 12.0) < 1e-9 else shift
-        folds[key] = folds.get(key, 0.0) + HARMONIC_DECAY ** (h - 1)
-    return [(np.float32(k), w) for k, w in folds.items()]
+        shift = int(round(12.0 * np.log2(h)))  # 0, 12, 19, 24 semitones
+        for pc in range(12):
+            m[pc, (pc - shift) % 12] += HARMONIC_DECAY ** (h - 1)
+    return m
 
 
-_HARMONIC_FOLDS = _harmonic_folds()
+_HARMONIC_MATRIX = _harmonic_matrix()
+# Octaves added in fold(): the band's semitones, biased, lie in ~125..190 at any tuning; the
+# table covers 0..287 (a peak is at least half a bin above 0 Hz, so never below it).
+_PC_BIAS = 10
+_PITCH_CLASS = np.arange(24 * 12) % 12
 
 
 def estimate_tuning(semitones: np.ndarray, power: np.ndarray) -> float:
     """Deviation from A440 in semitones (-0.5..0.5): amplitude-weighted circular mean."""
     if semitones.size == 0:
         return 0.0
-    z = np.sum(np.sqrt(power) * np.exp(2j * np.pi * semitones))
-    return float(np.angle(z) / (2.0 * np.pi)) if abs(z) > 0 else 0.0
+    amplitude = np.sqrt(power, dtype=np.float32)
+    angle = np.float32(2.0 * np.pi) * semitones.astype(np.float32, copy=False)
+    x = float(np.dot(amplitude, np.cos(angle)))
+    y = float(np.dot(amplitude, np.sin(angle)))
+    return float(np.arctan2(y, x) / (2.0 * np.pi)) if x or y else 0.0
+
+
+def _first_peaks(frames: np.ndarray) -> np.ndarray:
+    """Index of the first peak of every distinct frame in ``frames`` (sorted, as found)."""
+    if frames.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], frames[1:] != frames[:-1])))
 
 
 class Chroma:
     """Streaming tonal chroma: ``update(magnitude)`` per block of STFT frames, ``result()``.
 
-    Computed on every ``STRIDE``-th frame (with 2: 46 ms apart, Hann windows at 50 % overlap
-    still weigh every sample evenly) and held for the frames between, so the output has one
-    row per STFT frame like every other curve.
-
-    ``tuning`` is the deviation from A440 in semitones, known once the warm-up has passed (or
-    at ``result()`` for shorter inputs).
+    One row per STFT frame, like every other curve. ``tuning`` is the deviation from A440 in
+    semitones, known once the warm-up has passed (or at ``result()`` for shorter inputs).
     """
 
     def __init__(
@@ -141,41 +169,25 @@ class Chroma:
         self._lo = max(1, int(np.ceil(CHROMA_FMIN / self._df)))
         self._hi = min(freqs.size - 2, int(np.floor(CHROMA_FMAX / self._df)))
         self._out = GrowingArray(12, capacity=capacity)
-        self._warmup = max(1, int(TUNING_WARMUP_S * frame_rate / STRIDE))  # computed frames
+        self._warmup = max(1, int(TUNING_WARMUP_S * frame_rate))  # sounding frames
         self._held: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._seen = 0  # STFT frames received
-        self._computed = 0  # frames whose chroma was computed (every STRIDE-th)
-        self._sounding = 0  # computed frames held that had peaks
-        self._last = np.zeros(12)  # the last computed row, for the frames after it
+        self._sounding = 0  # frames held that had peaks
         self.tuning: float | None = None
 
     def update(self, magnitude: np.ndarray) -> None:
         n = magnitude.shape[0]
         if n == 0:
             return
-        first = -self._seen % STRIDE  # local index of the first frame to compute
-        self._seen += n
-        sub = magnitude[first::STRIDE]
-        t, s, p = spectral_peaks(sub, self._lo, self._hi, self._df)
+        t, s, p = spectral_peaks(magnitude, self._lo, self._hi, self._df)
         if self.tuning is not None:
-            self._emit(fold(t, s, p, sub.shape[0], self.tuning), first, n)
+            self._out.extend(fold(t, s, p, n, self.tuning))
             return
-        self._held.append((t + self._computed, s, p))
-        self._computed += sub.shape[0]
-        self._sounding += np.unique(t).size
+        self._held.append((t + self._seen, s, p))
+        self._seen += n
+        self._sounding += _first_peaks(t).size
         if self._sounding >= self._warmup:
             self._release()
-
-    def _emit(self, rows: np.ndarray, first: int, n: int) -> None:
-        """Append ``n`` frames: each computed row held for STRIDE frames, the last row before
-        the first computed one for the ``first`` frames that precede it."""
-        if first:
-            rows = np.vstack([self._last[None, :], rows])
-        full = np.repeat(rows, STRIDE, axis=0)
-        start = (STRIDE - first) % STRIDE if first else 0
-        self._out.extend(full[start : start + n])
-        if rows.shape[0]:
-            self._last = rows[-1]
 
     def _release(self) -> None:
         """Estimate the tuning from the held peaks and fold them."""
@@ -187,16 +199,13 @@ class Chroma:
             t = np.zeros(0, dtype=np.int64)
             s = p = np.zeros(0, dtype=np.float32)
         # Exactly the first ``warmup`` sounding frames decide, wherever the blocks were cut:
-        # streamed and one-shot analyses of the same signal get the same tuning.
-        sounding = np.unique(t)
-        if sounding.size > self._warmup:
-            keep = t <= sounding[self._warmup - 1]
-            self.tuning = estimate_tuning(s[keep], p[keep])
-        else:
-            self.tuning = estimate_tuning(s, p)
-        held_frames = self._seen  # the warm-up holds everything from the first frame on
-        if held_frames:
-            self._emit(fold(t, s, p, self._computed, self.tuning), 0, held_frames)
+        # streamed and one-shot analyses of the same signal get the same tuning. The peaks
+        # are in frame order, so those frames' peaks are a prefix.
+        starts = _first_peaks(t)
+        cut = starts[self._warmup] if starts.size > self._warmup else t.size
+        self.tuning = estimate_tuning(s[:cut], p[:cut])
+        if self._seen:  # the warm-up holds everything from the first frame on
+            self._out.extend(fold(t, s, p, self._seen, self.tuning))
         self._held = []
 
     def result(self) -> np.ndarray:
