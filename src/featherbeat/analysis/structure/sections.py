@@ -73,6 +73,10 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
     n = int(edges[-1])
     a, b = edges[:-1], edges[1:]
     chroma = block_means(frame_rows(curves.chroma, n), a, n)
+    # Magnitude, not power: with peaks kept only 30 dB below the loudest (features/chroma.py) a
+    # weak pitch class is near zero in one unit and small in the next, and its z-score would
+    # jump; the square root keeps those differences in proportion (docs/benchmarks/key.md).
+    chroma = np.sqrt(chroma)
     chroma /= np.maximum(chroma.sum(axis=1, keepdims=True), 1e-12)
     timbre = block_means(frame_rows(curves.timbre, n), a, n)
     loudness = np.asarray(curves.loudness)[:n]
