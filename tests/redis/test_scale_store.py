@@ -8,6 +8,8 @@ import errno
 import io
 import json
 import os
+import signal
+import threading
 import time
 
 import pytest
@@ -50,6 +52,46 @@ def test_live_heartbeat_is_not_stale_whatever_the_workers_clock(redis_server: Re
     assert st.stale(time.time() - 5) == []
     assert st.claim("j", "thief", time.time() - 5) is None
     assert not st.requeue("j", stale_before=time.time() - 5)
+
+
+def test_staleness_is_judged_when_asked_not_when_redis_gets_to_it(
+    redis_server: RedisServer,
+) -> None:
+    """A request that waits (a loaded machine, a Redis pause) is judged against the cutoff of
+    the moment it was made: a second reaper does not re-queue the job the first just renewed,
+    and a claimer does not take a job whose heartbeat was fresh when it asked. The server is
+    paused with SIGSTOP for longer than both margins while the two requests are in flight."""
+    st = store_of(redis_server)
+    st.create(new_job("lost"))
+    assert st.claim("lost", "dead", time.time() - 60)
+    time.sleep(0.05)
+    cutoff = time.time()
+    assert st.requeue("lost", stale_before=cutoff)  # the first reaper: enqueued_at renewed
+    st.create(new_job("live"))
+    assert st.claim("live", "owner", time.time() - 60)  # heartbeat: now
+    late_reaper, claimer = store_of(redis_server), store_of(redis_server)
+    late_reaper.r.ping(), claimer.r.ping()  # connected before the pause
+    answers: dict[str, object] = {}
+    calls = [
+        threading.Thread(
+            target=lambda: answers.update(requeue=late_reaper.requeue("lost", stale_before=cutoff))
+        ),
+        threading.Thread(
+            target=lambda: answers.update(claim=claimer.claim("live", "thief", time.time() - 2))
+        ),
+    ]
+    assert redis_server.proc is not None
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        for t in calls:
+            t.start()
+        time.sleep(3.0)  # the pause both requests wait through (longer than the 2 s lease)
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    for t in calls:
+        t.join(timeout=30)
+    assert answers == {"requeue": False, "claim": None}, answers
+    assert st.get("live").owner == "owner"
 
 
 def age(st: RedisJobStore, job_id: str, seconds: float) -> None:

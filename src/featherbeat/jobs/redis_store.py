@@ -170,7 +170,7 @@ return #drop(id, true) > 0 and 1 or 0
 """
 )
 
-# ARGV: P, id, owner(json), stale_age (seconds without a heartbeat that make a job stale)
+# ARGV: P, id, owner(json), cutoff (Redis' clock: a heartbeat older than this is stale)
 _CLAIM = """
 local now = clock()
 local st = field('status')
@@ -178,7 +178,7 @@ local st = field('status')
 if st == '"running"' and field('owner') == ARGV[3] then return 1 end
 if st == '"running"' then
   local hb = num('heartbeat_at')
-  if hb and hb >= now - tonumber(ARGV[4]) then return 0 end
+  if hb and hb >= tonumber(ARGV[4]) then return 0 end
 elseif st ~= '"queued"' then
   return 0
 end
@@ -218,7 +218,7 @@ bump()
 return 1
 """
 
-# ARGV: P, id, owner(json) or '', stale_age or '', huey queue key or ''
+# ARGV: P, id, owner(json) or '', cutoff (Redis' clock) or '', huey queue key or ''
 _REQUEUE = """
 local now = clock()
 local st = field('status')
@@ -226,7 +226,7 @@ local ok = false
 if ARGV[3] ~= '' then
   ok = st == '"running"' and field('owner') == ARGV[3]
 else
-  local before = now - tonumber(ARGV[4])
+  local before = tonumber(ARGV[4])
   if st == '"running"' then
     local hb = num('heartbeat_at')
     ok = (not hb) or hb < before
@@ -389,12 +389,21 @@ class RedisJobStore(JobStore):
 
     # -- ownership --------------------------------------------------------------------------
 
-    # Times the callers pass are turned into ages ("stale_before" = now - age) and applied to
-    # Redis' clock inside the scripts; heartbeats are stamped with Redis' clock too.
+    # Heartbeats are stamped with Redis' clock; a caller's ``stale_before`` (its own clock) is
+    # moved onto Redis' clock by ``_cutoff`` before the script is sent, so the cutoff is fixed
+    # when the caller asks. (Sending an age instead let the cutoff slide later by however long
+    # the request took to run: a reaper delayed by load or a Redis pause re-queued a job that
+    # another reaper had just renewed, or took a live job whose heartbeat was fresh when asked.)
+
+    def _cutoff(self, stale_before: float) -> float:
+        """``stale_before`` on Redis' clock: Redis' TIME minus how long before *now* (read
+        after the reply, so a slow reply only moves the cutoff earlier, never later) it was."""
+        redis_now = self.redis_now()
+        return redis_now - max(0.0, time.time() - stale_before)
 
     def claim(self, job_id: str, owner: str, stale_before: float) -> Job | None:
-        age = max(0.0, time.time() - stale_before)
-        if not self._run("claim", job_id, json.dumps(owner), age):
+        cutoff = self._cutoff(stale_before)
+        if not self._run("claim", job_id, json.dumps(owner), repr(cutoff)):
             return None
         return self.get(job_id)
 
@@ -416,15 +425,17 @@ class RedisJobStore(JobStore):
         if owner is None and stale_before is None:
             raise ValueError("requeue() needs an owner or a stale_before time")
         own = json.dumps(owner) if owner is not None else ""
-        age = "" if stale_before is None else max(0.0, time.time() - stale_before)
-        return bool(self._run("requeue", job_id, own, age, self.queue_key))
+        cutoff = ""
+        if owner is None and stale_before is not None:
+            cutoff = repr(self._cutoff(stale_before))
+        return bool(self._run("requeue", job_id, own, cutoff, self.queue_key))
 
     def redis_now(self) -> float:
         seconds, micros = self.r.time()
         return seconds + micros / 1e6
 
     def stale(self, stale_before: float) -> list[Job]:
-        stale_before = self.redis_now() - max(0.0, time.time() - stale_before)  # Redis' clock
+        stale_before = self._cutoff(stale_before)  # Redis' clock
         running = self.r.zrangebyscore(self._key("status", "running"), "-inf", f"({stale_before}")
         jobs = self._jobs(running)
         # Every worker's reaper runs this often: read one field of each queued job, and whole

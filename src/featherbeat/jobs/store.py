@@ -65,7 +65,9 @@ Clocks: times are Unix seconds. ``heartbeat_at`` and ``started_at`` (claim, upda
 heartbeat), ``finished_at`` (finish, unless given) and ``enqueued_at`` (requeue) are stamped by
 the store: SQLite with this machine's clock, Redis with Redis' own (``TIME``), because workers
 on many machines compare heartbeats. ``create`` keeps a given ``enqueued_at`` on SQLite and
-stamps Redis' clock on Redis. ``stale_before`` is turned into an age by the Redis store.
+stamps Redis' clock on Redis. The Redis store moves ``stale_before`` onto Redis' clock when the
+call is made (never later: a request delayed by load or a Redis pause must not find a heartbeat
+stale that was fresh when the caller asked).
 ``seq`` grows on every change of a job (it is the SSE event id) and is 1 after ``create``.
 """
 
