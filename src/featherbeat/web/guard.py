@@ -204,6 +204,19 @@ class GuardedThreadWorker(ThreadWorker):
 
         self.wsgi = closing_app
 
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGQUIT (the master's quick stop) and SIGINT (Ctrl-C): leave at once.
+
+        gthread's own handler first shuts its thread pool down, which takes the pool's lock. A
+        Python signal handler runs in the main thread, between two bytecodes of whatever it
+        was doing: when that was ``submit()`` (which holds the same lock while it waits for a
+        new pool thread to start, long on a loaded machine), the worker deadlocked on itself
+        and lived on until the master SIGKILLed it 25 s later (graceful_timeout). Nothing here
+        takes a lock; ``worker_int`` (gunicorn_conf) is os._exit(0)."""
+        self.alive = False
+        self.cfg.worker_int(self)
+        os._exit(0)
+
     def init_process(self) -> None:
         util.write_error = _json_write_error  # gunicorn's refusals in our JSON shape
         os.umask(PRIVATE_UMASK)  # uploads, results and jobs.db readable by our user only
