@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from types import FrameType
 from typing import Any
@@ -44,7 +43,12 @@ class ConsumerProcess:
         self.active = ActiveChildren()
         self.runner = Runner(settings, self.services.store, self.services.blobs, self.active)
         self.reaper = Reaper(self.services)
-        self.stop_requested = threading.Event()
+        # A plain flag, not a threading.Event: the stop signals' handler sets it, and a Python
+        # signal handler runs in the main thread between two bytecodes of whatever it was
+        # doing. Event.set() takes the event's lock, which wait() holds for a few bytecodes of
+        # every poll: a signal landing there deadlocked the consumer on itself (a SIGTERM it
+        # never acted on; the flaky stop-signal tests under load).
+        self.stop_requested = False
         self.huey_consumer: Any = None
 
     def start(self) -> None:
@@ -67,14 +71,16 @@ class ConsumerProcess:
     def wait(self) -> None:
         """Block until ``stop()``, checking huey's workers meanwhile (a dead one is replaced)."""
         next_check = time.monotonic() + HEALTH_EVERY
-        while not self.stop_requested.wait(0.1):
+        while not self.stop_requested:
+            time.sleep(0.1)  # a stop signal's handler runs here; no lock is held
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + HEALTH_EVERY
                 self.huey_consumer.check_worker_health()
 
     def stop(self) -> None:
-        """Ask ``wait()`` to return (safe from a signal handler: it only sets an event)."""
-        self.stop_requested.set()
+        """Ask ``wait()`` to return within 0.1 s (safe from a signal handler and from any
+        thread: one store of a flag, no lock)."""
+        self.stop_requested = True
 
     def shutdown(self) -> list[tuple[str, str]]:
         """Kill running children, hand their jobs back, stop huey; the released (owner, job)."""
