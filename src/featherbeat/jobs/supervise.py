@@ -36,6 +36,12 @@ from featherbeat.jobs.protocol import EXIT_BAD_INPUT, EXIT_DONE, Done, Error, Me
 from featherbeat.jobs.protocol import decode as decode_message
 
 POLL = 0.2
+# How long to wait for the child's output to be read once it has exited or been killed. Its
+# pipes are then at EOF, so this bounds only a pathological case (something else holding them);
+# it used to be 2 s per reader, which a starved reader thread could miss on a loaded machine,
+# and a finished analysis whose "done" line was not read yet was judged a crash and run again
+# (reduced).
+READERS_GRACE = 60.0
 # The child's stages mapped onto the job's overall progress (storing results is the last 5 %).
 ANALYSIS_SHARE = 0.95
 
@@ -214,6 +220,9 @@ def supervise(
     watch = _Watch(proc, limits, report, active)
     try:
         early = watch.run()
+    except BaseException:  # e.g. the store unreachable in report(): no child left unwatched
+        watch.kill()
+        raise
     finally:
         active.child_ended(owner)
         watch.join_readers()
@@ -257,7 +266,7 @@ class _Watch:
                 # passes through every stage in order, however fast the short ones are.
                 last_report = time.monotonic()
                 if not self.report(self.stage, round(self.progress, 4)):
-                    self._kill()
+                    self.kill()
                     return Outcome(Ending.LOST)
             if rc is not None:
                 return None
@@ -265,17 +274,17 @@ class _Watch:
             if rss is not None:
                 self.peak = max(self.peak, rss)
             if self.active.stopping.is_set():
-                self._kill()
+                self.kill()
                 return Outcome(Ending.STOPPED)
             self.killed = self._over_limit(rss, time.monotonic() - started)
             if self.killed:
-                self._kill()
+                self.kill()
                 return None
             now = time.monotonic()
             if now - last_report >= self.limits.report_every:
                 last_report = now
                 if not self.report(self.stage, round(self.progress, 4)):
-                    self._kill()
+                    self.kill()
                     return Outcome(Ending.LOST)
             time.sleep(POLL)
 
@@ -300,14 +309,18 @@ class _Watch:
             return ("time_limit", f"The analysis took longer than {limits.timeout:g} s.")
         return None
 
-    def _kill(self) -> None:
-        self.proc.kill()
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait()
 
     def join_readers(self) -> None:
+        """Wait until both pipes are read to their end (the child is gone: an event, not a
+        guess), then take the last lines, which may arrive after the exit was seen."""
+        deadline = time.monotonic() + READERS_GRACE
         for t in self.readers:
-            t.join(timeout=2)
-        self._drain()  # the last lines may arrive after the exit was seen
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._drain()
 
     def judge(self) -> Outcome:
         """How a child that exited (or was killed over a limit) ended."""
