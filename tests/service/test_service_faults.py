@@ -7,6 +7,7 @@ presumed dead after 2 s of silence, so each recovery takes seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -183,6 +184,9 @@ def test_time_limit(tmp_path: Path, long_track: Path) -> None:
         assert final["attempts"] == 2
 
 
+START_TIMEOUT = 120.0
+
+
 def start_serve(tmp_path: Path, **popen: Any) -> tuple[subprocess.Popen[bytes], Service]:
     """``featherbeat serve`` on a free port, once it answers /healthz, and a client for it."""
     port = free_port()
@@ -196,14 +200,23 @@ def start_serve(tmp_path: Path, **popen: Any) -> tuple[subprocess.Popen[bytes], 
     proc = subprocess.Popen([sys.executable, "-m", "featherbeat.cli", "serve"], env=env, **popen)
     probe = Service(tmp_path / "probe")
     probe.port = port
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if probe.request("GET", "/healthz", timeout=2)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
-    return proc, probe
+    # Until it answers and both children are up (an event, bounded): on a loaded machine the
+    # first process alone (the CLI, then exec of the supervisor) can take many seconds, and
+    # returning after a fixed 30 s handed the tests a service still starting.
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        assert proc.poll() is None, f"featherbeat serve exited ({proc.returncode})"
+        with contextlib.suppress(OSError):
+            if (
+                probe.request("GET", "/healthz", timeout=5)[0] == 200
+                and len(Service.children(proc.pid)) == 2
+            ):
+                return proc, probe
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"featherbeat serve not up after {START_TIMEOUT:g} s")
+        time.sleep(0.1)
 
 
 def test_featherbeat_serve_runs_both_and_stops_both(tmp_path: Path) -> None:
