@@ -7,15 +7,20 @@ Fast (no gunicorn): real SQLite files, real huey queue, real files in tmp_path.
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from featherbeat.config import ConfigError, Settings
+from featherbeat.jobs.blobs import upload_key
 from featherbeat.jobs.reaper import purge_expired, reap
+from featherbeat.jobs.runner import Runner
 from featherbeat.jobs.services import Services
 from featherbeat.jobs.store import Job
+from featherbeat.jobs.supervise import Ending
 from featherbeat.testing.signals import click_track, write_audio
 from featherbeat.web.sniff import NotAudioError, sniff
 
@@ -108,3 +113,64 @@ def test_settings_from_env_validate() -> None:
     ):
         with pytest.raises(ConfigError):
             Settings.from_env(bad)
+
+
+def published(services: Services, job_id: str) -> dict[str, bytes]:
+    """The result bytes the job record names, per format."""
+    job = services.store.get(job_id)
+    assert job is not None and job.status == "done" and job.result_keys
+    out = {}
+    for fmt, key in job.result_keys.items():
+        buf = io.BytesIO()
+        assert services.blobs.get(key, buf), key
+        out[fmt] = buf.getvalue()
+    return out
+
+
+def test_a_run_taken_over_never_touches_the_published_result(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At-least-once: a run presumed dead (paused or starved past its lease) while its child
+    finished is taken over and analysed again; when it resumes it must not store over the
+    winner's result (which a client may already have read: results never change)."""
+    clicks = click_track(120, 4.0)
+    audio = write_audio(tmp_path, "a", clicks.audio, clicks.sr, "wav")
+    now = time.time()
+    job = Job(
+        id="job",
+        filename="a.wav",
+        size_bytes=1,
+        sha256="a",
+        created_at=now,
+        enqueued_at=now,
+        upload_key=upload_key("job"),
+    )
+    with audio.open("rb") as fp:
+        services.blobs.put(job.upload_key, fp)
+    services.store.create(job)
+    paused, winner = (
+        Runner(services.settings, services.store, services.blobs),
+        Runner(services.settings, services.store, services.blobs),
+    )
+    owner = paused.new_owner()
+    claimed = services.store.claim(job.id, owner, stale_before=time.time())
+    assert claimed is not None
+    outdir = tmp_path / "paused-out"
+    outdir.mkdir()
+    with services.blobs.local_path(job.upload_key, tmp_dir=tmp_path) as path:
+        outcome = paused.run_child(job.id, owner, path, outdir, reduced=False)
+    assert outcome.ending is Ending.DONE
+    # ... and here the paused run's heartbeat goes stale (bounded: a few lease lengths).
+    deadline = time.monotonic() + 30
+    while job.id not in {j.id for j in services.store.stale(time.time() - 0.5)}:
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.05)
+    winner(job.id)  # a live worker takes it over and finishes it
+    first = published(services, job.id)
+    paused._succeed(claimed, owner, outdir, outcome)  # the paused run resumes where it was
+    assert published(services, job.id) == first
+    results = services.settings.data_dir / "blobs" / "results" / job.id
+    assert len(list(results.iterdir())) == 1, "only the winner's run is stored"
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line[:1] == "{"]
+    assert [e["event"] for e in events if e.get("owner") == owner] == ["job.lost"]
+    assert sum(e["event"] == "job.finished" for e in events) == 1

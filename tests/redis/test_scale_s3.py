@@ -202,12 +202,16 @@ def test_job_end_to_end_with_blobs_in_s3(
         code, _headers, beats = svc.request("GET", f"{job['links']['analysis']}?format=beats")
         assert code == 200 and beats
 
-        results = [f"featherbeat/results/{job_id}/{fmt}" for fmt in ("beats", "jams", "spotify")]
+        # One run's results (results/<job>/<run>/<format>: each run of a job has its own keys).
+        runs = {k.split("/")[3] for k in keys_in(bucket) if k.startswith("featherbeat/results/")}
+        assert len(runs) == 1, keys_in(bucket)
+        base = f"featherbeat/results/{job_id}/{runs.pop()}"
+        results = [f"{base}/{fmt}" for fmt in ("beats", "jams", "spotify")]
         upload = f"featherbeat/uploads/{job_id}"
         # The upload is deleted once analysed, unless FEATHERBEAT_KEEP_UPLOADS.
         assert keys_in(bucket) == sorted(results + ([upload] if keep_uploads else []))
         s3 = boto3.client("s3")
-        stored = s3.get_object(Bucket=bucket, Key=f"featherbeat/results/{job_id}/spotify")
+        stored = s3.get_object(Bucket=bucket, Key=f"{base}/spotify")
         assert stored["Body"].read() == body  # served from the bucket as stored
         code, _headers, played = svc.request("GET", f"/api/v1/analyses/{job_id}/audio")
         if keep_uploads:

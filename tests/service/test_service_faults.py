@@ -8,6 +8,7 @@ presumed dead after 2 s of silence, so each recovery takes seconds.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,11 @@ def wait_child(svc: Service, timeout: float = 30.0) -> int:
             return kids[0]
         time.sleep(0.01)
     raise AssertionError(f"no analysis child appeared\n{svc.logs()}")
+
+
+def worker_log(svc: Service) -> str:
+    """The whole consumer log (every consumer of ``svc`` appends to it)."""
+    return (svc.log_dir / "worker.log").read_text(errors="replace")
 
 
 def alive(pid: int) -> bool:
@@ -123,6 +129,49 @@ def test_stop_signal_mid_analysis_hands_job_back_at_once(
         final = svc.wait_done(job["id"], timeout=120)
         assert final["status"] == "done", (final, svc.logs())
         assert "job.released" in svc.logs()
+
+
+def test_consumer_paused_past_its_lease_loses_the_job_and_publishes_nothing(
+    tmp_path: Path,
+) -> None:
+    """At-least-once, one result: a consumer and its analysis child stopped (SIGSTOP) for longer
+    than the lease, as a machine at load 20 can starve a nice'd worker, are presumed dead; a
+    second consumer takes the job over and finishes it. Resumed, the first finds it lost at its
+    next heartbeat, kills its child, and the published result stays the winner's."""
+    clicks = click_track(124.0, 30.0)
+    track = write_audio(tmp_path, "paused", clicks.audio, clicks.sr, "flac")
+    with running_service(tmp_path / "svc") as svc:  # heartbeat 0.3 s, lease 2 s
+        status, job = svc.upload(track)
+        assert status == 202
+        child = wait_child(svc)
+        paused = svc.worker
+        assert paused is not None
+        for pid in (paused.pid, child):
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            svc.start_worker()  # its reaper finds the stale heartbeat and re-queues the job
+            final = svc.wait_done(job["id"], timeout=120)
+            assert final["status"] == "done", (final, svc.logs())
+            first = svc.request("GET", final["links"]["analysis"])[2]
+        finally:
+            for pid in (child, paused.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+        try:
+            deadline = time.monotonic() + 30  # its next heartbeat tells it (bounded wait)
+            while '"job.lost"' not in worker_log(svc) or alive(child):
+                assert time.monotonic() < deadline, svc.logs()
+                time.sleep(0.05)
+            assert paused.poll() is None, "the paused consumer walks away, it does not die"
+        finally:
+            Service._stop(paused, signal.SIGTERM)
+        assert svc.request("GET", final["links"]["analysis"])[2] == first
+        events = [
+            json.loads(line)["event"] for line in worker_log(svc).splitlines() if line[:1] == "{"
+        ]
+        assert events.count("job.finished") == 1 and events.count("job.started") == 2, events
+        stored = svc.data_dir / "blobs" / "results" / job["id"]
+        assert len(list(stored.iterdir())) == 1, "the winner's run only"
 
 
 def test_whole_service_restarted_with_jobs_queued(tmp_path: Path) -> None:

@@ -16,8 +16,10 @@ implements the abstract methods; the others have generic defaults built on them:
 - ``local_file(key) -> Path | None``: the blob's own file when the backend keeps blobs as
   files (so a web response can answer Range requests from it), else None
 
-Keys are ``uploads/<job id>`` and ``results/<job id>/<format>``; job ids are random URL-safe
-tokens, and every key is checked so a key can never address a file outside the store.
+Keys are ``uploads/<job id>`` and ``results/<job id>/<run>/<format>`` (``run``: the token of the
+run that wrote them, so two runs of one job never write the same key; the job record names the
+winner's); job ids are random URL-safe tokens, and every key is checked so a key can never
+address a file outside the store.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def upload_key(job_id: str) -> str:
     return check_key(f"uploads/{job_id}")
 
 
-def result_key(job_id: str, fmt: str) -> str:
-    return check_key(f"results/{job_id}/{fmt}")
+def result_key(job_id: str, fmt: str, run: str | None = None) -> str:
+    """Where one run of a job stores one format (records written before runs had their own
+    keys name ``results/<job id>/<format>``, which still reads)."""
+    return check_key(f"results/{job_id}/{run}/{fmt}" if run else f"results/{job_id}/{fmt}")
 
 
 class BlobStore(ABC):

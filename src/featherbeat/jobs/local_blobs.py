@@ -6,7 +6,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -82,8 +82,12 @@ class LocalBlobStore(BlobStore):
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
-        # Drop the per-job results folder once it is empty.
-        if path.parent == self.root or path.parent.parent == self.root:
-            return
-        with suppress(OSError):
-            path.parent.rmdir()
+        # Drop the folders of the key once empty (a run's, then its job's: results/<job>/<run>),
+        # never the top-level ones (results/, uploads/).
+        folder = path.parent
+        while folder.parent != self.root and folder != self.root:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another format, another run) or gone
+                return
+            folder = folder.parent

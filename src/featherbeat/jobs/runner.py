@@ -7,9 +7,16 @@ fails the job with a reason a person can act on. Bad input (``BAD_INPUT``) fails
 retry can help it.
 
 While the child runs, the job's heartbeat is refreshed every ``heartbeat_seconds`` (the
-supervisor's ``report``); each write is conditional on still owning the job, so a worker that
-was presumed dead and whose job was recovered elsewhere learns it on its next heartbeat, kills
-its child and walks away (``LOST``).
+supervisor's ``report``), and so it is while the upload is fetched and the results are stored
+(``_lease``); each write is conditional on still owning the job, so a worker that was presumed
+dead and whose job was recovered elsewhere learns it on its next heartbeat, kills its child and
+walks away (``LOST``).
+
+A job can be analysed twice (at-least-once: a run whose heartbeat went stale, e.g. a paused or
+CPU-starved worker, is taken over), but only one result is ever published: each run stores its
+results under its own keys (``result_key(job, fmt, run)``), only the run whose conditional
+``finish`` wins gets them named in the record, and a run that loses deletes what it stored.
+A run checks it still owns the job before storing anything, so a loser usually stores nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from featherbeat.analysis.formats import FORMATS
@@ -91,6 +100,36 @@ class Runner:
     def new_owner(self) -> str:
         return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
+    @staticmethod
+    def run_token(owner: str) -> str:
+        """The per-run part of an owner (``new_owner``'s random token): names the run's
+        result keys."""
+        return owner.rsplit(":", 1)[-1]
+
+    @contextlib.contextmanager
+    def _lease(self, job_id: str, owner: str) -> Iterator[threading.Event]:
+        """Keep the job's heartbeat fresh while this thread does something long that is not
+        the child (fetching a large upload, storing large results), so a live run is never
+        presumed dead for the size of its files. The event is set once the lease is lost."""
+        lost, done = threading.Event(), threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.settings.heartbeat_seconds):
+                try:
+                    if not self.store.update(job_id, owner, heartbeat_at=time.time()):
+                        lost.set()
+                        return
+                except Exception as exc:  # the store briefly unreachable: try again next beat
+                    log_event("job.heartbeat_error", job=job_id, error=type(exc).__name__)
+
+        thread = threading.Thread(target=beat, name=f"lease-{job_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            done.set()
+            thread.join()
+
     def __call__(self, job_id: str) -> None:
         owner = self.new_owner()
         stale_before = time.time() - self.settings.stale_seconds
@@ -121,6 +160,7 @@ class Runner:
         log_event(
             "job.started",
             job=job.id,
+            owner=owner,
             attempts=job.attempts,
             claims=job.claims,
             waited=round(time.time() - job.created_at, 3),
@@ -149,7 +189,10 @@ class Runner:
                 tempfile.TemporaryDirectory(dir=self.tmp_root, prefix=f"job-{job.id[:8]}-")
             )
             try:
-                input_path = stack.enter_context(self.blobs.local_path(job.upload_key, tmp_dir=tmp))
+                with self._lease(job.id, owner):
+                    input_path = stack.enter_context(
+                        self.blobs.local_path(job.upload_key, tmp_dir=tmp)
+                    )
             except KeyError:
                 self._fail(
                     job, owner, "upload_missing", "The uploaded file is gone; upload it again."
@@ -232,15 +275,26 @@ class Runner:
         )
 
     def _succeed(self, job: Job, owner: str, outdir: Path, outcome: Outcome) -> None:
-        keys = {}
-        for fmt in FORMATS:
-            key = result_key(job.id, fmt)
-            self.blobs.put_file(key, outdir / fmt)
-            keys[fmt] = key
         info = outcome.done
         assert info is not None  # an Ending.DONE outcome always carries the child's report
-        started = job.started_at or job.created_at
-        if not self.store.finish(
+        # Still ours? A run presumed dead while its child finished (paused, starved) learns it
+        # here and stores nothing. The keys are this run's own, so even a run that loses the
+        # job after this check never overwrites the result the record names.
+        if not self.store.update(job.id, owner, heartbeat_at=time.time()):
+            log_event("job.lost", job=job.id, owner=owner, when="storing")
+            return
+        run = self.run_token(owner)
+        keys: dict[str, str] = {}
+        try:
+            with self._lease(job.id, owner):
+                for fmt in FORMATS:
+                    key = result_key(job.id, fmt, run)
+                    self.blobs.put_file(key, outdir / fmt)
+                    keys[fmt] = key
+        except BaseException:  # e.g. storage full: no half-stored run left behind
+            self._drop_results(keys)
+            raise
+        won = self.store.finish(
             job.id,
             owner,
             "done",
@@ -253,11 +307,13 @@ class Runner:
             error_code=None,
             error_message=None,
             warning=info.warning,
-        ):
-            # Someone else finished it meanwhile (we were presumed dead). Result keys are
-            # per job, so both wrote the same analysis to the same keys: nothing to undo.
+        )
+        if not won:
+            # Taken over meanwhile: the record names the winner's results, or the job is gone.
+            self._drop_results(keys)
             log_event("job.lost", job=job.id, owner=owner, when="finishing")
             return
+        started = job.started_at or job.created_at
         self._drop_upload(job)
         log_event(
             "job.finished",
@@ -290,6 +346,13 @@ class Runner:
         ):
             self._drop_upload(job)
             log_event("job.failed", job=job.id, code=code, reason=message)
+        else:  # taken over (or deleted) meanwhile: the job's end is another run's
+            log_event("job.lost", job=job.id, owner=owner, when="failing")
+
+    def _drop_results(self, keys: dict[str, str]) -> None:
+        for key in keys.values():
+            with contextlib.suppress(Exception):  # best effort: the caller's outcome stands
+                self.blobs.delete(key)
 
     def _drop_upload(self, job: Job) -> None:
         if job.upload_key and not self.settings.keep_uploads:
