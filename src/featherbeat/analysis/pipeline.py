@@ -88,32 +88,46 @@ def _libc_malloc_trim() -> Callable[[int], int] | None:
 
 _MALLOC_TRIM = _libc_malloc_trim()
 
-# glibc mallopt() parameters (malloc.h)
+# glibc mallopt() parameters (malloc.h) and glibc's initial values of the two thresholds.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_HEAP_BLOCKS_BELOW = 4 << 20
-_HEAP_KEEP = 8 << 20
+_GLIBC_DEFAULT_THRESHOLD = 128 << 10
 
 
-def _keep_heap() -> None:
+def _libc_mallopt() -> Callable[[int, int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None  # not glibc: the allocator keeps its own policy
+
+
+_MALLOPT = _libc_mallopt()
+
+
+@contextlib.contextmanager
+def _heap_for_streaming() -> Iterator[None]:
     """Let glibc reuse the heap for the streaming pass's temporaries instead of faulting in
     fresh pages for them block after block.
 
     Every decoded block allocates and frees a few megabytes of spectra. glibc's adaptive
     thresholds gave some of them their own mmap() and trimmed the heap top as soon as more than
     twice the largest freed block was free: measured on a 3-minute MP3, 60 000 page faults and
-    ~0.08 CPU-s of system time in the decode pass (a tenth of the whole analysis). Fixed
-    thresholds (blocks under 4 MB from the heap, the top kept up to 8 MB) bring that to 2 300
-    faults and the peak up by ~1 MB. Larger arrays (the curves' up-front room for hours) are
-    still mmap()ed, so their untouched pages stay address space, and ``_release_memory()``
-    still returns the free heap between stages (malloc_trim ignores the threshold). Process-wide
-    and kept after the call, as mallopt() has no way to read the adaptive state back.
+    ~0.08 CPU-s of system time in the decode pass (a tenth of the whole analysis). With fixed
+    thresholds during the pass (blocks under 4 MB from the heap, its top kept up to 8 MB): 2 300
+    faults. Larger arrays (the curves' up-front room for hours) are still mmap()ed, so their
+    untouched pages stay address space. Afterwards both thresholds go back to glibc's initial
+    128 kB (mallopt() cannot hand back the adaptive state), so the later stages' arrays are
+    mmap()ed again as before and their peaks do not grow (an hour: 61-62 MB either way); the
+    free heap is returned by ``_release_memory()`` as before.
     """
+    if _MALLOPT is not None:
+        _MALLOPT(_M_MMAP_THRESHOLD, 4 << 20)
+        _MALLOPT(_M_TRIM_THRESHOLD, 8 << 20)
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return  # not glibc: its allocator keeps its own policy
-    mallopt(_M_MMAP_THRESHOLD, _HEAP_BLOCKS_BELOW)
-    mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP)
+        yield
+    finally:
+        if _MALLOPT is not None:
+            _MALLOPT(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+            _MALLOPT(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
 
 
 def _release_memory() -> None:
@@ -280,7 +294,6 @@ def analyze(
     fails, or an input cut short (the readable part is analysed), is named in
     ``Profile.missing`` and makes ``status_code`` 1 (``detailed_status`` says why).
     """
-    _keep_heap()
     with _one_blas_thread():
         return _analyze(
             source, progress, reduced=reduced, max_duration=max_duration, rhythm_mode=rhythm
@@ -315,7 +328,7 @@ def _analyze(
         "onset": onset.push,
     }
     report(0.0, Stage.DECODING)
-    with stream:
+    with stream, _heap_for_streaming():
         for block in stream:
             for name, push in list(consumers.items()):
                 # A consumer that breaks is dropped and recorded; decoding and the others go on.
