@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from featherbeat.analysis.decode import BLOCK_SIZE, open_audio
+from featherbeat.analysis.decode import BLOCK_SIZE, _batched, open_audio
 from featherbeat.analysis.errors import DecodeError, InputTooLongError
 from featherbeat.testing import signals
 
@@ -216,3 +216,14 @@ def test_a_stream_is_read_once(tmp_path):
     assert sum(b.shape[0] for b in stream) == SR
     with pytest.raises(RuntimeError, match="read once"):
         iter(stream)
+
+
+def test_small_decoder_chunks_reach_the_resampler_in_batches():
+    # PyAV yields AAC in frames of 1024 samples; soxr costs ~60 us per call, so they are joined.
+    small = [np.arange(k * 10, k * 10 + 10, dtype=np.float32) for k in range(25)]
+    big = np.arange(250, 1250, dtype=np.float32)
+    out = list(_batched(iter([*small, big]), 64))
+    assert [c.shape[0] for c in out[:-1]] == [70, 70, 70] and out[-1].shape[0] == 1040
+    np.testing.assert_array_equal(np.concatenate(out), np.arange(1250, dtype=np.float32))
+    alone = np.zeros(100, dtype=np.float32)
+    assert next(_batched(iter([alone]), 64)) is alone  # large enough: passed on, not copied
