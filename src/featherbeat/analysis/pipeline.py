@@ -201,16 +201,11 @@ def _one_blas_thread() -> Iterator[None]:
             blas[0](before)
 
 
-def _attach_model(profile: Profile, onset: OnsetStrength, mode: str | None) -> Any:
+def _attach_model(profile: Profile, onset: OnsetStrength, chosen: str) -> Any:
     """The learned rhythm model as a sink of the onset detector, or None (DSP rhythm)."""
     from featherbeat.analysis.rhythm import learned
 
-    try:
-        chosen = learned.resolve_mode(mode)
-    except ValueError as exc:  # a bad FEATHERBEAT_RHYTHM: say so, analyse with DSP
-        profile.missing["rhythm_model"] = f"{exc}; DSP tracker used"
-        return None
-    if chosen != "learned":
+    if chosen not in learned.MODEL_MODES:
         return None
     try:
         streamed = learned.StreamedNet(learned.RhythmNet.load())
@@ -229,6 +224,18 @@ def _attach_model(profile: Profile, onset: OnsetStrength, mode: str | None) -> A
 
     onset.sink = guarded_sink
     return sink, streamed
+
+
+def _rhythm_mode(profile: Profile, mode: str | None) -> str:
+    """The tracker to run: ``mode``, $FEATHERBEAT_RHYTHM or the default; "dsp" (said in
+    ``missing``) when the setting names no tracker."""
+    from featherbeat.analysis.rhythm import learned
+
+    try:
+        return learned.resolve_mode(mode)
+    except ValueError as exc:  # a bad FEATHERBEAT_RHYTHM: say so, analyse with DSP
+        profile.missing["rhythm_model"] = f"{exc}; DSP tracker used"
+        return "dsp"
 
 
 def _finish_model(model: Any, curves: Curves) -> None:
@@ -321,7 +328,8 @@ def _analyze(
     features = FrameFeatures(reduced=reduced, expected_frames=expected // 512 + 2)
     peaks = WaveformPeaks(capacity=expected // 441 + 2)
     onset = OnsetStrength(sample_rate=ANALYSIS_SAMPLE_RATE)
-    model = _attach_model(profile, onset, rhythm_mode)
+    chosen = _rhythm_mode(profile, rhythm_mode)
+    model = _attach_model(profile, onset, chosen)
     consumers: dict[str, Callable[[np.ndarray], None]] = {
         "features": features.push,
         "peaks": peaks.push,
@@ -366,7 +374,7 @@ def _analyze(
     report(_DECODE_SHARE, Stage.RHYTHM)
     duration = profile.source.duration
     with guard(profile, "rhythm"):
-        found = with_intervals(rhythm.track(curves, reduced=reduced), duration)
+        found = with_intervals(rhythm.track(curves, reduced=reduced, mode=chosen), duration)
         found.check()  # a rhythm whose lists do not line up counts as failed
         profile.rhythm = found
 

@@ -90,7 +90,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--rhythm",
-        choices=("learned", "dsp"),
+        choices=("fused", "learned", "dsp"),
         default=None,
         help="beat tracker: the small trained model or the onset-curve (DSP) tracker "
         "(default: FEATHERBEAT_RHYTHM, else the one that measures better, see docs/rhythm.md)",

@@ -23,6 +23,7 @@ from featherbeat.analysis.features._store import all_finite, release, row_chunks
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
+from featherbeat.analysis.rhythm import fusion as _fusion
 from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
@@ -119,14 +120,29 @@ def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
     return act[frames] > 0.01 * float(np.percentile(act, 95))
 
 
-def _track_beats(odf: np.ndarray, rate: float) -> np.ndarray:
+def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> np.ndarray:
     """Beat frames: the HMM restricted, window by window, to +-25 % around the local tempo path.
 
     For one steady piece the path is constant and this is the plain global-tempo tracker; for a
-    medley or an hour-long mix each part gets its own tempo range.
+    medley or an hour-long mix each part gets its own tempo range. With ``curves`` (the fused
+    tracker) the learned tempo head joins the tempo prior and the beat activation the beat
+    observation (rhythm/fusion.py).
     """
-    centres, local_bpm = _tempo.local_tempo_path(odf, rate)
-    return _beats.track_local(_beats.beat_log_odds(odf), centres, 60.0 * rate / local_bpm)
+    head = None
+    if curves is not None:
+        head = _fusion.head_log_prior(curves.tempo_logits, _tempo.bpm_grid(_tempo.LOCAL_GRID))
+    centres, local_bpm = _tempo.local_tempo_path(odf, rate, head)
+    w = _beats.beat_log_odds(odf)
+    if curves is not None:
+        _fusion.add_beat_evidence(
+            w,
+            _finite(curves.activations[:, 0], np.float32),
+            rate,
+            curves.activation_rate,
+            curves.activation_offset,
+            DETECTION_LAG_S,
+        )
+    return _beats.track_local(w, centres, 60.0 * rate / local_bpm)
 
 
 def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float) -> Rhythm | None:
@@ -168,8 +184,19 @@ def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float)
     )
 
 
-def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
-    """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats."""
+def _has_activations(curves: Curves) -> bool:
+    acts = curves.activations
+    return acts.ndim == 2 and acts.shape[0] > 0 and acts.shape[1] >= 2 and curves.activation_rate > 0
+
+
+def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhythm:
+    """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats.
+
+    ``mode``: what to do with the learned model's outputs when the curves carry them: "fused"
+    (the DSP tracker with the model's cues, rhythm/fusion.py), "learned" (the model's own
+    decoder, rhythm/learned.py) or "dsp" (ignore them). Without them every mode is the DSP
+    tracker.
+    """
     rate = float(curves.onset_rate)
     # Validate at the boundary: onset strength is >= 0 and finite by contract; enforce it.
     # The float64 copy lives only while it is conditioned (six hours: 15 MB per copy); the
@@ -184,12 +211,13 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
     if bpm <= 0 or not _has_pulse(clarity, curves.chroma):
         return _no_pulse()
 
-    if curves.activations.ndim == 2 and curves.activations.shape[0] and curves.activation_rate > 0:
+    fused = mode == "fused" and _has_activations(curves)
+    if mode == "learned" and _has_activations(curves):
         learned = _track_learned(curves, odf, rate, clarity)
         if learned is not None:
             return learned
 
-    frames = _track_beats(odf, rate)
+    frames = _track_beats(odf, rate, curves if fused else None)
     frames = frames[_active(curves, rate, frames)]
     if frames.size < 2:
         return _no_pulse()
@@ -237,6 +265,17 @@ def track(curves: Curves, *, reduced: bool = False) -> Rhythm:
             weights.append(BASS_CHANGE_WEIGHT)
     if not feats:
         feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]
+    if fused and _fusion.DOWNBEAT_WEIGHT:
+        # The model's downbeat activation at each beat (read when the sound starts).
+        feats.append(
+            _fusion.downbeat_cue(
+                _finite(curves.activations[:, 1], np.float32),
+                curves.activation_rate,
+                curves.activation_offset,
+                times + DETECTION_LAG_S,
+            )
+        )
+        weights.append(_fusion.DOWNBEAT_WEIGHT)
     acc = _meter.accent(feats, weights)
     meter, meter_conf, positions = _meter.downbeats(acc)
 

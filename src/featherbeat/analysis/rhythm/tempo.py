@@ -137,8 +137,13 @@ LOCAL_GRID = 160  # tempo candidates of the local path (~1.1 % apart)
 LOCAL_CHANGE_COST = 8.0  # nats per octave of tempo change between windows (6 s apart)
 
 
-def local_tempo_path(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+def local_tempo_path(
+    odf: np.ndarray, rate: float, extra_prior: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(window centre frames, BPM per window): the most likely tempo path through the windows.
+
+    ``extra_prior``: log-prior over ``bpm_grid(LOCAL_GRID)`` added to the listeners' prior in
+    every window (the fused tracker's learned tempo head, rhythm/fusion.py).
 
     Each window's comb salience times the tempo prior is its evidence; changing tempo costs
     LOCAL_CHANGE_COST nats per octave, so within one piece the path holds its tempo (and its
@@ -150,6 +155,8 @@ def local_tempo_path(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarr
     centres, emis = [], []
     win = min(int(round(WINDOW_S * rate)), odf.size)
     prior = log_prior(bpms)
+    if extra_prior is not None:
+        prior = prior + extra_prior
     for st, r, ok in window_acfs(sm, rate):
         for j in range(st.size):
             sal = comb_salience(r[j], rate, bpms) if ok[j] else np.zeros(bpms.size)

@@ -1,0 +1,93 @@
+"""The fused tracker's cues: the learned model's outputs read into the DSP tracker's decisions.
+
+The DSP tracker (onset curve, comb, beat-period Viterbi, accent sum) places beats precisely on
+onsets; the learned model (rhythm/learned.py) has heard which onsets are beats and which
+pulse level a piece is counted in. ``--rhythm fused`` keeps the DSP tracker's structure and adds
+three cues, each with one weight (docs/rhythm.md §8 says how they were chosen):
+
+  tempo    the tempo head's log-posterior, ``HEAD_WEIGHT`` times, added to the listeners' tempo
+           prior of the local tempo path (rhythm/tempo.py): it shifts the metrical level where
+           the comb is undecided;
+  beats    the beat activation's log-odds, ``BEAT_WEIGHT`` times, added to the onset curve's
+           beat log-odds frame by frame before the beat Viterbi (rhythm/beats.py);
+  bars     the downbeat activation's log-odds at each beat, z-scored like the other accents,
+           ``DOWNBEAT_WEIGHT`` times, added to the downbeat accent sum (rhythm/meter.py).
+
+Everything here is O(beats) or works on chunks of frames in place: no new per-frame array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featherbeat.analysis.rhythm import learned
+
+# Weights chosen leave-one-genre-out on ../shared/eval/dev (bench/fusion_weights.py; the figures
+# and the folds are in docs/benchmarks/accuracy.md).
+HEAD_WEIGHT = 0.1
+BEAT_WEIGHT = 0.5
+DOWNBEAT_WEIGHT = 0.0
+HEAD_FLOOR = 1e-3  # posterior floor: a class the head rules out costs at most -log(1e-3) * weight
+CHUNK = 1 << 16  # onset frames per in-place step (an hour is 310 000 frames)
+
+
+def head_log_prior(tempo_logits: np.ndarray, bpms: np.ndarray) -> np.ndarray | None:
+    """HEAD_WEIGHT x log(posterior of the tempo head), interpolated on ``bpms``; None if unusable."""
+    logits = np.asarray(tempo_logits, dtype=np.float64).reshape(-1)
+    bins = learned.bpm_bins()
+    if logits.size != bins.size or not np.all(np.isfinite(logits)) or HEAD_WEIGHT == 0:
+        return None
+    post = np.exp(logits - logits.max())
+    post /= post.sum()
+    lp = np.interp(np.log(bpms), np.log(bins), np.log(post + HEAD_FLOOR))
+    return HEAD_WEIGHT * (lp - lp.max())
+
+
+def _log_odds(p: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    np.clip(p, 0.0, 1.0, out=p)
+    return np.log(p + floor) - np.log(1.0 - p + floor)
+
+
+def activation_scale(beat_act: np.ndarray) -> float:
+    """The beat activation's 99th percentile (floor 0.1), as the learned decoder scales it: on
+    real recordings the network's peaks are lower than on its synthetic corpus."""
+    return max(float(np.percentile(beat_act, 99)), 0.1) if beat_act.size else 1.0
+
+
+def add_beat_evidence(
+    w: np.ndarray,
+    beat_act: np.ndarray,
+    onset_rate: float,
+    act_rate: float,
+    act_offset: float,
+    lag_s: float,
+) -> None:
+    """w[t] += BEAT_WEIGHT x log-odds of the (rescaled) beat activation at onset frame t.
+
+    Onset frame t is centred at t / onset_rate on the curve's time base, where an onset peaks
+    ``lag_s`` before the sound starts; the model marks the start itself, so it is read at
+    t / onset_rate + lag_s. Linear interpolation between model frames (43 / s).
+    """
+    if BEAT_WEIGHT == 0 or beat_act.size < 2 or act_rate <= 0:
+        return
+    act = np.asarray(beat_act, dtype=np.float64)
+    scale = activation_scale(act)
+    pos_model = act_offset * act_rate  # model frame index = time * act_rate - pos_model
+    for a in range(0, w.size, CHUNK):
+        b = min(w.size, a + CHUNK)
+        t = (np.arange(a, b) / onset_rate + lag_s) * act_rate - pos_model
+        p = np.interp(t, np.arange(act.size), act) / scale
+        w[a:b] += BEAT_WEIGHT * _log_odds(p)
+
+
+def downbeat_cue(
+    down_act: np.ndarray, act_rate: float, act_offset: float, beat_times: np.ndarray
+) -> np.ndarray:
+    """Log-odds of the downbeat activation at each beat (``beat_times``: when the sound
+    starts), the maximum over +-1 model frame (23 ms) so a beat between frames is not missed."""
+    act = np.asarray(down_act, dtype=np.float64).reshape(-1)
+    if act.size == 0 or act_rate <= 0 or beat_times.size == 0:
+        return np.zeros(beat_times.size)
+    idx = np.round((beat_times - act_offset) * act_rate).astype(np.int64)
+    near = np.clip(idx[:, None] + np.arange(-1, 2)[None, :], 0, act.size - 1)
+    return _log_odds(act[near].max(axis=1))
