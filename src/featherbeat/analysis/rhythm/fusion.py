@@ -22,8 +22,9 @@ import numpy as np
 
 from featherbeat.analysis.rhythm import learned
 
-# Weights chosen leave-one-genre-out on ../shared/eval/dev (bench/fusion_weights.py; the figures
-# and the folds are in docs/benchmarks/accuracy.md).
+# The grid point best on all of ../shared/eval/dev for the packaged weights
+# (bench/fusion_weights.py). Its leave-one-genre-out estimate is below the DSP tracker, so this
+# is an option, not the default (docs/rhythm.md section 8, docs/benchmarks/accuracy.md).
 HEAD_WEIGHT = 0.1
 BEAT_WEIGHT = 0.5
 DOWNBEAT_WEIGHT = 0.0

@@ -94,7 +94,7 @@ def frame_time_offset(onset_rate: float) -> float:
 
 
 # Which tracker analyze() uses when not told: the one that measures better on dev
-# (docs/benchmarks/accuracy.md). FEATHERBEAT_RHYTHM=learned|dsp overrides it.
+# (docs/benchmarks/accuracy.md). FEATHERBEAT_RHYTHM=learned|fused|dsp overrides it.
 DEFAULT_RHYTHM = "dsp"
 MODES = ("fused", "learned", "dsp")
 MODEL_MODES = ("fused", "learned")  # the modes that run the network
