@@ -108,6 +108,7 @@ class Settings:
     child_max_rss_mb: float = 200.0
     child_timeout: float = 3600.0
     keep_uploads: bool = False
+    warm_child: bool = True  # a spare analysis child imports ahead of the next job
     retention_days: float = 30.0
     broker: str | None = None
     heartbeat_seconds: float = 2.0
@@ -159,6 +160,7 @@ class Settings:
             child_max_rss_mb=_number(env, "FEATHERBEAT_CHILD_MAX_RSS_MB", 200, 16),
             child_timeout=_number(env, "FEATHERBEAT_CHILD_TIMEOUT", 3600, 0.1),
             keep_uploads=_flag(env, "FEATHERBEAT_KEEP_UPLOADS", False),
+            warm_child=_flag(env, "FEATHERBEAT_WARM_CHILD", True),
             retention_days=_number(env, "FEATHERBEAT_RETENTION_DAYS", 30, 0),
             broker=broker,
             heartbeat_seconds=_number(env, "FEATHERBEAT_HEARTBEAT_SECONDS", 2, 0.1),

@@ -1,5 +1,8 @@
 """One analysis in a fresh process: ``python -m featherbeat.jobs.child INPUT OUTDIR [--reduced]
-[--max-duration S] [--name UPLOADED_NAME]``.
+[--max-duration S] [--name UPLOADED_NAME]``, or ``python -m featherbeat.jobs.child --wait``: a
+spare started ahead of its job, which imports the analysis first and then reads those
+arguments as one JSON list on stdin (EOF without a line: exit 0, nothing done). See
+``featherbeat.jobs.supervise`` ("Warm start").
 
 A fresh interpreter (not a fork) so the analysis never inherits the consumer's memory and a
 crash or a memory blow-up kills only this process. It knows nothing of jobs, queues or
@@ -14,12 +17,13 @@ prints are sent to stderr so they cannot corrupt it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from featherbeat.analysis.formats import FORMATS
 from featherbeat.analysis.progress import Stage
@@ -109,7 +113,52 @@ def run(args: argparse.Namespace, reporter: Reporter) -> int:
     return EXIT_DONE
 
 
+def _preload() -> None:
+    """Import everything an analysis and its writers load, so that a spare's job starts at the
+    first decoded block (the libraries' imports are most of a fresh child's start-up CPU).
+    numpy loads some submodules on first use (fft, ma): here too. Not PyAV (M4A and the rarer
+    containers only): its ~25 MB would sit in every idle spare."""
+    import numpy.fft
+    import numpy.ma  # noqa: F401
+    import soundfile  # noqa: F401
+    import soxr  # noqa: F401
+
+    import featherbeat.analysis.formats.beats
+    import featherbeat.analysis.formats.jams
+    import featherbeat.analysis.formats.spotify
+    import featherbeat.analysis.pipeline
+    import featherbeat.analysis.rhythm.learned  # noqa: F401
+    from featherbeat import config  # noqa: F401 (rhythm.learned reads the settings)
+
+
+def wait_for_job(stdin: IO[str]) -> list[str] | None:
+    """The job's arguments from one JSON line on ``stdin``; None at EOF (a spare let go)."""
+    line = stdin.readline()
+    if not line.strip():
+        return None
+    args = json.loads(line)
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ValueError("the job must be a JSON list of strings")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Keep the protocol channel private: fd 1 now goes to stderr for anything else (before a
+    # spare's imports too, so nothing they print can corrupt the protocol).
+    reporter = Reporter(os.dup(1))
+    os.dup2(2, 1)
+    if argv == ["--wait"]:
+        _preload()
+        job = wait_for_job(sys.stdin)
+        if job is None:  # let go unused (the consumer stopped): nothing to do
+            return 0
+        argv = job
+        # From here on exactly a cold child: stdin is /dev/null (a test tells a spare still
+        # waiting from a child at work by it, /proc/<pid>/fd/0).
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
     parser = argparse.ArgumentParser(prog="python -m featherbeat.jobs.child")
     parser.add_argument("input")
     parser.add_argument("outdir")
@@ -117,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-duration", type=float, default=None)
     parser.add_argument("--name", default="", help="the uploaded file's name, for the results")
     args = parser.parse_args(argv)
-    # Keep the protocol channel private: fd 1 now goes to stderr for anything else.
-    reporter = Reporter(os.dup(1))
-    os.dup2(2, 1)
     try:
         return run(args, reporter)
     except MemoryError:

@@ -40,7 +40,8 @@ class ConsumerProcess:
     def __init__(self, settings: Settings, services: Services | None = None) -> None:
         self.settings = settings
         self.services = services if services is not None else Services.from_settings(settings)
-        self.active = ActiveChildren()
+        # warm: the next job's analysis child is started (and imports) while a worker is idle.
+        self.active = ActiveChildren(warm=settings.warm_child)
         self.runner = Runner(settings, self.services.store, self.services.blobs, self.active)
         self.reaper = Reaper(self.services)
         # A plain flag, not a threading.Event: the stop signals' handler sets it, and a Python
@@ -60,6 +61,7 @@ class ConsumerProcess:
             self.runner, workers=self.settings.concurrency
         )
         self.huey_consumer.start()
+        self.keep_spare()
         log_event(
             "consumer.started",
             concurrency=self.settings.concurrency,
@@ -73,9 +75,18 @@ class ConsumerProcess:
         next_check = time.monotonic() + HEALTH_EVERY
         while not self.stop_requested:
             time.sleep(0.1)  # a stop signal's handler runs here; no lock is held
+            self.keep_spare()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + HEALTH_EVERY
                 self.huey_consumer.check_worker_health()
+
+    def keep_spare(self) -> None:
+        """A spare analysis child for the next job whenever a worker is idle (warm start,
+        ``featherbeat.jobs.supervise``); only ever from the main thread, whose life the spare's
+        parent-death signal follows."""
+        died = self.active.keep_spare(self.settings.concurrency)
+        if died is not None:
+            log_event("child.spare_died", returncode=died)
 
     def stop(self) -> None:
         """Ask ``wait()`` to return within 0.1 s (safe from a signal handler and from any

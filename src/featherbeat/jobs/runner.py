@@ -325,6 +325,7 @@ class Runner:
             peak_rss_mb=round(outcome.peak_rss_mb, 1),
             reduced=info.reduced,
             missing=info.missing,
+            warm=outcome.warm,  # its child was a spare that had imported ahead (supervise.py)
         )
 
     def _fail(self, job: Job, owner: str, code: str, message: str, peak: float = 0.0) -> None:

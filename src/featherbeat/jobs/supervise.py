@@ -12,11 +12,27 @@ either is killed and ends in ``FAILED`` with the reason; so does one that crashe
 from outside. A child that reports bad input (exit code ``EXIT_BAD_INPUT`` and an error
 message) ends in ``BAD_INPUT``. ``ActiveChildren.stop_all()`` (a stopping consumer) kills every
 child, which then ends in ``STOPPED``.
+
+Warm start: a fresh interpreter that imports numpy, libsndfile, soxr and the analysis costs
+~0.2 CPU-s before it reads a byte, which on a 0.1-CPU host is ~2 s of every job's wall time.
+With ``ActiveChildren(warm=True)`` (the consumer, unless ``FEATHERBEAT_WARM_CHILD=0``) the
+next job's child is started while a worker is idle (``keep_spare()``, from the consumer's main
+thread): ``SPARE_COMMAND``, started exactly as a cold child (``start_child``: the minimal
+environment, the default signal mask, SIGKILL when the consumer dies), imports everything and
+blocks on its stdin. ``spawn()`` hands it the job's arguments as one JSON line (then it puts
+/dev/null on its stdin, as a cold child has) and it is watched from there exactly as a child
+started for the job (its wall-time limit counts from the hand-over). Still one fresh process
+per job that never saw the consumer's memory; a spare idles at its import footprint (~33 MB)
+and exists only while a worker is idle, so it never stacks on a running analysis of a one-job
+consumer. A spare that died while waiting means a cold start for the next job, and a new
+spare after a growing pause (1 s to 5 min: one that cannot start never spins); a stopping
+consumer kills and reaps it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -65,6 +81,7 @@ class Outcome:
     message: str = ""
     done: Done | None = None  # the child's final report when DONE
     peak_rss_mb: float = 0.0
+    warm: bool = False  # the child was a spare, started before the job (warm start)
 
 
 @dataclass(frozen=True)
@@ -114,20 +131,90 @@ def _in_child() -> None:
         pass
 
 
+# Every analysis child is this command plus its arguments; the spare is it plus ``--wait``.
+CHILD_COMMAND = [sys.executable, "-m", "featherbeat.jobs.child"]
+SPARE_COMMAND = [*CHILD_COMMAND, "--wait"]
+
+
+def start_child(cmd: list[str], *, stdin: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """Start an analysis child (or any ``cmd`` under the same rules): the minimal environment
+    of :func:`child_env`, the default signal mask, killed when the consumer dies."""
+    return subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
+        cmd,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_in_child,
+        close_fds=True,  # noqa: PLW1509 (prctl only)
+        env=child_env(os.environ),
+    )
+
+
+SPARE_BACKOFF = (1.0, 300.0)  # seconds before a spare that died is started again: first, most
+
+
 class ActiveChildren:
     """The jobs this process is running and their children, so a stopping consumer can kill
-    the children and hand every job back.
+    the children and hand every job back; with ``warm=True`` also the spare child that waits
+    for the next job (module docstring, "Warm start").
 
     One lock orders claims and spawns against ``stop_all()``: a job is either claimed before
-    the stop (and then among the jobs it returns) or not claimed at all, and a child is
-    either spawned before the stop (and killed by it) or not spawned at all.
+    the stop (and then among the jobs it returns) or not claimed at all, and a child (the
+    spare too) is either started before the stop (and killed by it) or not started at all.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warm: bool = False) -> None:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.jobs: dict[str, str] = {}  # owner -> job id
         self.procs: dict[str, subprocess.Popen[bytes]] = {}  # owner -> its running child
+        self.warm = warm
+        self.spare: subprocess.Popen[bytes] | None = None  # started, waiting for a job
+        self._spare_backoff = SPARE_BACKOFF[0]
+        self._spare_not_before = 0.0  # monotonic time before which no new spare is started
+
+    def keep_spare(self, capacity: int) -> int | None:
+        """Start the next job's child if warm start is on, fewer than ``capacity`` jobs run
+        here (a worker is idle: a spare never stacks its imports on a running analysis of a
+        one-job consumer) and no spare is alive. Returns the exit code of a spare found dead
+        meanwhile (it is then started again after a growing pause, so a spare that cannot
+        start never spins), else None. The consumer's main thread calls it every tick: the
+        spare's parent-death signal follows the thread that started it, and that thread lives
+        as long as the consumer."""
+        with self.lock:
+            if not self.warm or self.stopping.is_set():
+                return None
+            died = None
+            if self.spare is not None:
+                if self.spare.poll() is None:
+                    return None
+                died = self.spare.returncode
+                _discard(self.spare)
+                self.spare = None
+                now = time.monotonic()
+                self._spare_not_before = now + self._spare_backoff
+                self._spare_backoff = min(self._spare_backoff * 2, SPARE_BACKOFF[1])
+            if len(self.jobs) < capacity and time.monotonic() >= self._spare_not_before:
+                self.spare = start_child(SPARE_COMMAND, stdin=subprocess.PIPE)
+            return died
+
+    def _hand_over(self, args: list[str]) -> subprocess.Popen[bytes] | None:
+        """The spare, now running the job ``args``; None when there is no live spare (the
+        caller then starts a cold child). Called with the lock held."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        if spare.poll() is not None or spare.stdin is None:
+            _discard(spare)  # died while waiting: the keep loop's backoff does not apply here
+            return None
+        try:
+            spare.stdin.write(json.dumps(args).encode() + b"\n")
+            spare.stdin.close()
+        except OSError:  # it died between poll() and the write (EPIPE)
+            _discard(spare)
+            return None
+        self._spare_backoff = SPARE_BACKOFF[0]
+        return spare
 
     def hold(self, owner: str, job_id: str, claim: Callable[[], T | None]) -> T | None:
         """``claim()``, and if it wins, count ``job_id`` as running here under ``owner``;
@@ -146,40 +233,58 @@ class ActiveChildren:
             self.jobs.pop(owner, None)
             self.procs.pop(owner, None)
 
-    def spawn(
-        self, owner: str, start: Callable[[], subprocess.Popen[bytes]]
-    ) -> subprocess.Popen[bytes] | None:
-        """``start()`` the child of ``owner``'s job; None without starting it once stopping."""
+    def spawn(self, owner: str, cmd: list[str]) -> tuple[subprocess.Popen[bytes], bool] | None:
+        """The child of ``owner``'s job running ``cmd`` (a ``child_command``) and whether it
+        was warm: the spare, handed the command's arguments, when one waits, else a cold
+        start; None without starting anything once stopping."""
         with self.lock:
             if self.stopping.is_set():
                 return None
-            proc = start()
+            prefix = CHILD_COMMAND
+            proc = self._hand_over(cmd[len(prefix) :]) if cmd[: len(prefix)] == prefix else None
+            warm = proc is not None
+            if proc is None:
+                proc = start_child(cmd)
             self.procs[owner] = proc
-            return proc
+            return proc, warm
 
     def child_ended(self, owner: str) -> None:
         with self.lock:
             self.procs.pop(owner, None)
 
     def stop_all(self) -> list[tuple[str, str]]:
-        """Kill every child; return (owner, job id) pairs whose jobs must go back to the queue."""
+        """Kill every child and the spare; return (owner, job id) pairs whose jobs must go back
+        to the queue."""
         with self.lock:
             self.stopping.set()
             jobs = list(self.jobs.items())
             procs = list(self.procs.values())
+            spare, self.spare = self.spare, None
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        if spare is not None:  # nobody else waits for it: reaped here, no zombie left
+            _discard(spare)
         return jobs
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    """Kill (if alive) and reap a child nobody watches, and close its pipes."""
+    with contextlib.suppress(ProcessLookupError):
+        if proc.poll() is None:
+            proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def child_command(
     input_path: Path, outdir: Path, reduced: bool, max_duration: float, name: str = ""
 ) -> list[str]:
     cmd = [
-        sys.executable,
-        "-m",
-        "featherbeat.jobs.child",
+        *CHILD_COMMAND,
         str(input_path),
         str(outdir),
         "--max-duration",
@@ -203,20 +308,10 @@ def supervise(
 ) -> Outcome:
     """Run ``cmd`` (a ``child_command``) to its end under the watchdog; see the module docstring."""
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(  # noqa: S603 (our own module, fixed arguments)
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_in_child,
-            close_fds=True,  # noqa: PLW1509 (prctl only)
-            env=child_env(os.environ),
-        )
-
-    proc = active.spawn(owner, start)
-    if proc is None:
+    spawned = active.spawn(owner, cmd)
+    if spawned is None:
         return Outcome(Ending.STOPPED)
+    proc, warm = spawned
     watch = _Watch(proc, limits, report, active)
     try:
         early = watch.run()
@@ -226,7 +321,9 @@ def supervise(
     finally:
         active.child_ended(owner)
         watch.join_readers()
-    return early or watch.judge()
+    outcome = early or watch.judge()
+    outcome.warm = warm
+    return outcome
 
 
 class _Watch:

@@ -104,6 +104,17 @@ def validate_response(method: str, path: str, status: int, body: Any) -> None:
 # --- the service -------------------------------------------------------------------------------
 
 
+def is_waiting_spare(pid: int) -> bool:
+    """A warm-start spare (``featherbeat.jobs.child --wait``) that has not been handed its job
+    yet: its stdin is still the consumer's pipe (a child at work has /dev/null there)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stdin = os.readlink(f"/proc/{pid}/fd/0")
+    except OSError:  # gone
+        return False
+    return b"--wait" in cmd and stdin.startswith("pipe:")
+
+
 class Service:
     """gunicorn + consumer with their own data dir, port and logs (see the module docstring)."""
 
@@ -248,8 +259,16 @@ class Service:
                 ]
         return kids
 
-    def analysis_children(self) -> list[int]:
+    def consumer_children(self) -> list[int]:
         return self.children(self.worker.pid) if self.worker and self.worker.poll() is None else []
+
+    def analysis_children(self) -> list[int]:
+        """The consumer's children at work on a job (not a spare still waiting for one)."""
+        return [pid for pid in self.consumer_children() if not is_waiting_spare(pid)]
+
+    def spares(self) -> list[int]:
+        """The consumer's spare analysis children still waiting for a job (warm start)."""
+        return [pid for pid in self.consumer_children() if is_waiting_spare(pid)]
 
     def logs(self) -> str:
         out = []
