@@ -180,8 +180,11 @@ class ActiveChildren:
         meanwhile (it is then started again after a growing pause, so a spare that cannot
         start never spins), else None. The consumer's main thread calls it every tick: the
         spare's parent-death signal follows the thread that started it, and that thread lives
-        as long as the consumer."""
-        with self.lock:
+        as long as the consumer. Skipped when the lock is busy (a claim can wait on the store
+        for seconds): the main thread must keep answering stop signals; the next tick retries."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
             if not self.warm or self.stopping.is_set():
                 return None
             died = None
@@ -197,6 +200,8 @@ class ActiveChildren:
             if len(self.jobs) < capacity and time.monotonic() >= self._spare_not_before:
                 self.spare = start_child(SPARE_COMMAND, stdin=subprocess.PIPE)
             return died
+        finally:
+            self.lock.release()
 
     def _hand_over(self, args: list[str]) -> subprocess.Popen[bytes] | None:
         """The spare, now running the job ``args``; None when there is no live spare (the
