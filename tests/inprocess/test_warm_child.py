@@ -178,3 +178,23 @@ def test_a_spare_let_go_exits_quietly() -> None:
     )
     assert proc.returncode == 0 and proc.stdout == b"", proc.stderr[-500:]
     assert SPARE_COMMAND[0] == sys.executable
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_the_child_analyses_with_the_services_rhythm_settings(
+    warm: bool, track: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FEATHERBEAT_RHYTHM(_WEIGHTS) reach the analysis child, cold or spare (they were filtered
+    out with the secrets, so the service always ran the default tracker): weights that are not
+    there make the learned tracker fall back to DSP and say so in the result."""
+    monkeypatch.setenv("FEATHERBEAT_RHYTHM", "learned")
+    monkeypatch.setenv("FEATHERBEAT_RHYTHM_WEIGHTS", str(tmp_path / "missing.npz"))
+    children = ActiveChildren(warm=warm)
+    try:
+        children.keep_spare(1)
+        outcome = run_job(children, track, tmp_path / "out", [])
+    finally:
+        children.stop_all()
+    assert outcome.ending is Ending.DONE and outcome.warm is warm
+    assert outcome.done is not None and "rhythm_model" in outcome.done.missing, outcome.done
+    assert "missing.npz" in (outcome.done.warning or ""), outcome.done.warning

@@ -593,6 +593,7 @@ def test_analysis_child_gets_no_secrets() -> None:
             "LANG": "C.UTF-8",
             "PYTHONPATH": "/app/src",
             "OMP_NUM_THREADS": "1",
+            "FEATHERBEAT_RHYTHM": "learned",
             "FEATHERBEAT_API_TOKEN": "s3cret",
             "FEATHERBEAT_BROKER": "redis://:pw@redis:6379/0",
             "AWS_SECRET_ACCESS_KEY": "k",
@@ -604,6 +605,7 @@ def test_analysis_child_gets_no_secrets() -> None:
         "LANG": "C.UTF-8",
         "PYTHONPATH": "/app/src",
         "OMP_NUM_THREADS": "1",
+        "FEATHERBEAT_RHYTHM": "learned",  # the analysis' own setting, no secret
     }
 
 

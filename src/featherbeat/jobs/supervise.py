@@ -104,11 +104,13 @@ def read_rss_mb(pid: int) -> float | None:
 
 
 # What the analysis child may see of the consumer's environment: enough to find Python, its
-# packages and a temp dir, and the numeric libraries' thread settings. Not the API token, the
+# packages and a temp dir, the numeric libraries' thread settings, and the analysis' own
+# settings (the beat tracker and its weights, read by rhythm.learned). Not the API token, the
 # broker URL or cloud credentials: FFmpeg and libsndfile parse untrusted bytes in that process.
 _CHILD_ENV = re.compile(
     r"^(PATH|HOME|LANG|LANGUAGE|LC_\w+|TZ|TMPDIR|PYTHONPATH|PYTHONHOME|PYTHONUNBUFFERED|"
-    r"PYTHONDONTWRITEBYTECODE|VIRTUAL_ENV|\w+_NUM_THREADS|MALLOC_\w+)$"
+    r"PYTHONDONTWRITEBYTECODE|VIRTUAL_ENV|\w+_NUM_THREADS|MALLOC_\w+|"
+    r"FEATHERBEAT_RHYTHM|FEATHERBEAT_RHYTHM_WEIGHTS)$"
 )
 
 
