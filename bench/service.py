@@ -2,6 +2,7 @@
 whole service inside a 512 MB / 0.1-CPU emulated host.
 
     .venv/bin/python bench/service.py [--long-minutes 60] [--queued 20] [--skip-emulate]
+                                      [--emulate-only] [--warm off,on] [--repeat 3]
                                       [--librosa-python /tmp/peer-librosa/bin/python] [--write-doc]
 
 Runs the real ``featherbeat serve`` (gunicorn + consumer + one analysis child at a time) on a
@@ -19,8 +20,9 @@ free 127.0.0.1 port with a temp data dir, and measures:
 4. unless ``--skip-emulate``: the whole service inside
    ``../shared/tools/emulate-host -m 512M -c 10000`` (cgroup v1: 512 MB, 0.1 CPU), after
    ``evict-cache`` on the venv and the audio (cold start as on a fresh container): a 3-minute MP3
-   from upload to done (bar <= 15 s), then the long one (must finish); the cgroup's peak memory
-   and OOM-kill count as printed by emulate-host. With ``--librosa-python``, the same 3-minute
+   from upload to done (bar <= 15 s), ``--repeat`` more after 5 s idle each, then the long one
+   (must finish); each job's CPU by process; the cgroup's peak memory and OOM-kill count as
+   printed by emulate-host. Once per entry of ``--warm`` (FEATHERBEAT_WARM_CHILD off/on). With ``--librosa-python``, the same 3-minute
    file through ``librosa.load`` + ``beat_track`` in the same emulated host, for comparison.
 
 Inputs are built at bench time in /tmp (never in the repo) by concatenating
