@@ -260,7 +260,13 @@ def example(piece: Piece, seed: int, tmp: Path) -> dict[str, np.ndarray] | None:
         return None
     mid = tmp / "x.mid"
     write_events(events, mid)
-    y = corpus.render_file(mid, rng, dur, tmp)
+    try:
+        y = corpus.render_file(mid, rng, dur, tmp)
+    except subprocess.TimeoutExpired:
+        # fluidsynth never finishes some windows (Freedoom's d_map15, window 0 at seed 3: its
+        # closing all-notes-off does not end it; cause not found): skip the window, not the run.
+        print(f"{piece.name}: fluidsynth timed out, window skipped", flush=True)
+        return None
     if np.max(np.abs(y)) < 1e-4:
         return None
     start = rng.uniform(0, 4.0)
