@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.profile import Curves
-from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean
+from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
 
 SMOOTH_SECONDS = 0.5
 FADE_IN_DB = 15.0
@@ -45,8 +45,10 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     np.nan_to_num(power, copy=False, nan=LOUDNESS_FLOOR_DB)
     power /= 10.0
     np.power(10.0, power, out=power)
-    smooth = moving_mean(power, max(1, int(SMOOTH_SECONDS * rate / 2)))
-    del power
+    # Smoothed in that same buffer, block by block (the same values as moving_mean's array).
+    for o0, means in moving_mean_blocks(power, max(1, int(SMOOTH_SECONDS * rate / 2))):
+        power[o0 : o0 + means.size] = means
+    smooth = power
     np.maximum(smooth, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=smooth)
     np.log10(smooth, out=smooth)
     smooth *= 10.0
