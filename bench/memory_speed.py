@@ -212,6 +212,35 @@ def build_mp3(minutes: float, folder: Path, fmt: str = "MP3") -> Path:
     return path
 
 
+def drop_cached_libraries(prefix: str = sys.prefix) -> int:
+    """Drop the page cache of the shared libraries under ``prefix`` (posix_fadvise DONTNEED):
+    the next process reads them from disk. Returns how many files were dropped.
+
+    Why: a process's resident size counts the library pages it has mapped, and how many the
+    kernel maps per page fault can depend on how the file came into the page cache (the
+    previous session measured 39 against 25 MB of file pages with PyAV + numpy + soundfile
+    imported, in a venv pip had just written against the same files dropped and read again).
+    Not reproduced on 2026-12-07 14:00 UTC (46 MB resident after those imports either way,
+    files read whole into the cache or dropped), so this only makes every run start from the
+    same state: the libraries read from disk as they are used.
+    """
+    dropped = 0
+    for folder, _, names in os.walk(prefix):
+        for name in names:
+            if ".so" not in name:
+                continue
+            try:
+                fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                dropped += 1
+            finally:
+                os.close(fd)
+    return dropped
+
+
 def measure(
     tool: str, minutes: float, argv: list[str], env: dict[str, str], fmt: str = "MP3"
 ) -> Run:
@@ -339,6 +368,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per featherbeat input (best kept)")
     ap.add_argument("--workdir", help="where to build the inputs (default: a temp folder)")
     ap.add_argument("--write-doc", action="store_true", help=f"write the table to {DOC}")
+    ap.add_argument(
+        "--warm-libs",
+        action="store_true",
+        help="keep the venv's libraries in the page cache as they are (default: drop them "
+        "before each featherbeat run; see drop_cached_libraries)",
+    )
     args = ap.parse_args()
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="fb-bench-"))
@@ -362,14 +397,15 @@ def main() -> int:
                 path = build_mp3(minutes, work, fmt)
             # No duration cap: the CLI analyses any length (the old default refused > 240 min).
             argv = [str(FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json"), "--quiet"]
-            best = min(
-                (
-                    measure("featherbeat", minutes, argv, env, fmt)
-                    for _ in range(max(1, args.repeat))
-                ),
-                key=lambda r: r.cpu_s,
-            )
+            measured = []
+            for _ in range(max(1, args.repeat)):
+                if not args.warm_libs:
+                    drop_cached_libraries()
+                measured.append(measure("featherbeat", minutes, argv, env, fmt))
+            best = min(measured, key=lambda r: r.cpu_s)
             if args.stage_peaks:
+                if not args.warm_libs:
+                    drop_cached_libraries()
                 best.stages = stage_peaks(path, work / "out.json", env)
             runs.append(best)
             print(
