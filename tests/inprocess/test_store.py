@@ -15,7 +15,13 @@ from featherbeat.analysis.features._store import (
     row_chunks,
 )
 from featherbeat.analysis.rhythm.novelty import condition
-from featherbeat.analysis.spans import block_means, moving_mean, moving_mean_blocks, span_means
+from featherbeat.analysis.spans import (
+    block_means,
+    moving_mean,
+    moving_mean_blocks,
+    percentile,
+    span_means,
+)
 from featherbeat.analysis.structure.key import key_scores
 
 
@@ -126,3 +132,36 @@ def test_moving_mean_blocks_let_the_caller_overwrite_the_curve():
     out = condition(buffer, rate, overwrite=True)
     assert out is buffer and np.array_equal(out, condition(x, rate))
     assert np.array_equal(x, rng.__class__(np.random.PCG64(5)).random(50_000) ** 3)  # x unchanged
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_percentile_from_a_float32_copy_equals_numpys_on_float64(spill, monkeypatch):
+    """spans.percentile partitions a float32 copy and interpolates as numpy does: the same
+    value to the last bit as np.percentile of a float64 copy, on awkward sizes and spreads."""
+    if spill:
+        monkeypatch.setattr(_store, "SPILL_BYTES", 256)
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 10, 11, 999, 4097, 70001):
+        for x in (
+            rng.standard_normal(n) * 1e4,
+            rng.exponential(size=n) ** 4,
+            rng.integers(0, 4, size=n).astype(float),  # ties
+        ):
+            grown = GrowingArray()
+            grown.extend(x.astype(np.float32))
+            values = grown.result()
+            for q in (0, 5, 50, 90, 95, 99, 100, float(rng.uniform(0, 100))):
+                want = np.percentile(np.asarray(values, dtype=np.float64), q)
+                assert percentile(values, q) == want, (n, q)
+    # float64 input is not rounded to float32: numpy's own answer
+    x = rng.standard_normal(1001)
+    assert percentile(x, 90) == np.percentile(x, 90)
+
+
+def test_sections_novelty_in_blocks_equals_all_at_once():
+    from featherbeat.analysis.structure.sections import novelty
+
+    feats = np.random.default_rng(4).standard_normal((9000, 25))
+    whole = novelty(feats, block=feats.shape[0])
+    for block in (1, 7, 4096):
+        assert np.array_equal(novelty(feats, block=block), whole)

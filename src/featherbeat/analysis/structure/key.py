@@ -30,6 +30,7 @@ import numpy as np
 from featherbeat.analysis.features._store import row_chunks
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Tonality
+from featherbeat.analysis.spans import percentile
 
 # Albrecht & Shanahan (2013), "The use of large corpora to train a new type of key-finding
 # algorithm", Music Perception 31(1); index 0 = tonic.
@@ -89,19 +90,23 @@ def key_profile(chroma: np.ndarray) -> np.ndarray | None:
     c = _validated(chroma)
     if c.shape[0] == 0:
         return None
-    peak = np.empty(c.shape[0])
+    # Each frame's peak in the chroma's own float32 (exact: a maximum), half a float64 array;
+    # the weights below are computed from it in float64 a chunk at a time, with the same
+    # values as from a float64 copy (six hours: 7.5 MB per float64 array of frames).
+    peak = np.empty(c.shape[0], dtype=np.float32 if c.dtype == np.float32 else np.float64)
     for a, part in row_chunks(c):
         peak[a : a + part.shape[0]] = part.max(axis=1)
-    peak = np.nan_to_num(np.clip(peak, 0.0, None), nan=0.0, posinf=0.0)  # damaged frames: out
-    loud = float(np.percentile(peak, 95))
+    np.clip(peak, 0.0, None, out=peak)
+    np.nan_to_num(peak, copy=False, nan=0.0, posinf=0.0)  # damaged frames: out
+    loud = percentile(peak, 95)
     if not loud > SILENT_LEVEL:
         return None
     # Weight = 1 for frames within the gate of the loud ones, proportional to level below it.
     gate = loud * 10.0 ** (-LEVEL_GATE_DB / 10.0)  # chroma is power: dB / 10
-    weight = np.minimum(peak / gate, 1.0) / np.where(peak > 0.0, peak, 1.0)
     v = np.zeros(12)
     for a, part in row_chunks(c):
-        w = weight[a : a + part.shape[0]]
+        p = peak[a : a + part.shape[0]].astype(np.float64)
+        w = np.minimum(p / gate, 1.0) / np.where(p > 0.0, p, 1.0)
         if not np.all(np.isfinite(part)):  # rare: only a damaged chunk pays for a cleaned copy
             part = np.nan_to_num(part, nan=0.0, posinf=0.0, neginf=0.0)
         v += w @ part  # float64: the weights are

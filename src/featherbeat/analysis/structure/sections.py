@@ -97,21 +97,27 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return np.clip((x - x.mean(axis=0)) / np.where(std > 1e-9, std, 1.0), -Z_CLIP, Z_CLIP)
 
 
-def novelty(features: np.ndarray, half_windows: tuple[int, ...] = HALF_WINDOWS) -> np.ndarray:
+def novelty(
+    features: np.ndarray, half_windows: tuple[int, ...] = HALF_WINDOWS, block: int = 4096
+) -> np.ndarray:
     """Novelty at each unit boundary i (start of unit i): distance of the means before/after.
 
     A boundary with less than half a window on either side scores 0: edges are not changes.
+    Computed ``block`` boundaries at a time from the one cumulative sum: the same values per
+    row as all at once, without five (units, 25) float64 temporaries (six hours of beats are
+    ~9 MB each).
     """
     m = features.shape[0]
     out = np.zeros(m)
     cs = np.concatenate([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
-    i = np.arange(m)
-    for h in half_windows:
-        lo, hi = np.maximum(i - h, 0), np.minimum(i + h, m)
-        ok = (i - lo >= max(1, h // 2)) & (hi - i >= max(1, h // 2))
-        before = (cs[i] - cs[lo]) / np.maximum(i - lo, 1)[:, None]
-        after = (cs[hi] - cs[i]) / np.maximum(hi - i, 1)[:, None]
-        out += np.where(ok, ((after - before) ** 2).sum(axis=1), 0.0)
+    for b0 in range(0, m, max(1, int(block))):
+        i = np.arange(b0, min(m, b0 + block))
+        for h in half_windows:
+            lo, hi = np.maximum(i - h, 0), np.minimum(i + h, m)
+            ok = (i - lo >= max(1, h // 2)) & (hi - i >= max(1, h // 2))
+            before = (cs[i] - cs[lo]) / np.maximum(i - lo, 1)[:, None]
+            after = (cs[hi] - cs[i]) / np.maximum(hi - i, 1)[:, None]
+            out[i] += np.where(ok, ((after - before) ** 2).sum(axis=1), 0.0)
     return out
 
 
@@ -183,15 +189,22 @@ def cluster_labels(means: np.ndarray) -> list[str]:
     k = means.shape[0]
     if k == 0:
         return []
-    link = np.empty((k, k))
+
+    def row(i: int) -> np.ndarray:
+        return np.sqrt(((means - means[i]) ** 2).sum(axis=1))
+
+    # The pairs once for their median, then the matrix: never both at once (six hours, ~1400
+    # sections: 8 and 16 MB). Each row is computed twice, by the same arithmetic.
     upper = np.empty(k * (k - 1) // 2)
     at = 0
     for i in range(k):
-        link[i] = np.sqrt(((means - means[i]) ** 2).sum(axis=1))
-        upper[at : at + k - 1 - i] = link[i, i + 1 :]
+        upper[at : at + k - 1 - i] = row(i)[i + 1 :]
         at += k - 1 - i
     threshold = LABEL_RATIO * float(np.median(upper, overwrite_input=True)) if upper.size else 0.0
     del upper
+    link = np.empty((k, k))
+    for i in range(k):
+        link[i] = row(i)
     clusters: list[list[int] | None] = [[i] for i in range(k)]
     np.fill_diagonal(link, np.inf)
     for _ in range(k - 1):
@@ -237,7 +250,8 @@ def _section(
     confidence: float,
 ) -> Section:
     a, b = span
-    loud = loudness_db[a:b]
+    loud = np.nan_to_num(np.asarray(loudness_db[a:b], dtype=np.float64), nan=LOUDNESS_FLOOR_DB)
+    release(loudness_db)
     loudness = float(power_to_db(db_to_power(loud).mean())) if loud.size else LOUDNESS_FLOOR_DB
     beats = np.asarray(rhythm.beats, dtype=np.float64).reshape(-1)
     inside = (beats >= t0) & (beats < t1)
@@ -296,15 +310,15 @@ def find_sections(curves: Curves, rhythm: Rhythm) -> list[Section]:
     means = np.stack(
         [feats[u : max(v, u + 1)].mean(axis=0) for u, v in zip(unit_of, unit_end, strict=True)]
     )
+    del feats, nov  # summarised in ``means``; the labels' matrix needs the room
     labels = cluster_labels(means)
     # A boundary between two sections that sound alike is not a change of part: merge them.
     keep = [i for i in range(len(labels)) if i == 0 or labels[i] != labels[i - 1]]
     starts, conf, frames = starts[keep], conf[keep], frames[keep]
     ends = np.append(starts[1:], duration)
     frame_ends = np.append(frames[1:], n)
-    loud = np.nan_to_num(
-        np.asarray(curves.loudness, dtype=np.float64).reshape(-1), nan=LOUDNESS_FLOOR_DB
-    )
+    # The stored float32 loudness: each section casts and cleans only its own frames.
+    loud = np.asarray(curves.loudness).reshape(-1)
     chroma = frame_rows(curves.chroma, n)
     sections = [
         _section(loud, chroma, rhythm, (int(a), int(max(b, a + 1))), float(t0), float(t1), float(c))

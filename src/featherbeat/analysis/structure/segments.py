@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from featherbeat.analysis.features._store import all_finite, release, row_chunks
 from featherbeat.analysis.features.timbre import segment_timbre
 from featherbeat.analysis.profile import Curves, Section, Segments
 from featherbeat.analysis.spans import (
@@ -35,6 +36,7 @@ from featherbeat.analysis.spans import (
     frame_of,
     frame_rows,
     moving_mean_blocks,
+    percentile,
 )
 
 PEAK_SECONDS = 0.05
@@ -51,14 +53,19 @@ SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
 
 def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
     """(onset times in seconds, confidences 0..1) picked from an onset-strength curve."""
-    # One float64 copy, cleaned in place (six hours of onset curve: 15 MB per copy).
-    odf = np.array(odf, dtype=np.float64).reshape(-1)
-    np.nan_to_num(odf, copy=False, nan=0.0)
+    odf = np.asarray(odf).reshape(-1)
     if odf.size < 3 or rate <= 0:
         return np.zeros(0), np.zeros(0)
+    if odf.dtype != np.float32 or not all_finite(odf):
+        # Not the stored float32 curve, or a damaged one: one float64 copy, cleaned in place.
+        odf = np.nan_to_num(np.array(odf, dtype=np.float64), copy=False, nan=0.0)
+    # Otherwise the stored curve is read as it is: its float32 values cast to float64 exactly,
+    # so every comparison and quotient below is the same as on a float64 copy (six hours of
+    # onset curve: 15 MB per copy, and numpy's percentile would copy it once more).
     # Robust scale of the curve; the peak-based floor matters for sparse curves (a click track),
     # whose 90th percentile is the noise floor.
-    scale = max(float(np.percentile(odf, 90)), SPARSE_FLOOR * float(odf.max()))
+    peak = max(float(part.max()) for _, part in row_chunks(odf))
+    scale = max(percentile(odf, 90), SPARSE_FLOOR * peak)
     if scale <= 0:
         return np.zeros(0), np.zeros(0)
     half = max(1, int(round(PEAK_SECONDS * rate)))
@@ -77,10 +84,12 @@ def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
         at = np.flatnonzero(is_peak)
         found.append(at + o0)
         means.append(local_mean[at])
+        release(odf)
     candidates = np.concatenate(found)
     frames = _thin(candidates, odf, int(round(MIN_GAP_SECONDS * rate)))
     local = np.concatenate(means)[np.searchsorted(candidates, frames)]
-    conf = np.clip(1.0 - local / odf[frames], 0.0, 1.0)
+    conf = np.clip(1.0 - local / odf[frames].astype(np.float64), 0.0, 1.0)
+    release(odf)
     return frames / rate, conf
 
 
@@ -106,7 +115,7 @@ def _thin(frames: np.ndarray, odf: np.ndarray, min_gap: int) -> np.ndarray:
     close = np.diff(frames) < min_gap
     if not close.any():
         return frames
-    order = np.argsort(-odf[frames], kind="stable")
+    order = np.argsort(-odf[frames].astype(np.float64), kind="stable")
     taken = np.zeros(odf.size + 2 * min_gap, dtype=bool)
     keep = np.zeros(frames.size, dtype=bool)
     for i in order:  # only reached when peaks crowd; bounded by the number of peaks
@@ -153,6 +162,7 @@ def _before_attacks(starts: np.ndarray, loud: np.ndarray, rate: float) -> np.nda
     # The latest frame of the minimum (argmin of the reversed window): a flat floor before
     # the attack keeps the start close to the onset.
     pick = back - np.argmin(loud[idx][:, ::-1], axis=1)
+    release(loud)  # a stored curve: the pages just read go back
     moved = np.clip(a - back + pick, 0, n - 1)
     moved[0] = a[0]  # the first segment starts at 0 (or its own onset) as before
     # Keep starts strictly increasing: never before the previous start + 1 frame.
@@ -161,13 +171,20 @@ def _before_attacks(starts: np.ndarray, loud: np.ndarray, rate: float) -> np.nda
 
 
 def _level(curves: Curves) -> tuple[np.ndarray, float]:
-    """(level in dB, its rate): the fine envelope when computed, else the frame loudness."""
-    # One float64 copy each, cleaned in place (the stored curves are float32, maybe read-only).
+    """(level in dB, its rate): the fine envelope when computed, else the frame loudness.
+
+    The stored float32 curve itself when it is clean (six hours of envelope: 15 MB as a
+    float64 copy); its readers cast the values they take, exactly. A damaged curve is copied
+    to float64 and cleaned in place, as before.
+    """
     if np.asarray(curves.envelope).size and curves.envelope_rate > 0:
-        env = np.array(curves.envelope, dtype=np.float64).reshape(-1)
-        return np.nan_to_num(env, copy=False, nan=LOUDNESS_FLOOR_DB), float(curves.envelope_rate)
-    loud = np.array(curves.loudness, dtype=np.float64).reshape(-1)
-    return np.nan_to_num(loud, copy=False, nan=LOUDNESS_FLOOR_DB), float(curves.frame_rate)
+        level, rate = np.asarray(curves.envelope).reshape(-1), float(curves.envelope_rate)
+    else:
+        level, rate = np.asarray(curves.loudness).reshape(-1), float(curves.frame_rate)
+    if level.dtype == np.float32 and all_finite(level):
+        return level, rate
+    level = np.array(level, dtype=np.float64)
+    return np.nan_to_num(level, copy=False, nan=LOUDNESS_FLOOR_DB), rate
 
 
 def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,26 +196,31 @@ def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     n = level.size
     g = np.append(f[1:], n)
-    seg_max = np.maximum.reduceat(level, f)
-    # First frame at the maximum, for groups of segments spanning ~65 000 frames at a time:
-    # the same indices as over the whole curve at once, without four int64 arrays its length.
+    # The maximum and the first frame at it, for groups of segments spanning ~65 000 frames at
+    # a time: the same values as over the whole curve at once, without four int64 arrays its
+    # length, and a stored curve is resident one group at a time.
+    seg_max = np.empty(f.size, dtype=level.dtype)
     p = np.empty(f.size, dtype=np.int64)
     i = 0
     while i < f.size:
         lo = int(f[i])
         j = max(i + 1, int(np.searchsorted(f, lo + (1 << 16), side="right")) - 1)
         hi = int(g[j - 1])
+        part = level[lo:hi]
+        seg_max[i:j] = np.maximum.reduceat(part, f[i:j] - lo)
         seg_id = np.repeat(np.arange(i, j), g[i:j] - f[i:j])
-        at_max = np.where(level[lo:hi] == seg_max[seg_id], np.arange(lo, hi), n)
+        at_max = np.where(part == seg_max[seg_id], np.arange(lo, hi), n)
         p[i:j] = np.minimum.reduceat(at_max, f[i:j] - lo)
+        release(level)
         i = j
-    left = level[np.maximum(p - 1, f)]
-    right = level[np.minimum(p + 1, g - 1)]
-    curve = left - 2.0 * level[p] + right
+    # float64 from here (the stored float32 values cast exactly), as on a float64 copy.
+    left = level[np.maximum(p - 1, f)].astype(np.float64)
+    right = level[np.minimum(p + 1, g - 1)].astype(np.float64)
+    curve = left - 2.0 * level[p].astype(np.float64) + right
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = np.where(curve < 0, 0.5 * (left - right) / curve, 0.0)
     offset = np.clip(p - f + np.clip(delta, -0.5, 0.5), 0.0, (g - f - 1).astype(np.float64))
-    return seg_max, offset
+    return seg_max.astype(np.float64), offset
 
 
 def find_segments(curves: Curves, duration: float | None = None) -> Segments:
@@ -235,11 +257,17 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     seg_max, offset = _peaks(level, f)
     chroma = frame_rows(curves.chroma, n)
     timbre = frame_rows(curves.timbre, n)
-    pitches = segment_pitches(block_means(chroma, a, n), seg_max)
+    # Pitches a group of segments at a time (row by row, the same values): their float64
+    # temporaries were five (segments, 12) arrays, ~7 MB each at six hours.
+    mean_chroma = block_means(chroma, a, n)
+    pitches = np.empty(mean_chroma.shape, dtype=np.float32)
+    for i in range(0, a.size, 8192):
+        pitches[i : i + 8192] = segment_pitches(mean_chroma[i : i + 8192], seg_max[i : i + 8192])
+    del mean_chroma
     ends = np.append(starts[1:], max(round(duration, 5), float(starts[-1]) + 1e-5))
     # Level at each start: just before the attack. A segment's level at its end is the next
     # one's level at its start, as the Echo Nest documents.
-    edge = level[f]
+    edge = level[f].astype(np.float64)
     return Segments(
         start=starts,  # float64: float32 times drift by ~0.2 ms after an hour
         duration=ends - starts,
@@ -247,8 +275,8 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
         loudness_start=edge.astype(np.float32),
         loudness_max=seg_max.astype(np.float32),
         loudness_max_time=np.minimum(offset / level_rate, ends - starts),
-        loudness_end=np.append(edge[1:], level[-1]).astype(np.float32),
-        pitches=pitches.astype(np.float32),
+        loudness_end=np.append(edge[1:], float(level[-1])).astype(np.float32),
+        pitches=pitches,
         timbre=segment_timbre(timbre, a, n).astype(np.float32),
     )
 
