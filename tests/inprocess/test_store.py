@@ -165,3 +165,30 @@ def test_sections_novelty_in_blocks_equals_all_at_once():
     whole = novelty(feats, block=feats.shape[0])
     for block in (1, 7, 4096):
         assert np.array_equal(novelty(feats, block=block), whole)
+
+
+def test_rhythm_pieces_computed_in_blocks_equal_the_whole_curve_versions():
+    """Issue 13: the smoothed onset curve and the beat log-odds are computed a window or a
+    Viterbi segment at a time; the values (and so the beats) are the same to the last bit."""
+    from featherbeat.analysis.rhythm import beats, meter, tempo
+    from featherbeat.analysis.rhythm.novelty import smooth, smooth_span
+
+    rng = np.random.default_rng(5)
+    x = condition(rng.exponential(size=30_000) * (rng.random(30_000) < 0.2), 86.13)
+    for frames in (1, 3, 5):
+        whole = smooth(x, frames)
+        for lo, hi in ((0, 1), (0, 17), (3, 4000), (29_990, 30_000), (0, 30_000)):
+            assert np.array_equal(smooth_span(x, frames, lo, hi), whole[lo:hi])
+    assert np.array_equal(
+        tempo.windowed_acf(x, 86.13, smooth_frames=5), tempo.windowed_acf(smooth(x, 5), 86.13)
+    )
+    w = beats.beat_log_odds(x)
+    assert np.array_equal(beats.BeatLogOdds(x).block(100, 9000), w[100:9000])
+    periods = beats.period_states(40.0)
+    assert np.array_equal(
+        beats.viterbi_beats(beats.BeatLogOdds(x), periods), beats.viterbi_beats(w, periods)
+    )
+    vectors = rng.random((9000, 15))
+    whole_change = meter.window_change(vectors, block=vectors.shape[0])
+    for block in (1, 5, 4096):
+        assert np.array_equal(meter.window_change(vectors, block=block), whole_change)

@@ -87,14 +87,33 @@ def _finite(x: np.ndarray, dtype: type | None = np.float64) -> np.ndarray:
     return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _nonnegative(x: np.ndarray) -> np.ndarray:
+def _nonnegative(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A float64 copy of ``x`` with NaN/Inf -> 0 and negatives -> 0, made in one buffer (the
-    values of ``np.maximum(_finite(x), 0.0)``, without its second full-length array)."""
-    y = np.array(x, dtype=np.float64)  # always a copy: the caller's array is never written
-    if not np.all(np.isfinite(y)):
+    values of ``np.maximum(_finite(x), 0.0)``, without its second full-length array).
+
+    ``x`` is read chunk by chunk (a stored curve is never resident whole); ``out``: a float64
+    buffer of x's shape to write into instead of a new one. The caller's ``x`` is never written.
+    """
+    y = np.empty(np.shape(x), dtype=np.float64) if out is None else out
+    for a, part in row_chunks(np.asarray(x)):
+        y[a : a + part.shape[0]] = part
+    if not all_finite(y):
         np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     np.maximum(y, 0.0, out=y)
     return y
+
+
+def _cleaned(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``_finite(values, None)[at]``: the stored values at ``at``, NaN/Inf -> 0, same dtype."""
+    out = np.empty(at.shape, dtype=values.dtype)
+    flat_at, flat_out = at.reshape(-1), out.reshape(-1)
+    step = 1 << 16
+    for i in range(0, flat_at.size, step):
+        flat_out[i : i + step] = values[flat_at[i : i + step]]
+        release(values)
+    if not np.all(np.isfinite(out)):
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
 
 
 def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
@@ -104,17 +123,30 @@ def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
     From the RMS energy curve when it covers the track (sustained notes count as playing),
     within +-0.25 s; else from the onset curve's 2-second activity.
     """
-    energy = _finite(curves.energy, None)
+    energy = np.asarray(curves.energy).reshape(-1)
     n_onset = np.asarray(curves.onset).size
     covers = curves.frame_rate > 0 and energy.size / curves.frame_rate >= 0.9 * n_onset / rate
-    ref = float(np.percentile(energy, 95)) if energy.size else 0.0
+    ref = 0.0
+    if energy.size:
+        # np.percentile of the cleaned curve, on a copy numpy may partition in place (it
+        # would make that copy itself); the curve is read chunk by chunk.
+        copy = np.empty(energy.size, dtype=energy.dtype)
+        for a, part in row_chunks(energy):
+            copy[a : a + part.size] = part
+        if not np.all(np.isfinite(copy)):
+            np.nan_to_num(copy, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        ref = float(np.percentile(copy, 95, overwrite_input=True))
+        del copy
     if covers and ref > 0.0:
-        loud = energy > ref * 10.0 ** (SILENCE_DB / 20.0)
-        # Dilate by +-0.25 s so a beat right at a note's start is kept.
+        # Something sounds within +-0.25 s of the beat (so a beat right at a note's start is
+        # kept): the frames around each beat are read, not a dilated mask of the whole track.
         k = max(1, int(round(0.25 * curves.frame_rate)))
-        loud = np.convolve(loud.astype(np.float64), np.ones(2 * k + 1), mode="same") > 0
         idx = np.round(frames / rate * curves.frame_rate).astype(np.int64)
-        return loud[np.clip(idx, 0, loud.size - 1)]
+        idx = np.clip(idx, 0, energy.size - 1)
+        near = np.clip(idx[:, None] + np.arange(-k, k + 1)[None, :], 0, energy.size - 1)
+        loud: np.ndarray = _cleaned(energy, near) > ref * 10.0 ** (SILENCE_DB / 20.0)
+        release(energy)
+        return np.asarray(loud.any(axis=1))
     # Rare (no energy curve): only then is the onset curve copied again.
     act = moving_mean(_nonnegative(curves.onset), int(round(2.0 * rate)) // 2)
     return act[frames] > 0.01 * float(np.percentile(act, 95))
@@ -132,16 +164,18 @@ def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> 
     if curves is not None:
         head = _fusion.head_log_prior(curves.tempo_logits, _tempo.bpm_grid(_tempo.LOCAL_GRID))
     centres, local_bpm = _tempo.local_tempo_path(odf, rate, head)
-    w = _beats.beat_log_odds(odf)
-    if curves is not None:
-        _fusion.add_beat_evidence(
-            w,
-            _finite(curves.activations[:, 0], np.float32),
-            rate,
-            curves.activation_rate,
-            curves.activation_offset,
-            DETECTION_LAG_S,
-        )
+    if curves is None:
+        # The log-odds a Viterbi segment at a time (six hours: 15 MB as a whole curve).
+        return _beats.track_local(_beats.BeatLogOdds(odf), centres, 60.0 * rate / local_bpm)
+    w = _beats.beat_log_odds(odf)  # whole: the fused cue is added to it in place
+    _fusion.add_beat_evidence(
+        w,
+        _finite(curves.activations[:, 0], np.float32),
+        rate,
+        curves.activation_rate,
+        curves.activation_offset,
+        DETECTION_LAG_S,
+    )
     return _beats.track_local(w, centres, 60.0 * rate / local_bpm)
 
 
@@ -199,8 +233,9 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     """
     rate = float(curves.onset_rate)
     # Validate at the boundary: onset strength is >= 0 and finite by contract; enforce it.
-    # The float64 copy lives only while it is conditioned (six hours: 15 MB per copy); the
-    # bands above 200 Hz below re-read the stored float32 curve chunk by chunk instead.
+    # One float64 buffer the curve's length for the whole stage (six hours: 15 MB): the
+    # conditioned curve, then the bands; smoothed copies and the beat log-odds are computed
+    # a window or a segment at a time from it.
     n_onset = np.asarray(curves.onset).size
     if not np.isfinite(rate) or rate <= 0 or n_onset < int(2 * rate):
         return _no_pulse()
@@ -228,15 +263,19 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
 
     strength = _tatums.strength_at(odf, frames.astype(np.float64))
     beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
+    tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
 
     # Downbeat evidence per beat; weights measured in docs/rhythm.md (chord change counts most).
     feats: list[np.ndarray] = []
     weights: list[float] = []
+    fallback: np.ndarray | None = None  # the full band's accent, when nothing else is there
     if curves.onset_low.size == n_onset:
-        # One float64 buffer for both bands (six hours: 15 MB per float64 curve), conditioned
-        # in place; the stored float32 curves are re-read chunk by chunk, with the same values
-        # as whole copies of them.
-        band = _nonnegative(curves.onset_low)
+        # The conditioned curve is not read again (tatums and confidences are taken): its
+        # buffer holds the bands, so rhythm never holds two float64 curves (six hours: 15 MB
+        # each). The stored float32 curves are re-read chunk by chunk, with the same values as
+        # whole copies of them.
+        band = _nonnegative(curves.onset_low, out=odf)
+        del odf
         low = condition(band, rate, overwrite=True)
         feats.append(_meter.beat_sync_mean(low, rate, times, -0.05, 0.05))
         # The bands above 200 Hz: the full band minus the low one.
@@ -252,6 +291,8 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
         del low, high
         weights += [0.5, -0.5]
         del band
+    else:
+        fallback = _meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
         chroma = curves.chroma
         if not all_finite(chroma):  # chunked check; only a damaged curve pays for a copy
@@ -263,8 +304,8 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
             bass = curves.bass if all_finite(curves.bass) else _finite(curves.bass, None)
             feats.append(_meter.bass_change(bass, curves.bass_rate, times))
             weights.append(BASS_CHANGE_WEIGHT)
-    if not feats:
-        feats, weights = [_meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)], [1.0]
+    if not feats and fallback is not None:
+        feats, weights = [fallback], [1.0]
     if fused and _fusion.DOWNBEAT_WEIGHT:
         # The model's downbeat activation at each beat (read when the sound starts).
         feats.append(
@@ -279,7 +320,6 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     acc = _meter.accent(feats, weights)
     meter, meter_conf, positions = _meter.downbeats(acc)
 
-    tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
     tat_times += DETECTION_LAG_S
     times = times + DETECTION_LAG_S  # when the sound starts
     return Rhythm(

@@ -23,7 +23,7 @@ from typing import IO
 
 import numpy as np
 
-from featherbeat.analysis.rhythm.novelty import smooth
+from featherbeat.analysis.rhythm.novelty import smooth_span
 
 TRANSITION_LAMBDA = 100.0  # Krebs et al. 2015 use 100: tempo changes cost exp(-100 * |ratio - 1|)
 OBSERVATION_WEIGHT = 1.0  # scale of the onset log-likelihood against the transition cost
@@ -39,30 +39,39 @@ def period_states(period: float, spread: float = TEMPO_SPREAD) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
-def beat_log_odds(odf: np.ndarray) -> np.ndarray:
-    """w[t]: log-odds that frame t is a beat, from a conditioned (unit-RMS) onset curve.
+class BeatLogOdds:
+    """w[t]: log-odds that frame t is a beat, from a conditioned (unit-RMS) onset curve,
+    computed a block of frames at a time (:meth:`block`) as the Viterbi reaches them.
 
     A frame with onset strength x is scored as log(x + floor): beats prefer strong onsets and
     pay for landing on silence, without any single onset dominating (log compression).
+    Never held whole: six hours of frames are 15 MB per float64 curve, and the conditioned
+    curve is held already. Values as :func:`beat_log_odds`, to the last bit.
     """
-    # 3-frame smoothing: a beat between two frames scores on both (dev beat F +0.010).
-    # In one buffer: six hours of frames are 15 MB per float64 curve, and this runs while the
-    # conditioned curve is held too.
-    w = smooth(odf, 3)
-    if w is odf:  # smooth() hands back its input when there is nothing to smooth
-        w = w + 0.1
-    else:
+
+    def __init__(self, odf: np.ndarray) -> None:
+        self._odf = odf
+        self.size = int(odf.size)
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        # 3-frame smoothing: a beat between two frames scores on both (dev beat F +0.010).
+        w = smooth_span(self._odf, 3, lo, hi)
         w += 0.1
-    np.log(w, out=w)
-    w *= OBSERVATION_WEIGHT
-    return w
+        np.log(w, out=w)
+        w *= OBSERVATION_WEIGHT
+        return w
+
+
+def beat_log_odds(odf: np.ndarray) -> np.ndarray:
+    """:class:`BeatLogOdds` of the whole curve at once."""
+    return BeatLogOdds(odf).block(0, odf.size)
 
 
 SEGMENT_FRAMES = 8192  # back-pointers are held for one segment (~95 s) at a time
 
 
 def viterbi_beats(
-    w: np.ndarray,
+    w: np.ndarray | BeatLogOdds,
     periods: np.ndarray,
     lam: float = TRANSITION_LAMBDA,
     *,
@@ -82,6 +91,8 @@ def viterbi_beats(
     back-pointers).
     """
     n = w.size
+    # ``w`` as an array, or computed a segment at a time (BeatLogOdds): the same values.
+    w_block = w.block if isinstance(w, BeatLogOdds) else lambda lo, hi: w[lo:hi]
     periods = np.asarray(periods, dtype=np.int64)
     n_states = periods.size
     if n == 0 or n_states == 0:
@@ -125,6 +136,7 @@ def viterbi_beats(
     def forward(lo: int, hi: int, back: np.ndarray | None, track_end: bool) -> None:
         """Advance the scores over frames lo..hi-1; fill ``back`` (frame - lo, state) if
         given; if ``track_end``, keep the best final beat in ``end``."""
+        w_seg = w_block(lo, hi)
         for t0 in range(lo, hi, p_min):
             t1 = min(t0 + p_min, hi)
             t = np.arange(t0, t1)
@@ -133,7 +145,9 @@ def viterbi_beats(
             best_prev = cand.max(axis=0)
             # First beat: may come at any phase (only frames of the first period can have one).
             start = prev_t < 0 if t0 < p_max else None
-            new = (best_prev if start is None else np.where(start, 0.0, best_prev)) + w[t0:t1, None]
+            new = (best_prev if start is None else np.where(start, 0.0, best_prev)) + w_seg[
+                t0 - lo : t1 - lo, None
+            ]
             if bounds is not None and allowed is not None:
                 new = np.where(allowed[np.searchsorted(bounds, t)], new, -np.inf)
             r0 = t0 % ring
@@ -238,7 +252,9 @@ def refine(frames: np.ndarray, odf: np.ndarray) -> np.ndarray:
     return out
 
 
-def track_local(w: np.ndarray, centres: np.ndarray, local_period: np.ndarray) -> np.ndarray:
+def track_local(
+    w: np.ndarray | BeatLogOdds, centres: np.ndarray, local_period: np.ndarray
+) -> np.ndarray:
     """Beat frames with the periods near each window restricted to +-TEMPO_SPREAD of its local
     period (``centres``: window centre frames, ``local_period``: frames per beat there)."""
     lo = np.maximum(2, np.floor(local_period / TEMPO_SPREAD)).astype(np.int64)

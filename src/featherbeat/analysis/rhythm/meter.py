@@ -70,17 +70,24 @@ def _fourth_root(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sqrt(x))
 
 
-def window_change(b: np.ndarray, half: int = 2) -> np.ndarray:
-    """1 - cos(sum of the ``half`` beat vectors after each beat, of the ``half`` before)."""
+def window_change(b: np.ndarray, half: int = 2, block: int = 4096) -> np.ndarray:
+    """1 - cos(sum of the ``half`` beat vectors after each beat, of the ``half`` before).
+
+    ``block`` beats at a time from the one cumulative sum (the same values per row): six
+    hours of beats held five (beats, width) float64 temporaries at once, ~26 MB for the bass.
+    """
     nb, width = b.shape
     cs = np.concatenate([np.zeros((1, width)), np.cumsum(b, axis=0)])
-    i = np.arange(nb)
-    before = cs[i] - cs[np.maximum(i - half, 0)]
-    after = cs[np.minimum(i + half, nb)] - cs[i]
-    num = np.sum(before * after, axis=1)
-    den = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
-    out = np.where(den > 1e-12, 1.0 - num / np.where(den > 1e-12, den, 1.0), 0.0)
-    out[0] = 0.0
+    out = np.zeros(nb)
+    for b0 in range(0, nb, max(1, int(block))):
+        i = np.arange(b0, min(nb, b0 + block))
+        before = cs[i] - cs[np.maximum(i - half, 0)]
+        after = cs[np.minimum(i + half, nb)] - cs[i]
+        num = np.sum(before * after, axis=1)
+        den = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
+        out[i] = np.where(den > 1e-12, 1.0 - num / np.where(den > 1e-12, den, 1.0), 0.0)
+    if nb:
+        out[0] = 0.0
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.rhythm.novelty import smooth
+from featherbeat.analysis.rhythm.novelty import smooth_span
 
 BPM_MIN = 40.0
 BPM_MAX = 240.0
@@ -34,11 +34,19 @@ def _window_starts(n: int, win: int, hop: int) -> np.ndarray:
     return np.array([0]) if n <= win else np.arange(0, n - win + 1, hop)
 
 
-def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s: float = HOP_S):
+def window_acfs(
+    odf: np.ndarray,
+    rate: float,
+    window_s: float = WINDOW_S,
+    hop_s: float = HOP_S,
+    smooth_frames: int = 0,
+):
     """Yield batches of (window starts, normalised bias-corrected ACFs, valid mask).
 
     Each window's autocorrelation is divided by its lag-0 value and corrected for the shrinking
     overlap (lag L overlaps only win - L frames). Batches of 16 windows bound the memory.
+    ``smooth_frames`` > 1: of ``novelty.smooth(odf, smooth_frames)``, smoothed one batch's span
+    at a time (the same values; no smoothed copy of the whole curve).
     """
     win = int(round(window_s * rate))
     hop = max(1, int(round(hop_s * rate)))
@@ -49,7 +57,9 @@ def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s:
     bias = win / np.maximum(win - np.arange(win), win / 4)
     for i in range(0, starts.size, 16):
         st = starts[i : i + 16]
-        seg = odf[st[:, None] + np.arange(win)[None, :]]
+        lo, hi = int(st[0]), int(st[-1]) + win
+        span = smooth_span(odf, smooth_frames, lo, hi)
+        seg = span[(st - lo)[:, None] + np.arange(win)[None, :]]
         seg = seg - seg.mean(axis=1, keepdims=True)
         spec = np.fft.rfft(seg, nfft, axis=1)
         r = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :win]
@@ -60,7 +70,11 @@ def window_acfs(odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s:
 
 
 def windowed_acf(
-    odf: np.ndarray, rate: float, window_s: float = WINDOW_S, hop_s: float = HOP_S
+    odf: np.ndarray,
+    rate: float,
+    window_s: float = WINDOW_S,
+    hop_s: float = HOP_S,
+    smooth_frames: int = 0,
 ) -> np.ndarray:
     """Mean over windows of the normalised, bias-corrected autocorrelation (lags 0..win-1).
 
@@ -71,7 +85,7 @@ def windowed_acf(
         return np.zeros(max(int(round(window_s * rate)), 1))
     used = 0
     acc = np.zeros(min(int(round(window_s * rate)), odf.size))  # window_acfs' lag count
-    for _, r, ok in window_acfs(odf, rate, window_s, hop_s):
+    for _, r, ok in window_acfs(odf, rate, window_s, hop_s, smooth_frames):
         acc += r[ok].sum(axis=0)
         used += int(ok.sum())
     return acc / used if used else acc
@@ -106,7 +120,7 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     # Smooth over ~5 frames (58 ms) first: with onsets jittering by +-1 frame the autocorrelation
     # at a non-integer period was uneven from one multiple to the next (measured: dev Acc1
     # 0.730 -> 0.762, Acc2 0.952 -> 0.984; a 150 BPM click track no longer halved).
-    acf = windowed_acf(smooth(odf, SMOOTH_FRAMES), rate)
+    acf = windowed_acf(odf, rate, smooth_frames=SMOOTH_FRAMES)
     if not np.any(acf[1:]):
         return 0.0, 0.0, 0.0
     bpms = bpm_grid()
@@ -151,18 +165,22 @@ def local_tempo_path(
     Viterbi over windows x candidates: tiny (an hour is 600 windows x 160 candidates).
     """
     bpms = bpm_grid(LOCAL_GRID)
-    sm = smooth(odf, SMOOTH_FRAMES)
-    centres, emis = [], []
     win = min(int(round(WINDOW_S * rate)), odf.size)
     prior = log_prior(bpms)
     if extra_prior is not None:
         prior = prior + extra_prior
-    for st, r, ok in window_acfs(sm, rate):
+    # window_acfs' windows, filled in place (a list of rows and its stacked copy were both
+    # held: 4.6 MB each at six hours).
+    count = _window_starts(odf.size, win, max(1, int(round(HOP_S * rate)))).size
+    e = np.empty((count, bpms.size))
+    centres = np.empty(count, dtype=np.int64)
+    w = 0
+    for st, r, ok in window_acfs(odf, rate, smooth_frames=SMOOTH_FRAMES):
         for j in range(st.size):
             sal = comb_salience(r[j], rate, bpms) if ok[j] else np.zeros(bpms.size)
-            emis.append(np.log(np.maximum(sal, 1e-3)) + prior)
-            centres.append(st[j] + win // 2)
-    e = np.array(emis)
+            e[w] = np.log(np.maximum(sal, 1e-3)) + prior
+            centres[w] = st[j] + win // 2
+            w += 1
     lb = np.log2(bpms)
     trans = -LOCAL_CHANGE_COST * np.abs(lb[:, None] - lb[None, :])  # (from, to)
     score = e[0].copy()
@@ -175,4 +193,4 @@ def local_tempo_path(
     path[-1] = int(np.argmax(score))
     for w in range(e.shape[0] - 1, 0, -1):
         path[w - 1] = back[w, path[w]]
-    return np.array(centres, dtype=np.int64), bpms[path]
+    return centres, bpms[path]
