@@ -143,10 +143,13 @@ def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
         k = max(1, int(round(0.25 * curves.frame_rate)))
         idx = np.round(frames / rate * curves.frame_rate).astype(np.int64)
         idx = np.clip(idx, 0, energy.size - 1)
-        near = np.clip(idx[:, None] + np.arange(-k, k + 1)[None, :], 0, energy.size - 1)
-        loud: np.ndarray = _cleaned(energy, near) > ref * 10.0 ** (SILENCE_DB / 20.0)
+        playing = np.zeros(idx.size, dtype=bool)
+        for i in range(0, idx.size, 4096):  # (beats, 2k + 1) indices: a group at a time
+            near = np.clip(idx[i : i + 4096, None] + np.arange(-k, k + 1), 0, energy.size - 1)
+            loud = _cleaned(energy, near) > ref * 10.0 ** (SILENCE_DB / 20.0)
+            playing[i : i + 4096] = loud.any(axis=1)
         release(energy)
-        return np.asarray(loud.any(axis=1))
+        return playing
     # Rare (no energy curve): only then is the onset curve copied again.
     act = moving_mean(_nonnegative(curves.onset), int(round(2.0 * rate)) // 2)
     return act[frames] > 0.01 * float(np.percentile(act, 95))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import row_chunks
 from featherbeat.analysis.profile import Curves
 from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
 
@@ -41,7 +42,11 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
         return 0.0, duration
     # One float64 buffer at a time, worked in place (six hours: 7.5 MB per copy of the curve);
     # the same operations, so the same values, as power_to_db(moving_mean(db_to_power(db))).
-    power = np.array(curves.loudness, dtype=np.float64).reshape(-1)
+    # Read chunk by chunk: a stored curve is never resident whole.
+    loudness = np.asarray(curves.loudness).reshape(-1)
+    power = np.empty(loudness.size)
+    for a, part in row_chunks(loudness):
+        power[a : a + part.size] = part
     np.nan_to_num(power, copy=False, nan=LOUDNESS_FLOOR_DB)
     power /= 10.0
     np.power(10.0, power, out=power)
