@@ -217,6 +217,7 @@ def _peaks(level: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     left = level[np.maximum(p - 1, f)].astype(np.float64)
     right = level[np.minimum(p + 1, g - 1)].astype(np.float64)
     curve = left - 2.0 * level[p].astype(np.float64) + right
+    release(level)  # the gathers touched pages all along a stored curve
     with np.errstate(invalid="ignore", divide="ignore"):
         delta = np.where(curve < 0, 0.5 * (left - right) / curve, 0.0)
     offset = np.clip(p - f + np.clip(delta, -0.5, 0.5), 0.0, (g - f - 1).astype(np.float64))
@@ -268,6 +269,8 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     # Level at each start: just before the attack. A segment's level at its end is the next
     # one's level at its start, as the Echo Nest documents.
     edge = level[f].astype(np.float64)
+    last_level = float(level[-1])
+    release(level)
     return Segments(
         start=starts,  # float64: float32 times drift by ~0.2 ms after an hour
         duration=ends - starts,
@@ -275,7 +278,7 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
         loudness_start=edge.astype(np.float32),
         loudness_max=seg_max.astype(np.float32),
         loudness_max_time=np.minimum(offset / level_rate, ends - starts),
-        loudness_end=np.append(edge[1:], float(level[-1])).astype(np.float32),
+        loudness_end=np.append(edge[1:], last_level).astype(np.float32),
         pitches=pitches,
         timbre=segment_timbre(timbre, a, n).astype(np.float32),
     )
