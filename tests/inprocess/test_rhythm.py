@@ -394,3 +394,29 @@ def test_beats_stay_on_clicks_between_integer_periods():
     err = np.array([(est - t)[np.argmin(np.abs(est - t))] for t in clicks.beats[3:-3]])
     assert float(np.std(err)) < 0.003
     assert float(np.max(np.abs(err))) < 0.007
+
+
+def test_tempo_confidence_counts_the_other_octave_as_a_rival():
+    # Issue 11: a steady click track fits the comb at 120 and at 60 BPM alike; only the prior
+    # prefers 120, so the reading is not sure (a song read at 66 BPM from one encoding and 133
+    # from another carried 0.52 / 0.53 when octaves did not compete).
+    rate = 100.0
+    odf = np.zeros(3000)
+    odf[::50] = 1.0
+    est = tempo.estimate(condition(odf, rate), rate)
+    assert est.bpm == pytest.approx(120.0, rel=0.02)
+    half = float(np.exp(tempo.log_prior(np.array([60.0]))[0] - tempo.log_prior(np.array([120.0]))[0]))
+    assert est.confidence == pytest.approx(1.0 - half, abs=0.1)
+    assert est.confidence < 0.5
+    # The reported tempo is judged on its own: at the rival octave the confidence is 0.
+    assert tempo.confidence_at(est.bpms, est.score, 60.0) == 0.0
+
+
+def test_tempo_confidence_rivals_are_other_peaks_not_the_winners_shoulder():
+    bpms = tempo.bpm_grid()
+    lb = np.log2(bpms)
+    # A wide peak at 200 BPM (its shoulder still high 5 % away) and a second one at 100 BPM.
+    score = np.exp(-0.5 * ((lb - np.log2(200.0)) / 0.1) ** 2)
+    score += 0.3 * np.exp(-0.5 * ((lb - np.log2(100.0)) / 0.02) ** 2)
+    assert tempo.confidence_at(bpms, score, 200.0) == pytest.approx(0.7, abs=0.01)
+    assert tempo.confidence_at(bpms, score, 0.0) == 0.0

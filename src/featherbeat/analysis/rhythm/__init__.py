@@ -245,7 +245,8 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     odf = condition(_nonnegative(curves.onset), rate, overwrite=True)
     if not np.any(odf):
         return _no_pulse()
-    bpm, bpm_conf, clarity = _tempo.estimate_tempo(odf, rate)
+    est = _tempo.estimate(odf, rate)
+    bpm, clarity = est.bpm, est.clarity
     if bpm <= 0 or not _has_pulse(clarity, curves.chroma):
         return _no_pulse()
 
@@ -327,7 +328,8 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     times = times + DETECTION_LAG_S  # when the sound starts
     return Rhythm(
         tempo=tempo,
-        tempo_confidence=float(np.clip(bpm_conf * min(1.0, clarity / 15.0), 0.0, 1.0)),
+        # Of the reported tempo (the beats'), which may sit a little off the comb's winner.
+        tempo_confidence=_tempo.reported_confidence(est, tempo),
         time_signature=int(meter),
         time_signature_confidence=meter_conf,
         beats=times.astype(np.float32),

@@ -10,6 +10,8 @@ tempi; the remaining choice is made by a log-normal prior over tempo (listeners 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from featherbeat.analysis.rhythm.novelty import smooth_span
@@ -21,7 +23,7 @@ PRIOR_OCTAVES = 0.9  # its width (standard deviation in octaves)
 COMB_WEIGHTS = (1.0, 0.5, 0.33, 0.25)  # weights of periods P, 2P, 3P, 4P in the comb
 WINDOW_S = 12.0  # autocorrelation window
 HOP_S = 6.0
-FAMILY_OCTAVES = 0.06  # +-4 %: tempi this close to a metrical relative do not compete
+FAMILY_OCTAVES = 0.06  # +-4 %: tempi this close are the same reading (Acc1's tolerance)
 SMOOTH_FRAMES = 5  # Hann smoothing of the onset curve before the autocorrelation
 
 
@@ -109,21 +111,31 @@ def log_prior(bpms: np.ndarray) -> np.ndarray:
     return -0.5 * (np.log2(bpms / PRIOR_BPM) / PRIOR_OCTAVES) ** 2
 
 
-def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
-    """(bpm, confidence 0..1, pulse significance) from a conditioned onset curve.
+class TempoEstimate(NamedTuple):
+    """The global tempo reading and the evidence behind it (``estimate``)."""
+
+    bpm: float  # the best candidate of comb x prior
+    confidence: float  # confidence_at(bpms, score, bpm)
+    clarity: float  # pulse significance (standard errors of an uncorrelated curve)
+    bpms: np.ndarray  # the candidates (bpm_grid())
+    score: np.ndarray  # comb salience x tempo prior per candidate
+
+
+def estimate(odf: np.ndarray, rate: float) -> TempoEstimate:
+    """The global tempo of a conditioned onset curve, its confidence and its evidence.
 
     Pulse significance is the normalised autocorrelation at the chosen period in units of its
     standard error under "no pulse" (about 1 / sqrt(frames) for an uncorrelated curve): white
     noise scores ~1, the most weakly pulsed music of the dev set ~5. The caller uses it to
     say "no pulse".
     """
+    bpms = bpm_grid()
     # Smooth over ~5 frames (58 ms) first: with onsets jittering by +-1 frame the autocorrelation
     # at a non-integer period was uneven from one multiple to the next (measured: dev Acc1
     # 0.730 -> 0.762, Acc2 0.952 -> 0.984; a 150 BPM click track no longer halved).
     acf = windowed_acf(odf, rate, smooth_frames=SMOOTH_FRAMES)
     if not np.any(acf[1:]):
-        return 0.0, 0.0, 0.0
-    bpms = bpm_grid()
+        return TempoEstimate(0.0, 0.0, 0.0, bpms, np.zeros(bpms.size))
     sal = comb_salience(acf, rate, bpms)
     score = np.maximum(sal, 1e-6) * np.exp(log_prior(bpms))
     best = int(np.argmax(score))
@@ -134,17 +146,54 @@ def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
     period = 60.0 * rate / bpm
     at = [float(np.interp(period + d, np.arange(raw.size), raw)) for d in (-1.0, 0.0, 1.0)]
     clarity = max(at) * np.sqrt(odf.size)
-    # Confidence: how far the winner stands above the best *competing* tempo, one outside its
-    # metrical family (x1, x2, x1/2, x3, x1/3, x3/2, x2/3 within ~4 %: the same pulse counted
-    # differently). On dev it ranks right above wrong tempi (AUC 0.57; the previous "winner vs
-    # median candidate" read ~1.0 everywhere) and spreads like Spotify's (median 0.43 on dev,
-    # 0.37 on full songs; Spotify's responses 0.13-0.74): docs/benchmarks/fidelity.md.
-    family = np.ones(bpms.size, dtype=bool)
-    for ratio in (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0, 1.5, 2.0 / 3.0):
-        family &= np.abs(np.log2(bpms / (bpm * ratio))) > FAMILY_OCTAVES
-    rival = float(score[family].max()) if family.any() else 0.0
-    conf = float(np.clip(1.0 - rival / (score[best] + 1e-12), 0.0, 1.0))
-    return bpm, conf, clarity
+    return TempoEstimate(bpm, confidence_at(bpms, score, bpm), clarity, bpms, score)
+
+
+CLARITY_FULL = 15.0  # pulse significance from which the confidence is not scaled down
+
+
+def reported_confidence(est: TempoEstimate, bpm: float) -> float:
+    """The confidence written for the reported tempo ``bpm``: ``confidence_at`` it, scaled
+    down when the pulse is weak (significance under CLARITY_FULL; noise measures ~1-4)."""
+    return float(
+        np.clip(confidence_at(est.bpms, est.score, bpm) * min(1.0, est.clarity / CLARITY_FULL), 0, 1)
+    )
+
+
+def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
+    """(bpm, confidence 0..1, pulse significance) of ``estimate``."""
+    e = estimate(odf, rate)
+    return e.bpm, e.confidence, e.clarity
+
+
+def confidence_at(bpms: np.ndarray, score: np.ndarray, bpm: float) -> float:
+    """How sure the reading ``bpm`` is: 1 - (best rival reading) / (this reading's score).
+
+    A rival is any other peak of comb x prior more than FAMILY_OCTAVES (~4 %) away, *including*
+    the same pulse counted at another metrical level (x2, x1/2, x3, x1/3, x3/2, x2/3): a tempo
+    reported at half or twice the listener's is a different headline number, and the octave is
+    exactly what the comb cannot tell (it is left to the prior), so it is where readings flip.
+    Until issue 11 those relatives did not compete (the confidence said how clearly this pulse
+    beats a *different* pulse); then a song read at 66 BPM from one encoding and 133 from
+    another carried 0.52 and 0.53, and on dev the confidence ranked right above wrong tempi no
+    better than chance (AUC 0.58; 0.62 now, docs/benchmarks/accuracy.md row 49). With a
+    steady pulse the half tempo fits the comb as well as the tempo does, so a confidence above
+    0.5 now needs the prior (or the music) to favour one reading twice over.
+
+    Rivals are local maxima of the score, so the shoulder of the winner's own peak (a fast
+    tempo's peak is wider than 4 %) is not a rival.
+    """
+    if bpm <= 0 or score.size < 3:
+        return 0.0
+    dist = np.abs(np.log2(bpms / bpm))
+    near = dist <= FAMILY_OCTAVES
+    own = float(score[near].max()) if near.any() else float(np.interp(bpm, bpms, score))
+    peak = np.zeros(score.size, dtype=bool)
+    peak[1:-1] = (score[1:-1] >= score[:-2]) & (score[1:-1] >= score[2:])
+    peak[[0, -1]] = [score[0] >= score[1], score[-1] >= score[-2]]
+    rivals = peak & ~near
+    rival = float(score[rivals].max()) if rivals.any() else 0.0
+    return float(np.clip(1.0 - rival / (own + 1e-12), 0.0, 1.0))
 
 
 LOCAL_GRID = 160  # tempo candidates of the local path (~1.1 % apart)
