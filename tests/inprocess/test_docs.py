@@ -62,7 +62,7 @@ def test_every_log_event_the_architecture_names_is_logged() -> None:
     assert len(named) >= 5, line
     code = "\n".join(p.read_text() for p in SRC.rglob("*.py"))
     logged = set(re.findall(r"log_event\(\s*f?\"(job\.[a-z_{}.]+)\"", code))
-    if "job.{outcome.kind}" in logged:  # runner logs job.lost / job.stopped this way
+    if "job.{outcome.ending.value}" in logged:  # runner logs job.lost / job.stopped this way
         logged |= {"job.lost", "job.stopped"}
     assert set(named) <= logged, (set(named) - logged, logged)
     assert callable(log_event)
