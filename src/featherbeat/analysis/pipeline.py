@@ -2,7 +2,7 @@
 
 CONTRACT (implemented by the core; the service and CLI rely on exactly this):
 
-    analyze(source, progress=None, *, reduced=False, max_duration=None) -> Profile
+    analyze(source, progress=None, *, reduced=False, max_duration=None, rhythm=None) -> Profile
 
 - ``source``: a path (str / os.PathLike) or a binary file object (seekable).
 - ``progress(fraction: float, stage: str)``: called often (at most every ~1 % of the track);
@@ -12,7 +12,8 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
 - ``max_duration``: seconds; raises InputTooLongError before decoding the whole file
   when the header says longer, or as soon as decoding passes it.
 - ``rhythm``: "learned" (the small trained network of rhythm/learned.py, fed from the onset
-  detector's spectrum during the streaming pass) or "dsp" (the onset-curve tracker); None =
+  detector's spectrum during the streaming pass), "fused" (the onset-curve tracker with the
+  network's cues, rhythm/fusion.py) or "dsp" (the onset-curve tracker); None =
   $FEATHERBEAT_RHYTHM, else rhythm.learned.DEFAULT_RHYTHM. Weights that are missing or damaged
   fall back to "dsp", recorded in ``missing["rhythm_model"]``.
 - Raises DecodeError (a ValueError) only for input that cannot be read as audio.
@@ -291,8 +292,9 @@ def analyze(
     ``max_duration``: seconds; InputTooLongError as soon as the header or the decoded audio
     passes it.
 
-    ``rhythm``: the beat tracker, "learned" (a small trained network) or "dsp" (the onset-curve
-    tracker); None means $FEATHERBEAT_RHYTHM, else the one that measures better (today "dsp").
+    ``rhythm``: the beat tracker, "learned" (a small trained network), "fused" (the onset-curve
+    tracker with the network's cues) or "dsp" (the onset-curve tracker); None means
+    $FEATHERBEAT_RHYTHM, else the one that measures better (today "dsp").
     Missing or damaged weights fall back to "dsp" and say so in ``detailed_status``.
 
     Returns a :class:`Profile` (``tempo``, ``beats``, ``rhythm``, ``segments``, ``sections``,

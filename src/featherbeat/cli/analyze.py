@@ -92,8 +92,9 @@ def add_parser(subparsers: Any) -> None:
         "--rhythm",
         choices=("fused", "learned", "dsp"),
         default=None,
-        help="beat tracker: the small trained model or the onset-curve (DSP) tracker "
-        "(default: FEATHERBEAT_RHYTHM, else the one that measures better, see docs/rhythm.md)",
+        help="beat tracker: fused (the onset-curve tracker with the trained model's cues), "
+        "learned (the small trained model) or dsp (the onset-curve tracker) (default: "
+        "FEATHERBEAT_RHYTHM, else the one that measures better, see docs/rhythm.md)",
     )
     p.add_argument(
         "--via",
