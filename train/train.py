@@ -8,7 +8,14 @@ runs it in numpy), validates on ../shared/eval/dev every --val-every steps (vali
 model selection only: dev audio is never a training example), and writes
 
     <out>/rhythm_model.npz        the weights of the best validation score
+    <out>/rhythm_model_last.npz   the weights at the last validation
+    <out>/step<N>[_ema].npz       every validated checkpoint (--keep-all), to evaluate later
     <out>/train.log               one line per validation
+
+With --ema the trainer also keeps an exponential moving average of the weights and validates
+it beside the raw weights; either can be the best. With --band-mask a share of the crops has
+one or two random groups of input bands blanked (set to the normalised mean, spectrum and
+flux alike), so the network cannot lean on a band the synthetic timbres always fill.
 
 The evaluation sets (GTZAN, Ballroom, Hainsworth, SIMAC, SMC, Frets on Fire) are never read
 except the dev excerpts for validation.
@@ -136,6 +143,16 @@ def _frame_targets(n: int, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def mask_bands(x: np.ndarray, rng: np.random.Generator) -> None:
+    """Blank one or two random runs of 2-6 band groups in place (normalised: 0 is the mean)."""
+    g = learned.N_GROUPS
+    for _ in range(int(rng.integers(1, 3))):
+        w = int(rng.integers(2, 7))
+        b0 = int(rng.integers(0, g - w + 1))
+        x[:, b0 : b0 + w] = 0.0
+        x[:, g + b0 : g + b0 + w] = 0.0
+
+
 def batch(
     data: list[dict],
     rng: np.random.Generator,
@@ -144,6 +161,7 @@ def batch(
     stretch: float = 0.5,
     real: list[int] | None = None,
     real_share: float = 0.0,
+    band_mask: float = 0.0,
 ):
     """Random crops; half of them time-stretched by 0.84..1.19 (interpolated frames, beat
     times scaled): more tempi than the corpus has, at no rendering cost. A share of the crops
@@ -168,6 +186,8 @@ def batch(
         frac = (src - np.floor(src))[:, None].astype(np.float32)
         x = d["x"][i0] * (1 - frac) + d["x"][i1] * frac
         x[src > n - 1] = d["x"][:, :].min(axis=0) if n else 0.0
+        if band_mask > 0 and rng.random() < band_mask:
+            mask_bands(x, rng)
         # Beat times -> crop frames: source frame = (t - T0) * FPS; crop frame = (src - s0) / f.
         bf = ((d["beats"] - T0) * FPS - s0) / f
         idx = np.round(bf).astype(np.int64)
@@ -276,6 +296,9 @@ def main() -> None:
     ap.add_argument("--val-every", type=int, default=400)
     ap.add_argument("--min-clips", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (0: off)")
+    ap.add_argument("--band-mask", type=float, default=0.0, help="share of band-masked crops")
+    ap.add_argument("--keep-all", action="store_true", help="export every validated step")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -324,6 +347,11 @@ def main() -> None:
         )
         say(f"dev of the initial weights: {json.dumps(res0)}")
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    ema: Net | None = None
+    if args.ema > 0:
+        ema = Net()
+        ema.load_state_dict(net.state_dict())
+        ema.eval()
     t_start = time.time()
     budget = args.minutes * 60
     step = 0
@@ -335,7 +363,9 @@ def main() -> None:
             g["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         if step % 50 == 0:  # new shards arrive at validations; the index list follows
             real = [i for i, d in enumerate(data) if d["real"]]
-        x, y, tempos, mask = batch(data, rng, args.batch, args.crop, 0.5, real, args.real_share)
+        x, y, tempos, mask = batch(
+            data, rng, args.batch, args.crop, 0.5, real, args.real_share, args.band_mask
+        )
         logits, tlog = net(x)
         l_beat = F.binary_cross_entropy_with_logits(logits[:, 0], y[:, 0])
         l_down = F.binary_cross_entropy_with_logits(logits[:, 1], y[:, 1])
@@ -346,6 +376,10 @@ def main() -> None:
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            with torch.no_grad():
+                for pe, pn in zip(ema.parameters(), net.parameters(), strict=True):
+                    pe.mul_(args.ema).add_(pn, alpha=1.0 - args.ema)
         run_loss = 0.98 * run_loss + 0.02 * np.array([l_beat.item(), l_down.item(), l_tempo.item()])
         step += 1
         if step % args.val_every == 0:
@@ -353,26 +387,31 @@ def main() -> None:
             load_shards(corpus, seen, data)
             for d in data[n_before:]:
                 d["x"] = (d["x"] - mean) / std
-            res = validate(net, mean, std, items) if items else {}
-            score = (res.get("beat_f", 0) + res.get("acc1", 0) + res.get("down_f", 0)) / 3
-            tag = ""
             info = {
                 "step": step,
                 "clips": len(data),
                 "minutes": (time.time() - t_start) / 60,
                 "seed": args.seed,
                 "real_clips": len(real),
-                "dev": res,
             }
-            if score > best or not items:
-                best = score
-                export(net, mean, std, out / "rhythm_model.npz", info)
-                tag = " *best*"
-            export(net, mean, std, out / "rhythm_model_last.npz", info)
-            say(
-                f"step {step} clips {len(data)} loss {run_loss.round(4).tolist()} "
-                f"lr {opt.param_groups[0]['lr']:.5f} dev {json.dumps(res)}{tag}"
-            )
+            models = [("", net)] + ([("_ema", ema)] if ema is not None else [])
+            for suffix, model in models:
+                res = validate(model, mean, std, items) if items else {}
+                score = (res.get("beat_f", 0) + res.get("acc1", 0) + res.get("down_f", 0)) / 3
+                tag = ""
+                info_m = {**info, "ema": args.ema if suffix else 0.0, "dev": res}
+                if score > best or not items:
+                    best = score
+                    export(model, mean, std, out / "rhythm_model.npz", info_m)
+                    tag = " *best*"
+                if args.keep_all:
+                    export(model, mean, std, out / f"step{step}{suffix}.npz", info_m)
+                if not suffix:
+                    export(model, mean, std, out / "rhythm_model_last.npz", info_m)
+                say(
+                    f"step {step}{suffix} clips {len(data)} loss {run_loss.round(4).tolist()} "
+                    f"lr {opt.param_groups[0]['lr']:.5f} dev {json.dumps(res)}{tag}"
+                )
     say(
         f"done: {step} steps in {(time.time() - t_start) / 60:.1f} min, best {best:.4f}; "
         f"normalised on the first {n_norm} clips"
