@@ -75,6 +75,22 @@ def transcode(src: Path, codec: str) -> Path:
     return dst
 
 
+def analysis_stamp() -> str:
+    """Hash of the weights file and of every source file of the analysis core."""
+    import featherbeat.analysis
+    from featherbeat.analysis.rhythm import learned
+
+    h = hashlib.sha256()
+    weights = learned.WEIGHTS_PATH
+    if weights.exists():
+        h.update(weights.read_bytes())
+    src = Path(featherbeat.analysis.__file__).resolve().parent
+    for f in sorted(src.rglob("*.py")):
+        h.update(str(f.relative_to(src)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_one(path: str, mode: str) -> dict:
     import featherbeat
 
@@ -108,12 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     for codec in CODECS:
         versions[codec] = [transcode(t, codec) for t in tracks]
     t_enc = time.time() - t0
-    # Readings are cached per (tracker, file) for one weights file (its hash): run again
-    # after more tracks are encoded and only the new ones are analysed (--fresh to redo).
-    from featherbeat.analysis.rhythm import learned
-
-    weights = learned.WEIGHTS_PATH
-    stamp = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.exists() else ""
+    # Readings are cached per (tracker, file) for one weights file and one analysis code (the
+    # hash of both): run again after more tracks are encoded and only the new ones are
+    # analysed (--fresh to redo). A change of a confidence in the code is a new stamp, so
+    # readings of the old code are never mixed in.
+    stamp = analysis_stamp()
     cache_file = CACHE / "readings.json"
     cached = json.loads(cache_file.read_text()) if cache_file.exists() and not args.fresh else {}
     if cached.get("stamp") != stamp:
