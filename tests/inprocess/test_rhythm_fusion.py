@@ -119,6 +119,23 @@ def test_the_tempo_head_chooses_the_metrical_level_the_comb_leaves_open(monkeypa
     assert slow.tempo == pytest.approx(90.0, rel=0.03)
 
 
+def test_the_fused_confidence_weighs_readings_by_the_head_too(monkeypatch):
+    # Quarter clicks at 90 BPM with softer eighths: 90 and 180 are both readings of the comb.
+    # The fused tracker decides with the head in the prior, so its confidence does too: a head
+    # sure of the reported tempo makes it surer than the comb alone; zero weight is the DSP's.
+    y = signals.click_track(90.0, 24.0, subdivide=True).audio
+    monkeypatch.setattr(fusion, "BEAT_WEIGHT", 0.0)
+    flat = np.full((int(25 * ACT_RATE), 2), 0.1, np.float32)
+    c = _curves(y, flat, _logits_at(90.0))
+    dsp = track(c, mode="dsp")
+    monkeypatch.setattr(fusion, "HEAD_WEIGHT", 0.0)
+    assert track(c, mode="fused").tempo_confidence == dsp.tempo_confidence
+    monkeypatch.setattr(fusion, "HEAD_WEIGHT", 1.0)
+    sure = track(c, mode="fused")
+    assert sure.tempo == pytest.approx(dsp.tempo, rel=0.01)
+    assert sure.tempo_confidence > dsp.tempo_confidence + 0.2
+
+
 def test_the_beat_activation_moves_beats_onto_its_phase(monkeypatch):
     # Clicks on every eighth at 200 BPM: the onset curve alone cannot say which of each pair is
     # the beat at 100 BPM. The activation marks the second of each pair; with the beat cue the

@@ -324,6 +324,13 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     acc = _meter.accent(feats, weights)
     meter, meter_conf, positions = _meter.downbeats(acc)
 
+    if fused:
+        # The fused tracker chose its tempo with the tempo head in the prior (fusion.py): its
+        # confidence weighs the readings by the same evidence.
+        head = _fusion.head_log_prior(curves.tempo_logits, est.bpms)
+        if head is not None:
+            est = est._replace(score=est.score * np.exp(head))
+
     tat_times += DETECTION_LAG_S
     times = times + DETECTION_LAG_S  # when the sound starts
     return Rhythm(
