@@ -259,11 +259,14 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     chroma = frame_rows(curves.chroma, n)
     timbre = frame_rows(curves.timbre, n)
     # Pitches a group of segments at a time (row by row, the same values): their float64
-    # temporaries were five (segments, 12) arrays, ~7 MB each at six hours.
-    mean_chroma = block_means(chroma, a, n)
-    pitches = np.empty(mean_chroma.shape, dtype=np.float32)
+    # temporaries were five (segments, 12) arrays, ~7 MB each at six hours, and so was the
+    # segments' mean chroma (each group's means are the same as in one call: block_means sums
+    # every block on its own).
+    pitches = np.empty((a.size, 12), dtype=np.float32)
     for i in range(0, a.size, 8192):
-        pitches[i : i + 8192] = segment_pitches(mean_chroma[i : i + 8192], seg_max[i : i + 8192])
+        stop = int(a[i + 8192]) if i + 8192 < a.size else n
+        mean_chroma = block_means(chroma[:stop], a[i : i + 8192], stop)
+        pitches[i : i + 8192] = segment_pitches(mean_chroma, seg_max[i : i + 8192])
     del mean_chroma
     ends = np.append(starts[1:], max(round(duration, 5), float(starts[-1]) + 1e-5))
     # Level at each start: just before the attack. A segment's level at its end is the next
@@ -280,7 +283,7 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
         loudness_max_time=np.minimum(offset / level_rate, ends - starts),
         loudness_end=np.append(edge[1:], last_level).astype(np.float32),
         pitches=pitches,
-        timbre=segment_timbre(timbre, a, n).astype(np.float32),
+        timbre=segment_timbre(timbre, a, n, np.float32),
     )
 
 
