@@ -72,29 +72,32 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
     """(units, 25) z-scored, group-weighted features: chroma(12), timbre(12), loudness(1)."""
     n = int(edges[-1])
     a, b = edges[:-1], edges[1:]
+    # Each group is z-scored and written into the result before the next one is computed (the
+    # same operations, so the same values): the chroma's and the timbre's unit means were held
+    # together with the result and a temporary (six hours of beats: 3.5 MB each, 7 the result).
+    out = np.empty((a.size, 25))
     chroma = block_means(frame_rows(curves.chroma, n), a, n)
     # Magnitude, not power: with peaks kept only 30 dB below the loudest (features/chroma.py) a
     # weak pitch class is near zero in one unit and small in the next, and its z-score would
     # jump; the square root keeps those differences in proportion (docs/benchmarks/key.md).
     np.sqrt(chroma, out=chroma)
     chroma /= np.maximum(chroma.sum(axis=1, keepdims=True), 1e-12)
-    timbre = block_means(frame_rows(curves.timbre, n), a, n)
+    _weighted(chroma, out[:, :12])
+    del chroma
+    _weighted(block_means(frame_rows(curves.timbre, n), a, n), out[:, 12:24])
     loudness = np.asarray(curves.loudness)[:n]
     # Summed in float64 as it is read: a float64 copy would be 7.5 MB at six hours, and the
     # stored float32 values cast exactly, so the means are the same.
     if not all_finite(loudness):
         loudness = np.nan_to_num(loudness.astype(np.float64))
-    loud = span_means(loudness, a, b)
-    # Each group counts alike whatever its number of dimensions. Worked in place, written
-    # straight into the result (the same operations, so the same values): the temporaries
-    # were ~8 (units, 12) float64 arrays, 3.5 MB each for six hours of beats.
-    out = np.empty((a.size, 25))
-    at = 0
-    for g in (chroma, timbre, loud[:, None]):
-        width = g.shape[1]
-        np.divide(_zscore(g, overwrite=True), np.sqrt(width), out=out[:, at : at + width])
-        at += width
+    _weighted(span_means(loudness, a, b)[:, None], out[:, 24:])
     return out
+
+
+def _weighted(group: np.ndarray, out: np.ndarray) -> None:
+    """``group`` z-scored (in place) and divided by the square root of its width into ``out``:
+    each group counts alike whatever its number of dimensions."""
+    np.divide(_zscore(group, overwrite=True), np.sqrt(group.shape[1]), out=out)
 
 
 def _zscore(x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
@@ -115,21 +118,36 @@ def novelty(
     """Novelty at each unit boundary i (start of unit i): distance of the means before/after.
 
     A boundary with less than half a window on either side scores 0: edges are not changes.
-    Computed ``block`` boundaries at a time from the one cumulative sum: the same values per
-    row as all at once, without five (units, 25) float64 temporaries (six hours of beats are
-    ~9 MB each).
+    Computed ``block`` boundaries at a time, each from the stretch of the cumulative sum
+    c (c[j] = features[0] + ... + features[j - 1], summed in order) its windows reach: the
+    stretch is summed on from the c value at its start, kept from the block before, so every
+    c value is the same to the last bit as from one cumulative sum of all units, but only a
+    block's stretch is held (six hours of beats: the whole sum and its temporaries were
+    three (units, 25) float64 arrays, ~7 MB each).
     """
-    m = features.shape[0]
+    m, width = features.shape
     out = np.zeros(m)
-    cs = np.concatenate([np.zeros((1, features.shape[1])), np.cumsum(features, axis=0)])
-    for b0 in range(0, m, max(1, int(block))):
-        i = np.arange(b0, min(m, b0 + block))
+    reach = max(half_windows, default=0)
+    step = max(1, int(block))
+    c_lo = np.zeros(width)  # c[lo] of the next stretch
+    for b0 in range(0, m, step):
+        b1 = min(m, b0 + step)
+        lo, hi = max(b0 - reach, 0), min(b1 + reach, m)  # this stretch holds c[lo : hi + 1]
+        cs = np.empty((hi - lo + 1, width))
+        cs[0] = c_lo
+        if hi > lo:
+            part = np.array(features[lo:hi], dtype=np.float64)
+            if lo:
+                part[0] += c_lo  # c[lo + 1] = c[lo] + features[lo]: the same addition
+            np.cumsum(part, axis=0, out=cs[1:])
+        i = np.arange(b0, b1)
         for h in half_windows:
-            lo, hi = np.maximum(i - h, 0), np.minimum(i + h, m)
-            ok = (i - lo >= max(1, h // 2)) & (hi - i >= max(1, h // 2))
-            before = (cs[i] - cs[lo]) / np.maximum(i - lo, 1)[:, None]
-            after = (cs[hi] - cs[i]) / np.maximum(hi - i, 1)[:, None]
+            a, z = np.maximum(i - h, 0), np.minimum(i + h, m)
+            ok = (i - a >= max(1, h // 2)) & (z - i >= max(1, h // 2))
+            before = (cs[i - lo] - cs[a - lo]) / np.maximum(i - a, 1)[:, None]
+            after = (cs[z - lo] - cs[i - lo]) / np.maximum(z - i, 1)[:, None]
             out[i] += np.where(ok, ((after - before) ** 2).sum(axis=1), 0.0)
+        c_lo = cs[max(b1 - reach, 0) - lo].copy()
     return out
 
 
