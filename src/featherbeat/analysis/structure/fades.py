@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import row_chunks
+from featherbeat.analysis.features._store import CHUNK_ROWS, row_chunks
 from featherbeat.analysis.profile import Curves
 from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
 
@@ -34,34 +34,47 @@ def _first_last(mask: np.ndarray) -> tuple[int | None, int | None]:
     return int(np.argmax(mask)), int(mask.size - 1 - np.argmax(mask[::-1]))
 
 
+def _smoothed_db(loudness: np.ndarray, rate: float, out: np.ndarray) -> np.ndarray:
+    """``power_to_db(moving_mean(db_to_power(loudness)))`` over SMOOTH_SECONDS, computed in the
+    float64 buffer ``out`` (the curve's length) in place: the same operations, so the same
+    values, with one buffer (six hours: 7.5 MB per copy of the curve). The stored curve is
+    read chunk by chunk, never resident whole."""
+    for a, part in row_chunks(loudness):
+        out[a : a + part.size] = part
+    np.nan_to_num(out, copy=False, nan=LOUDNESS_FLOOR_DB)
+    out /= 10.0
+    np.power(10.0, out, out=out)
+    # Smoothed in that same buffer, block by block (the same values as moving_mean's array).
+    for o0, means in moving_mean_blocks(out, max(1, int(SMOOTH_SECONDS * rate / 2))):
+        out[o0 : o0 + means.size] = means
+    np.maximum(out, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=out)
+    np.log10(out, out=out)
+    out *= 10.0
+    return out
+
+
 def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     """(end_of_fade_in, start_of_fade_out) in seconds, 0 <= first <= second <= duration."""
     duration = max(float(duration), 0.0)
     rate = float(curves.frame_rate)
     if np.asarray(curves.loudness).size == 0 or rate <= 0 or duration == 0:
         return 0.0, duration
-    # One float64 buffer at a time, worked in place (six hours: 7.5 MB per copy of the curve);
-    # the same operations, so the same values, as power_to_db(moving_mean(db_to_power(db))).
-    # Read chunk by chunk: a stored curve is never resident whole.
     loudness = np.asarray(curves.loudness).reshape(-1)
-    power = np.empty(loudness.size)
-    for a, part in row_chunks(loudness):
-        power[a : a + part.size] = part
-    np.nan_to_num(power, copy=False, nan=LOUDNESS_FLOOR_DB)
-    power /= 10.0
-    np.power(10.0, power, out=power)
-    # Smoothed in that same buffer, block by block (the same values as moving_mean's array).
-    for o0, means in moving_mean_blocks(power, max(1, int(SMOOTH_SECONDS * rate / 2))):
-        power[o0 : o0 + means.size] = means
-    smooth = power
-    np.maximum(smooth, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=smooth)
-    np.log10(smooth, out=smooth)
-    smooth *= 10.0
-    sounding = smooth[smooth > LOUDNESS_FLOOR_DB + 1.0]
-    if sounding.size == 0:
+    smooth = _smoothed_db(loudness, rate, np.empty(loudness.size))
+    # The reference level from the sounding frames, gathered to the front of the same buffer a
+    # chunk at a time (their copy was a second float64 array up to the curve's length: 7.5 MB
+    # at six hours); the percentile of the same values is the same. Then the buffer is filled
+    # again with the same smoothed curve for the thresholds below.
+    count = 0
+    for a in range(0, smooth.size, CHUNK_ROWS):
+        part = smooth[a : a + CHUNK_ROWS]
+        kept = part[part > LOUDNESS_FLOOR_DB + 1.0]
+        smooth[count : count + kept.size] = kept
+        count += kept.size
+    if count == 0:
         return 0.0, duration  # silence: neither fade
-    ref = float(np.percentile(sounding, REFERENCE_PERCENTILE, overwrite_input=True))
-    del sounding
+    ref = float(np.percentile(smooth[:count], REFERENCE_PERCENTILE, overwrite_input=True))
+    smooth = _smoothed_db(loudness, rate, smooth)
     fade_in_at = _first_last(smooth >= ref - FADE_IN_DB)[0]
     fade_out_at = _first_last(smooth >= ref - FADE_OUT_DB)[1]
     fade_in = float(fade_in_at) / rate if fade_in_at is not None else 0.0
