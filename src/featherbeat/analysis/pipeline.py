@@ -294,7 +294,7 @@ def analyze(
 
     ``rhythm``: the beat tracker, "learned" (a small trained network), "fused" (the onset-curve
     tracker with the network's cues) or "dsp" (the onset-curve tracker); None means
-    $FEATHERBEAT_RHYTHM, else the one that measures better (today "dsp").
+    $FEATHERBEAT_RHYTHM, else the one that measures better on dev (today "fused").
     Missing or damaged weights fall back to "dsp" and say so in ``detailed_status``.
 
     Returns a :class:`Profile` (``tempo``, ``beats``, ``rhythm``, ``segments``, ``sections``,
