@@ -170,9 +170,9 @@ def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> 
     if curves is None:
         # The log-odds a Viterbi segment at a time (six hours: 15 MB as a whole curve).
         return _beats.track_local(_beats.BeatLogOdds(odf), centres, 60.0 * rate / local_bpm)
-    w = _beats.beat_log_odds(odf)  # whole: the fused cue is added to it in place
-    _fusion.add_beat_evidence(
-        w,
+    # The log-odds with the fused cue a Viterbi segment at a time, like the DSP tracker's.
+    w = _fusion.FusedLogOdds(
+        odf,
         _finite(curves.activations[:, 0], np.float32),
         rate,
         curves.activation_rate,

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featherbeat.analysis.features._store import GrowingArray
+
 N_GROUPS = 36  # input bands after pooling pairs of the onset detector's 72 bands
 FRAME_POOL = 2  # 86.13 -> 43.07 frames/s
 N_INPUT = 2 * N_GROUPS
@@ -239,7 +241,10 @@ class StreamedNet:
         self.ctx = net.receptive
         self._pending = np.zeros((0, N_INPUT), np.float32)  # frames not yet output, with context
         self._left = 0  # how many of the pending frames are left context (already output)
-        self._acts: list[np.ndarray] = []
+        # Kept like the other curves (features/_store.py): past 1 MB (~12 minutes) in a temp
+        # file, handed back mapped; a list of blocks concatenated at the end held six hours of
+        # activations twice (7.5 MB each) and resident under every later stage.
+        self._acts = GrowingArray(2)
         self.tempo_sum = np.zeros(net.bpm_bins.size)
         self.n_frames = 0
 
@@ -252,7 +257,7 @@ class StreamedNet:
         seg = self._pending[: self._left + n_out + (0 if final else self.ctx)]
         act, tempo = self.net.forward(seg)
         act, tempo = act[self._left : self._left + n_out], tempo[self._left : self._left + n_out]
-        self._acts.append(act)
+        self._acts.extend(np.asarray(act, dtype=np.float32).reshape(-1, 2))
         self.tempo_sum += tempo.sum(axis=0, dtype=np.float64)
         self.n_frames += n_out
         # Keep ctx frames of left context for the next block.
@@ -265,8 +270,7 @@ class StreamedNet:
         rest = self._pending.shape[0] - self._left
         if rest > 0:
             self._run(rest, final=True)
-        acts = np.concatenate(self._acts) if self._acts else np.zeros((0, 2), np.float32)
-        self._acts = [acts]
+        acts = self._acts.result()
         logits = self.tempo_sum / max(1, self.n_frames)
         return acts, logits
 
