@@ -26,8 +26,10 @@ from featherbeat.analysis.rhythm.beats import BeatLogOdds
 from featherbeat.analysis.spans import percentile
 
 # The grid point best on all of ../shared/eval/dev for the packaged weights
-# (bench/fusion_weights.py). Its leave-one-genre-out estimate is below the DSP tracker, so this
-# is an option, not the default (docs/rhythm.md section 8, docs/benchmarks/accuracy.md).
+# (bench/fusion_weights.py). With the stage-3 weights its leave-one-genre-out estimate is level
+# with or ahead of the DSP tracker on every dev metric but AMLt (-0.005) and it keeps the tempo
+# under lossy codecs where DSP does not, so it is the default (docs/rhythm.md section 8,
+# docs/benchmarks.md "Learned and fused rhythm").
 HEAD_WEIGHT = 0.1
 BEAT_WEIGHT = 0.5
 DOWNBEAT_WEIGHT = 0.0
