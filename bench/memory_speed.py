@@ -26,6 +26,12 @@ the highest resident size *during* that stage, on top of what the earlier stages
 
 Bars (issue 13): <= 60 MB for 3 minutes, <= 100 MB for 60 minutes, 3 hours (MP3) and 6 hours
 (Opus); <= 1 CPU-second for 3 minutes; the CPU of 3 hours <= 3.2 x that of 60 minutes.
+
+``--repeat N`` runs the inputs round after round (60 min, 3 h, 60 min, 3 h, ...) and keeps each
+input's fastest run for the table. This VM's speed drifts over minutes (2026-12-07: the same
+60-minute file 17.2-25.3 CPU-s, the 3-hour one 47.6-67.2, on a quiet machine within the hour),
+so with N >= 3 the linearity bar is judged on the median of the per-round ratios (the two inputs
+of a round ran back to back), and best / best is printed beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import json
 import os
 import pickle
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +135,7 @@ class Run:
     note: str = ""
     fmt: str = "MP3"
     stages: dict[str, float] | None = None
+    round_cpu_s: list[float] | None = None  # CPU of every repeat, in round order
 
 
 def input_path(minutes: float, folder: Path, fmt: str = "MP3") -> Path:
@@ -315,9 +323,22 @@ def table(runs: list[Run]) -> str:
     a, b = by.get(("featherbeat", short, "MP3")), by.get(("featherbeat", long, "MP3"))
     if a is not None and b is not None and a.ok and b.ok and a.cpu_s > 0:
         ratio = b.cpu_s / a.cpu_s
+        judged = ratio
+        paired = ""
+        ra, rb = a.round_cpu_s or [], b.round_cpu_s or []
+        if len(ra) >= 3 and len(ra) == len(rb):
+            # Each round ran the two inputs back to back, so a round's ratio compares runs
+            # of the same spell of this VM's drifting speed; their median is what the bar
+            # judges (best / best can pair a fast spell with a slow one).
+            per_round = [y / x for x, y in zip(ra, rb, strict=True) if x > 0]
+            judged = statistics.median(per_round)
+            paired = (
+                f"; per round {', '.join(f'{q:.2f}' for q in per_round)}, "
+                f"median {judged:.2f} (judged)"
+            )
         ratios.append(
-            f"- CPU of {_label(long, 'MP3')} / {_label(short, 'MP3')}: {ratio:.2f} "
-            f"({'met' if ratio <= limit else 'MISSED'}, bar <= {limit:g}; "
+            f"- CPU of {_label(long, 'MP3')} / {_label(short, 'MP3')}: best / best {ratio:.2f}"
+            f"{paired} ({'met' if judged <= limit else 'MISSED'}, bar <= {limit:g}; "
             f"{long / short:g} would be exactly linear)"
         )
     staged = [r for r in runs if r.stages]
@@ -390,19 +411,36 @@ def main() -> int:
     runs: list[Run] = []
     try:
         inputs = [(m, "MP3") for m in args.minutes] + [(m, "Opus") for m in args.opus_minutes]
+        paths = []
         for minutes, fmt in inputs:
             path = input_path(minutes, work, fmt)
             if not path.exists():
                 print(f"building {minutes:g}-minute {fmt} ...", file=sys.stderr)
                 path = build_mp3(minutes, work, fmt)
-            # No duration cap: the CLI analyses any length (the old default refused > 240 min).
-            argv = [str(FEATHERBEAT), "analyze", str(path), "-o", str(work / "out.json"), "--quiet"]
-            measured = []
-            for _ in range(max(1, args.repeat)):
+            paths.append(path)
+        # Repeats go round the inputs (a, b, a, b, ...), not input by input: this VM's speed
+        # drifts over minutes (the same 3-hour file took 47.6 to 67.2 CPU-s on a quiet machine
+        # within half an hour), and the 3 h / 60 min ratio must compare runs of the same spell.
+        measured: list[list[Run]] = [[] for _ in inputs]
+        for _ in range(max(1, args.repeat)):
+            for i, ((minutes, fmt), path) in enumerate(zip(inputs, paths, strict=True)):
+                # No duration cap: the CLI analyses any length (the old default refused > 240).
+                argv = [
+                    str(FEATHERBEAT),
+                    "analyze",
+                    str(path),
+                    "-o",
+                    str(work / "out.json"),
+                    "--quiet",
+                ]
                 if not args.warm_libs:
                     drop_cached_libraries()
-                measured.append(measure("featherbeat", minutes, argv, env, fmt))
-            best = min(measured, key=lambda r: r.cpu_s)
+                measured[i].append(measure("featherbeat", minutes, argv, env, fmt))
+        for ((minutes, fmt), path), tries in zip(
+            zip(inputs, paths, strict=True), measured, strict=True
+        ):
+            best = min(tries, key=lambda r: r.cpu_s)
+            best.round_cpu_s = [r.cpu_s for r in tries]
             if args.stage_peaks:
                 if not args.warm_libs:
                     drop_cached_libraries()
@@ -410,6 +448,7 @@ def main() -> int:
             runs.append(best)
             print(
                 f"featherbeat {minutes:g} min {fmt}: {best.peak_mb:.1f} MB {best.cpu_s:.2f} s "
+                f"(CPU of each run: {', '.join(f'{r.cpu_s:.2f}' for r in tries)}) "
                 f"{best.note} {best.stages or ''}",
                 file=sys.stderr,
             )
