@@ -18,6 +18,7 @@ from featherbeat.analysis.features.onset import onset_strength
 from featherbeat.analysis.pipeline import analyze
 from featherbeat.analysis.profile import Curves
 from featherbeat.analysis.rhythm import DETECTION_LAG_S, fusion, learned, tempo, track
+from featherbeat.analysis.rhythm.beats import BeatLogOdds
 from featherbeat.testing import signals
 
 SR = signals.SR
@@ -68,20 +69,32 @@ def test_head_prior_peaks_at_the_heads_tempo_and_is_bounded():
     assert fusion.head_log_prior(np.full(learned.bpm_bins().size, np.nan), bpms) is None
 
 
-def test_beat_evidence_is_read_when_the_sound_starts_and_chunks_change_nothing(monkeypatch):
+def _beat_evidence(odf, beat_act, rate, lo=0, hi=None):
+    """The fused log-odds minus the DSP tracker's: the model's beat evidence alone."""
+    hi = odf.size if hi is None else hi
+    fused = fusion.FusedLogOdds(odf, beat_act, rate, ACT_RATE, ACT_OFFSET, DETECTION_LAG_S)
+    return fused.block(lo, hi) - BeatLogOdds(odf).block(lo, hi)
+
+
+def test_beat_evidence_is_read_when_the_sound_starts_and_blocks_change_nothing(monkeypatch):
     rate, n = 86.13, 3000
     peak_s = ACT_OFFSET + 430 / ACT_RATE  # on a model frame
     acts = _activations(n / rate + 1, np.array([peak_s]), np.zeros(0))
-    w = np.zeros(n)
-    fusion.add_beat_evidence(w, acts[:, 0], rate, ACT_RATE, ACT_OFFSET, DETECTION_LAG_S)
+    odf = np.zeros(n)
+    w = _beat_evidence(odf, acts[:, 0], rate)
     # The onset curve peaks DETECTION_LAG_S before the sound: those frames get the evidence
     # (the rescaled activation saturates near its peak, so the evidence is a short plateau).
     top = np.flatnonzero(w >= w.max() - 1e-9)
     assert top.mean() / rate == pytest.approx(peak_s - DETECTION_LAG_S, abs=1.0 / rate)
     assert w.max() > 0 > np.median(w)
+    # The Viterbi asks for blocks, and each block is done in chunks: neither moves a value.
     monkeypatch.setattr(fusion, "CHUNK", 257)
-    w2 = np.zeros(n)
-    fusion.add_beat_evidence(w2, acts[:, 0], rate, ACT_RATE, ACT_OFFSET, DETECTION_LAG_S)
+    w2 = np.concatenate(
+        [
+            _beat_evidence(odf, acts[:, 0], rate, 0, 1234),
+            _beat_evidence(odf, acts[:, 0], rate, 1234),
+        ]
+    )
     np.testing.assert_allclose(w2, w)
 
 

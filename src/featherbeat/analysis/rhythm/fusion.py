@@ -60,37 +60,16 @@ def activation_scale(beat_act: np.ndarray) -> float:
     return max(float(np.percentile(beat_act, 99)), 0.1) if beat_act.size else 1.0
 
 
-def add_beat_evidence(
-    w: np.ndarray,
-    beat_act: np.ndarray,
-    onset_rate: float,
-    act_rate: float,
-    act_offset: float,
-    lag_s: float,
-) -> None:
-    """w[t] += BEAT_WEIGHT x log-odds of the (rescaled) beat activation at onset frame t.
+class FusedLogOdds(BeatLogOdds):
+    """:class:`BeatLogOdds` of ``odf`` plus BEAT_WEIGHT x log-odds of the (rescaled) beat
+    activation, a block of frames at a time as the Viterbi reaches them (every term is per
+    frame), without the whole log-odds curve or a float64 copy of the activation (six hours:
+    15 and 7.5 MB). ``beat_act``: the finite float32 beat activation (1-D).
 
     Onset frame t is centred at t / onset_rate on the curve's time base, where an onset peaks
     ``lag_s`` before the sound starts; the model marks the start itself, so it is read at
-    t / onset_rate + lag_s. Linear interpolation between model frames (43 / s).
+    t / onset_rate + lag_s, interpolated linearly between model frames (43 / s).
     """
-    if BEAT_WEIGHT == 0 or beat_act.size < 2 or act_rate <= 0:
-        return
-    act = np.asarray(beat_act, dtype=np.float64)
-    scale = activation_scale(act)
-    pos_model = act_offset * act_rate  # model frame index = time * act_rate - pos_model
-    for a in range(0, w.size, CHUNK):
-        b = min(w.size, a + CHUNK)
-        t = (np.arange(a, b) / onset_rate + lag_s) * act_rate - pos_model
-        p = np.interp(t, np.arange(act.size), act) / scale
-        w[a:b] += BEAT_WEIGHT * _log_odds(p)
-
-
-class FusedLogOdds(BeatLogOdds):
-    """:class:`BeatLogOdds` of ``odf`` plus :func:`add_beat_evidence`'s term, a block of frames
-    at a time as the Viterbi reaches them: the same values to the last bit (every term is per
-    frame), without the whole log-odds curve and a float64 copy of the activation (six hours:
-    15 and 7.5 MB). ``beat_act``: the finite float32 beat activation (1-D)."""
 
     def __init__(
         self,
