@@ -160,12 +160,6 @@ def reported_confidence(est: TempoEstimate, bpm: float) -> float:
     )
 
 
-def estimate_tempo(odf: np.ndarray, rate: float) -> tuple[float, float, float]:
-    """(bpm, confidence 0..1, pulse significance) of ``estimate``."""
-    e = estimate(odf, rate)
-    return e.bpm, e.confidence, e.clarity
-
-
 def confidence_at(bpms: np.ndarray, score: np.ndarray, bpm: float) -> float:
     """How sure the reading ``bpm`` is: 1 - (best rival reading) / (this reading's score).
 
