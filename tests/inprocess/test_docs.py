@@ -122,3 +122,23 @@ def test_system_deps_takes_a_chromium_named_by_chromium(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "v=7.9.9" in done.stdout and "Chromium 999.0 (fake)" in done.stdout
+
+
+def _render_env() -> dict[str, str]:
+    """render.yaml's `envVars` as key -> value (the blueprint is flat enough for a regex)."""
+    text = (ROOT / "render.yaml").read_text()
+    pairs = re.findall(r"- key: (\w+)\n\s+value: \"?([^\"\n]+)\"?", text)
+    return dict(pairs)
+
+
+def test_render_blueprint_admits_a_file_as_long_as_its_own_duration_limit() -> None:
+    """A first user on the free plan uploads a 128 kbit/s MP3 of the stated maximum length: the
+    upload limit must not refuse it first (100 MB was ~1.7 h against a 2-hour limit)."""
+    env = _render_env()
+    max_duration = float(env["FEATHERBEAT_MAX_DURATION"])
+    upload_bytes = float(env["FEATHERBEAT_MAX_UPLOAD_MB"]) * 1024 * 1024
+    assert upload_bytes >= max_duration * 128_000 / 8 * 1.02  # 2 % for tags and framing
+    # The same figures as the deployment page states them.
+    deployment = (DOCS / "deployment.md").read_text()
+    assert f"FEATHERBEAT_MAX_UPLOAD_MB={env['FEATHERBEAT_MAX_UPLOAD_MB']}" in deployment
+    assert f"FEATHERBEAT_MAX_DURATION={env['FEATHERBEAT_MAX_DURATION']}" in deployment
