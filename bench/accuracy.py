@@ -6,6 +6,7 @@
         --essentia-python /tmp/peer-essentia/bin/python --write docs/benchmarks/accuracy.md
     .venv/bin/python bench/accuracy.py --save /tmp/before.json      # per-clip scores, then
     .venv/bin/python bench/accuracy.py --compare /tmp/before.json   # after a change: paired test
+    .venv/bin/python bench/accuracy.py --cached-curves --save ...   # rhythm stage only, seconds
 
 Metrics (per genre and overall, means over files): beat F-measure, CMLt, AMLt
 (mir_eval.beat.evaluate, beats before 5 s ignored), downbeat F-measure (same, on the rows with
@@ -182,6 +183,45 @@ def run_featherbeat(path: str, rhythm_only: bool, mode: str | None = None) -> di
     }
 
 
+def run_cached(path: str, mode: str | None, cache: str) -> dict:
+    """The rhythm stage alone (``rhythm.track`` and the bar intervals, as the pipeline calls
+    them) on the curves of ``path`` cached by bench/fusion_weights.py in ``cache``: the same
+    beats, tempo and downbeats as ``featherbeat.analyze`` gives for them, in ~0.05 s a clip."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from fusion_weights import load_curves
+
+    from featherbeat.analysis import rhythm
+    from featherbeat.analysis.rhythm import learned
+    from featherbeat.analysis.rhythm.bars import with_intervals
+
+    curves, duration = load_curves(Path(cache) / f"{Path(path).stem}.npz")
+    t = time.process_time()
+    r = with_intervals(rhythm.track(curves, mode=learned.resolve_mode(mode)), duration)
+    cpu = time.process_time() - t
+    return {
+        "file": path,
+        "tempo": r.tempo,
+        "beats": r.beats.tolist(),
+        "downbeats": r.downbeats.tolist(),
+        "meter": r.time_signature,
+        "cpu": cpu,
+    }
+
+
+def fill_curve_cache(files: list[str], jobs: int) -> Path:
+    """The curves of ``files`` cached by bench/fusion_weights.py for the current weights file
+    (computed by ``analyze`` for the clips not there yet); returns the cache directory."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fusion_weights
+
+    cache = fusion_weights.CACHE / fusion_weights.weights_stamp()
+    cache.mkdir(parents=True, exist_ok=True)
+    todo = [(f, str(cache / f"{Path(f).stem}.npz")) for f in files]
+    with multiprocessing.Pool(jobs) as pool:
+        pool.map(fusion_weights.cache_curves, todo)
+    return cache
+
+
 def run_peer(name: str, python: str, files: list[str]) -> dict[str, dict]:
     script = ROOT / "bench" / "peers" / f"{name}_beats.py"
     return run_peer_script(python, script, files, CACHE / f"{name}.json")
@@ -228,6 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated trackers to run side by side (learned,dsp); default: the "
         "product's default; --save/--compare/--per-file apply to the first",
     )
+    ap.add_argument(
+        "--cached-curves",
+        action="store_true",
+        help="run only the rhythm stage on the curves bench/fusion_weights.py caches (made "
+        "first where missing); the cache is keyed by the weights file alone, so delete it "
+        "after changing any stage before rhythm; CPU is the rhythm stage's",
+    )
     ap.add_argument("--save", type=Path, help="write featherbeat's per-clip scores (JSON) here")
     ap.add_argument(
         "--compare", type=Path, help="per-clip scores saved by --save: print a paired comparison"
@@ -247,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     modes: list[str | None] = [m.strip() for m in args.rhythm.split(",")] if args.rhythm else [None]
-    suffix = " (rhythm-only)" if args.rhythm_only else ""
+    suffix = (
+        " (rhythm-only)" if args.rhythm_only else " (cached curves)" if args.cached_curves else ""
+    )
+    cache = fill_curve_cache(files, min(2, max(1, args.jobs))) if args.cached_curves else None
     names = [f"featherbeat-{m}{suffix}" if m else f"featherbeat{suffix}" for m in modes]
     ours = names[0]
     results: dict[str, dict[str, dict]] = {}
@@ -255,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     with multiprocessing.Pool(min(2, max(1, args.jobs))) as pool:
         for name, mode in zip(names, modes, strict=True):
-            est = pool.starmap(run_featherbeat, [(f, args.rhythm_only, mode) for f in files])
+            if cache is not None:
+                est = pool.starmap(run_cached, [(f, mode, str(cache)) for f in files])
+            else:
+                est = pool.starmap(run_featherbeat, [(f, args.rhythm_only, mode) for f in files])
             results[name] = {e["file"]: e for e in est}
             cpu_by[name] = [e["cpu"] for e in est]
     wall = time.time() - t0

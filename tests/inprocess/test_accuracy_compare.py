@@ -50,3 +50,26 @@ def test_paired_metric_absent_and_table():
     assert acc.paired(before, before, "DbF")["n"] == 0
     text = acc.compare_text(before, {"a": {"F": 0.75}})
     assert "| F | 1 | 0.500 | 0.750 | 1 | 0 |" in text
+
+
+def test_cached_curves_give_the_products_rhythm(tmp_path, monkeypatch):
+    """--cached-curves re-runs only the rhythm stage on curves cached by
+    bench/fusion_weights.py; its beats, tempo and downbeats must be the product's for the same
+    audio (else a decoder change measured on them would not be the product's change)."""
+    import featherbeat
+    from featherbeat.testing.browser import drum_track
+
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    import fusion_weights
+
+    monkeypatch.setattr(fusion_weights, "CACHE", tmp_path / "cache")
+    audio = str(drum_track(tmp_path / "drums.wav"))
+    cache = acc.fill_curve_cache([audio], 1)
+    assert cache.parent == tmp_path / "cache" and (cache / "drums.npz").exists()
+    for mode in ("fused", "dsp"):
+        est = acc.run_cached(audio, mode, str(cache))
+        r = featherbeat.analyze(audio, rhythm=mode).rhythm
+        assert len(est["beats"]) > 20 and len(est["downbeats"]) > 5
+        assert est["beats"] == r.beats.tolist()
+        assert est["downbeats"] == r.downbeats.tolist()
+        assert est["tempo"] == r.tempo and est["meter"] == r.time_signature
