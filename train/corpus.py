@@ -42,12 +42,18 @@ from featherbeat.analysis.rhythm.learned import ModelInput  # noqa: E402
 SR = 22050
 CLIP_S = 30.0
 SHARD = 25
+# MuseScore General ships as an .sf3 (Ogg-compressed samples); train/sf3_to_sf2.py decodes it
+# once into train/out (fluidsynth would decode it again for every window). Without that file
+# the .sf3 itself is used, at about three times the rendering cost.
+_MUSESCORE_SF2 = Path(__file__).resolve().parent / "out" / "MuseScore_General.sf2"
 SOUNDFONTS = [
     p
     for p in (
         "/usr/share/sounds/sf2/FluidR3_GM.sf2",
         "/usr/share/sounds/sf2/TimGM6mb.sf2",
-        "/usr/share/sounds/sf3/MuseScore_General.sf3",
+        str(_MUSESCORE_SF2)
+        if _MUSESCORE_SF2.exists()
+        else "/usr/share/sounds/sf3/MuseScore_General.sf3",
     )
     if os.path.exists(p)
 ]
@@ -449,9 +455,12 @@ def render_file(mid: Path, rng: np.random.Generator, duration: float, tmp: Path)
         "raw",
         "-F",
         str(raw),
-        sf,
-        str(mid),
     ]
+    if sf.endswith(".sf3"):
+        # An .sf3 keeps its samples Ogg-compressed; fluidsynth decodes all of them at load
+        # (11 s and 500 MB for MuseScore General) unless it loads only the presets played.
+        cmd += ["-o", "synth.dynamic-sample-loading=1"]
+    cmd += [sf, str(mid)]
     subprocess.run(
         cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300
     )

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,47 +67,48 @@ SOURCES = [
 
 
 # ---- fetching -------------------------------------------------------------------------------
+def git_blobs(
+    src: Source, mirror_root: Path | None, suffixes: tuple[str, ...]
+) -> Iterator[tuple[str, bytes]]:
+    """(path, bytes) of every file under the source's folder at its pinned commit whose name
+    ends with one of `suffixes`: from a local mirror if there is one, else a blobless clone."""
+    owner_repo = src.url.split("github.com/")[1]
+    git_dir = None
+    if mirror_root is not None:
+        cand = mirror_root / owner_repo.replace("/", "+") / "repo"
+        if cand.is_dir():
+            git_dir = cand
+    with tempfile.TemporaryDirectory() as td:
+        if git_dir is None:  # a blobless clone, then only the folder's blobs are fetched
+            subprocess.run(
+                ["git", "clone", "-q", "--filter=blob:none", "--no-checkout", src.url, td],
+                check=True,
+            )
+            git_dir = Path(td) / ".git"
+        names = subprocess.run(
+            ["git", f"--git-dir={git_dir}", "ls-tree", "-r", "--name-only", src.commit, src.folder],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        for name in names:
+            if not name.lower().endswith(suffixes):
+                continue
+            blob = subprocess.run(
+                ["git", f"--git-dir={git_dir}", "show", f"{src.commit}:{name}"],
+                check=True,
+                capture_output=True,
+            ).stdout
+            yield name, blob
+
+
 def fetch(out: Path, mirror_root: Path | None) -> None:
     """Copy every .mid of each source's folder at its pinned commit into out/<name>/."""
     for src in SOURCES:
         dest = out / src.name
         dest.mkdir(parents=True, exist_ok=True)
-        owner_repo = src.url.split("github.com/")[1]
-        git_dir = None
-        if mirror_root is not None:
-            cand = mirror_root / owner_repo.replace("/", "+") / "repo"
-            if cand.is_dir():
-                git_dir = cand
-        with tempfile.TemporaryDirectory() as td:
-            if git_dir is None:  # a blobless clone, then only the folder's blobs are fetched
-                subprocess.run(
-                    ["git", "clone", "-q", "--filter=blob:none", "--no-checkout", src.url, td],
-                    check=True,
-                )
-                git_dir = Path(td) / ".git"
-            names = subprocess.run(
-                [
-                    "git",
-                    f"--git-dir={git_dir}",
-                    "ls-tree",
-                    "-r",
-                    "--name-only",
-                    src.commit,
-                    src.folder,
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.split()
-            for name in names:
-                if not name.lower().endswith((".mid", ".midi")):
-                    continue
-                blob = subprocess.run(
-                    ["git", f"--git-dir={git_dir}", "show", f"{src.commit}:{name}"],
-                    check=True,
-                    capture_output=True,
-                ).stdout
-                (dest / Path(name).name).write_bytes(blob)
+        for name, blob in git_blobs(src, mirror_root, (".mid", ".midi")):
+            (dest / Path(name).name).write_bytes(blob)
         print(f"{src.name}: {len(list(dest.glob('*')))} files at {src.commit[:12]}", flush=True)
 
 
@@ -311,6 +313,12 @@ def write_events(events: list[tuple[float, int, bytes]], path: Path) -> None:
 
 
 def render_all(args: argparse.Namespace) -> None:
+    if args.soundfont:
+        # Only the soundfonts whose file name contains this text (e.g. a new one, for windows
+        # that add timbres the corpus lacks).
+        corpus.SOUNDFONTS[:] = [p for p in corpus.SOUNDFONTS if args.soundfont in Path(p).name]
+        if not corpus.SOUNDFONTS:
+            sys.exit(f"no installed soundfont matches {args.soundfont!r}")
     files = sorted(Path(args.midi).glob("*/*.mid"))
     pieces = []
     for f in files:
@@ -321,13 +329,21 @@ def render_all(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(i, k) for k in range(args.per_piece) for i in range(len(pieces))]
+    if args.shuffle:
+        # A fixed permutation, so that a run stopped early still spans every collection
+        # (the files are sorted by collection) and a restart renders the same shards.
+        order = np.random.default_rng(args.seed).permutation(len(jobs))
+        jobs = [jobs[j] for j in order]
     n_shards = -(-len(jobs) // corpus.SHARD)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as td:
         for s in range(args.part, n_shards, args.jobs):
-            path = out / f"shard_midi_{s:05d}.npz"
+            path = out / f"shard_{args.prefix}_{s:05d}.npz"
             if path.exists():
                 continue
+            if time.time() - t0 > args.minutes * 60:
+                print(f"time box of {args.minutes} min reached, stopping before shard {s}")
+                break
             items = []
             for i, k in jobs[s * corpus.SHARD : (s + 1) * corpus.SHARD]:
                 it = example(pieces[i], args.seed * 1_000_003 + i * 1009 + k, Path(td))
@@ -356,6 +372,10 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=3)
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--part", type=int, default=0)
+    r.add_argument("--prefix", default="midi", help="shards are shard_<prefix>_NNNNN.npz")
+    r.add_argument("--soundfont", default="", help="only soundfonts whose name contains this")
+    r.add_argument("--shuffle", action="store_true", help="render the windows in a random order")
+    r.add_argument("--minutes", type=float, default=1e9, help="start no shard after this")
     args = ap.parse_args()
     if args.cmd == "fetch":
         fetch(Path(args.out), Path(args.mirror_root) if args.mirror_root else None)

@@ -111,8 +111,9 @@ def export(net: Net, mean: np.ndarray, std: np.ndarray, path: Path, info: dict) 
 
 
 # ---- data -----------------------------------------------------------------------------------
-def load_shards(corpus: Path, seen: set[str], data: list[dict]) -> None:
-    for f in sorted(glob.glob(str(corpus / "shard_*.npz"))):
+def load_shards(corpora: list[Path], seen: set[str], data: list[dict]) -> None:
+    files = sorted(f for corpus in corpora for f in glob.glob(str(corpus / "shard_*.npz")))
+    for f in files:
         if f in seen:
             continue
         try:
@@ -282,7 +283,12 @@ def validate(net: Net, mean: np.ndarray, std: np.ndarray, items: list) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default="train/out/corpus")
+    ap.add_argument(
+        "--corpus",
+        nargs="+",
+        default=["train/out/corpus"],
+        help="one or more folders of shard_*.npz (e.g. the first corpus and a newer one)",
+    )
     ap.add_argument("--out", default="train/out")
     ap.add_argument("--dev", default=str(ROOT.parent / "shared/eval/dev"))
     ap.add_argument("--minutes", type=float, default=60.0)
@@ -312,7 +318,7 @@ def main() -> None:
         with open(out / "train.log", "a") as log:
             log.write(line + "\n")
 
-    corpus = Path(args.corpus)
+    corpus = [Path(c) for c in args.corpus]
     seen: set[str] = set()
     data: list[dict] = []
     while True:
