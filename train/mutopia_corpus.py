@@ -128,6 +128,76 @@ def compile_all(src: Path, out: Path, minutes: float, timeout: float, seed: int)
     print(dict(why), flush=True)
 
 
+def tidy(raw: Path, src: Path, out: Path, seed: int) -> None:
+    """One version of each piece, at a plausible tempo.
+
+    - Pieces engraved as separate part files (violin, viola, continuo ...) compile to one MIDI
+      file per part; only the files with the most tracks (the full score, or every movement of
+      it) are kept, so a piece is not rendered once per part.
+    - Without a metronome mark (`\\tempo ... = N`) LilyPond plays a quarter at 60 BPM; such
+      pieces get a random beat tempo of 60-140 BPM (the tempo map scaled as a whole); marked
+      tempi outside 50-200 beats per minute are halved or doubled into it.
+    """
+    import mido
+
+    rng = np.random.default_rng(seed)
+    dest = out / "mutopia"
+    dest.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[Path]] = {}
+    for f in sorted((raw / "mutopia").glob("*.mid")):
+        key = "_".join(f.stem.split("_")[:-2])  # <composer>_<piece>
+        groups.setdefault(key, []).append(f)
+    kept = rescaled = 0
+    for key, files in groups.items():
+        composer, piece = key.split("_", 1)
+        texts = "\n".join(
+            p.read_text(errors="replace") for p in (src / "ftp" / composer / piece).rglob("*.ly")
+        )
+        has_tempo = re.search(r"\\tempo[^\n%]*=\s*\d", texts) is not None
+        mids = {f: mido.MidiFile(str(f)) for f in files}
+        most = max(len(m.tracks) for m in mids.values())
+        for f, mid in mids.items():
+            if len(mid.tracks) < most:
+                continue
+            if not has_tempo:
+                scale = _tempo_scale(mid, float(rng.uniform(60, 140)))
+            else:
+                # A marked tempo is kept up to octaves: a Largo marked in eighths (a quarter at
+                # 30) would put the beat below the model's 40-250 BPM tempo classes.
+                bpm = _tempo_scale(mid, 1.0)  # the beat tempo now
+                scale = 1.0
+                while bpm / scale < 50:
+                    scale /= 2
+                while bpm / scale > 200:
+                    scale *= 2
+            if scale != 1.0:
+                for track in mid.tracks:
+                    for msg in track:
+                        if msg.type == "set_tempo":
+                            msg.tempo = int(round(msg.tempo * scale))
+                rescaled += 1
+            mid.save(str(dest / f.name))
+            kept += 1
+    print(f"{kept} of {sum(map(len, groups.values()))} files kept, {rescaled} re-timed", flush=True)
+
+
+def _tempo_scale(mid: object, bpm: float) -> float:
+    """Factor on the microseconds per quarter that puts the first beat tempo at `bpm`."""
+    tempo, num, den = 1_000_000, 4, 4
+    for track in mid.tracks:  # type: ignore[attr-defined]
+        for msg in track:
+            if msg.time > 0:
+                break
+            if msg.type == "set_tempo":
+                tempo = msg.tempo
+            elif msg.type == "time_signature":
+                num, den = msg.numerator, msg.denominator
+    # beat length in quarters, as midi_corpus._beat_unit counts it
+    quarters = 1.5 if den == 8 and num % 3 == 0 and num > 3 else 4.0 / den
+    now = 60e6 / (tempo * quarters)
+    return now / bpm
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -140,9 +210,16 @@ def main() -> None:
     c.add_argument("--minutes", type=float, default=30.0)
     c.add_argument("--timeout", type=float, default=60.0, help="seconds per file")
     c.add_argument("--seed", type=int, default=13)
+    t = sub.add_parser("tidy")
+    t.add_argument("--raw", default="train/out/mutopiamidi")
+    t.add_argument("--src", default="train/out/mutopia")
+    t.add_argument("--out", default="train/out/mutopiamidi2")
+    t.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
     if args.cmd == "fetch":
         fetch(Path(args.out), Path(args.mirror_root) if args.mirror_root else None)
+    elif args.cmd == "tidy":
+        tidy(Path(args.raw), Path(args.src), Path(args.out), args.seed)
     else:
         compile_all(Path(args.src), Path(args.out), args.minutes, args.timeout, args.seed)
 

@@ -191,3 +191,19 @@ def test_sf3_samples_are_decoded_into_sf2_frames(sf3, tmp_path):
     assert (ls, le) == (100, 3000)  # frames from the sample's start, start being 0
     decoded = pcm[:end].astype(np.float32) / 32768
     assert np.corrcoef(decoded[: y.size], y[: decoded.size])[0, 1] > 0.99
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "bpm_now"),
+    [(4, 4, 120.0), (6, 8, 80.0), (2, 2, 60.0)],  # a quarter at 120: the beat's tempo per meter
+)
+def test_mutopia_tempo_scale_counts_the_beat_of_the_meter(mutopia, num, den, bpm_now):
+    mido = pytest.importorskip("mido")
+    mid = mido.MidiFile()
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0))
+    track.append(mido.MetaMessage("set_tempo", tempo=500000, time=0))
+    mid.tracks.append(track)
+    assert mutopia._tempo_scale(mid, 1.0) == pytest.approx(bpm_now)
+    # scaling the microseconds per quarter by the factor puts the beat at the asked tempo
+    assert mutopia._tempo_scale(mid, 100.0) == pytest.approx(bpm_now / 100.0)
