@@ -89,6 +89,9 @@ def compile_all(src: Path, out: Path, minutes: float, timeout: float, seed: int)
     dest = out / "mutopia"
     dest.mkdir(parents=True, exist_ok=True)
     why: Counter[str] = Counter()
+    # Pieces already tried (compiled or not): a second run resumes where the last time box ended.
+    tried_log = out / "tried.txt"
+    tried = set(tried_log.read_text().split()) if tried_log.exists() else set()
     t0 = time.time()
     with tempfile.TemporaryDirectory() as td:
         for j in order:
@@ -96,6 +99,10 @@ def compile_all(src: Path, out: Path, minutes: float, timeout: float, seed: int)
                 why["time box"] += 1
                 continue
             piece = pieces[int(j)]
+            key = f"{piece.parent.name}/{piece.name}"
+            if key in tried:
+                why["tried before"] += 1
+                continue
             files = sorted(piece.rglob("*.ly")) + sorted(piece.rglob("*.ily"))
             verdict, mains = piece_verdict(files)
             if verdict != "ok":
@@ -103,7 +110,7 @@ def compile_all(src: Path, out: Path, minutes: float, timeout: float, seed: int)
                 continue
             made = 0
             for k, main in enumerate(mains):
-                work = Path(td) / f"{piece.name}_{k}"
+                work = Path(td) / f"{piece.parent.name}_{piece.name}_{k}"
                 work.mkdir()
                 try:
                     subprocess.run(
@@ -121,6 +128,8 @@ def compile_all(src: Path, out: Path, minutes: float, timeout: float, seed: int)
                     (dest / name).write_bytes(midi.read_bytes())
                     made += 1
             why["compiled" if made else "compile failed"] += 1
+            with tried_log.open("a") as log:
+                log.write(key + "\n")
             print(
                 f"{time.time() - t0:7.1f}s {piece.parent.name}/{piece.name}: {made} midi",
                 flush=True,
