@@ -76,12 +76,14 @@ def transcode(src: Path, codec: str) -> Path:
 
 
 def analysis_stamp() -> str:
-    """Hash of the weights file and of every source file of the analysis core."""
+    """Hash of the weights file the analysis will load ($FEATHERBEAT_RHYTHM_WEIGHTS or the
+    packaged one: a candidate's readings must not be cached as the packaged weights') and of
+    every source file of the analysis core."""
     import featherbeat.analysis
     from featherbeat.analysis.rhythm import learned
 
     h = hashlib.sha256()
-    weights = learned.WEIGHTS_PATH
+    weights = learned.env_weights_path()
     if weights.exists():
         h.update(weights.read_bytes())
     src = Path(featherbeat.analysis.__file__).resolve().parent

@@ -31,3 +31,20 @@ def test_readings_stamp_changes_with_the_analysis_code(
     tempo = copy / "rhythm" / "tempo.py"
     tempo.write_text(tempo.read_text() + "\n# a change\n")
     assert codecs_bench.analysis_stamp() != before
+
+
+def test_readings_stamp_follows_the_weights_file_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A candidate's readings (FEATHERBEAT_RHYTHM_WEIGHTS) were cached under the packaged
+    # weights' stamp: the stamp must hash the file the analysis actually loads.
+    from featherbeat.analysis.rhythm import learned
+
+    monkeypatch.delenv("FEATHERBEAT_RHYTHM_WEIGHTS", raising=False)
+    packaged = codecs_bench.analysis_stamp()
+    candidate = tmp_path / "candidate.npz"
+    candidate.write_bytes(learned.WEIGHTS_PATH.read_bytes() + b"\0")
+    monkeypatch.setenv("FEATHERBEAT_RHYTHM_WEIGHTS", str(candidate))
+    assert codecs_bench.analysis_stamp() != packaged
+    monkeypatch.setenv("FEATHERBEAT_RHYTHM_WEIGHTS", str(learned.WEIGHTS_PATH))
+    assert codecs_bench.analysis_stamp() == packaged
