@@ -108,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-file", action="store_true")
     ap.add_argument("--json", type=Path, help="write all readings here")
     ap.add_argument("--fresh", action="store_true", help="ignore cached readings")
+    ap.add_argument(
+        "--readings",
+        type=Path,
+        default=CACHE / "readings.json",
+        help="the readings cache (another file for a candidate's weights keeps the shared one)",
+    )
     args = ap.parse_args(argv)
     tracks = (
         sorted((EVAL / "dev").glob("*.flac"))
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     # analysed (--fresh to redo). A change of a confidence in the code is a new stamp, so
     # readings of the old code are never mixed in.
     stamp = analysis_stamp()
-    cache_file = CACHE / "readings.json"
+    cache_file = args.readings
     cached = json.loads(cache_file.read_text()) if cache_file.exists() and not args.fresh else {}
     if cached.get("stamp") != stamp:
         cached = {"stamp": stamp}
