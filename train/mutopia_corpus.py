@@ -163,7 +163,14 @@ def tidy(raw: Path, src: Path, out: Path, seed: int) -> None:
             p.read_text(errors="replace") for p in (src / "ftp" / composer / piece).rglob("*.ly")
         )
         has_tempo = re.search(r"\\tempo[^\n%]*=\s*\d", texts) is not None
-        mids = {f: mido.MidiFile(str(f)) for f in files}
+        mids = {}
+        for f in files:
+            try:
+                mids[f] = mido.MidiFile(str(f))
+            except Exception as exc:  # noqa: BLE001 (mido: e.g. KeySignatureError, 8 sharps)
+                print(f"{f.name}: unreadable ({exc}), skipped", flush=True)
+        if not mids:
+            continue
         most = max(len(m.tracks) for m in mids.values())
         for f, mid in mids.items():
             if len(mid.tracks) < most:
