@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean train train-deps
+.PHONY: run test lint bench system-deps clean train train-deps train-deps5 train-stage5
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -80,3 +80,35 @@ train: $(TRAIN_VENV)/.installed train-deps
 	  --init train/out/stage2/rhythm_model.npz --steps $(TRAIN_STEPS3) --minutes 100000 \
 	  --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.35 --val-every 400 --seed 7
 	cp train/out/stage3/rhythm_model_last.npz src/featherbeat/analysis/rhythm/rhythm_model.npz
+
+# Stage 5 (measured, not packaged: docs/model-card-rhythm.md): more real compositions into
+# train/out/corpus5 (a third soundfont over the MIDI pieces, the Nottingham Music Database's folk
+# tunes through abc2midi, Mutopia's LilyPond pieces), then a fine-tune of the packaged weights
+# on train/out/corpus (from `make train`) and corpus5. Writes train/out/stage5; copies nothing.
+TRAIN_STEPS5 ?= 7000
+train-deps5: train-deps
+	command -v abc2midi >/dev/null && command -v lilypond >/dev/null && \
+	  test -e /usr/share/sounds/sf3/MuseScore_General.sf3 || (apt-get update -q && \
+	  apt-get install -y -q abcmidi lilypond musescore-general-soundfont)
+
+train-stage5: $(TRAIN_VENV)/.installed train-deps5
+	test -d train/out/corpus || (echo "run make train first (train/out/corpus)" >&2; exit 1)
+	$(TRAIN_PY) train/sf3_to_sf2.py /usr/share/sounds/sf3/MuseScore_General.sf3 \
+	  train/out/MuseScore_General.sf2
+	$(TRAIN_PY) train/abc_corpus.py fetch --out train/out/abc
+	$(TRAIN_PY) train/abc_corpus.py convert --abc train/out/abc --out train/out/abcmidi --seed 11
+	$(TRAIN_PY) train/mutopia_corpus.py fetch --out train/out/mutopia
+	$(TRAIN_PY) train/mutopia_corpus.py compile --src train/out/mutopia \
+	  --out train/out/mutopiamidi --minutes 100000 --seed 13
+	$(TRAIN_PY) train/mutopia_corpus.py tidy --raw train/out/mutopiamidi \
+	  --src train/out/mutopia --out train/out/mutopiamidi2 --seed 13
+	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi --out train/out/corpus5 \
+	  --per-piece 2 --seed 5 --prefix msgen --soundfont MuseScore
+	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/abcmidi --out train/out/corpus5 \
+	  --per-piece 1 --seed 11 --prefix abc --shuffle
+	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/mutopiamidi2 --out train/out/corpus5 \
+	  --per-piece 2 --seed 13 --prefix mutopia --shuffle
+	$(TRAIN_PY) train/train.py --corpus train/out/corpus train/out/corpus5 --out train/out/stage5 \
+	  --init src/featherbeat/analysis/rhythm/rhythm_model.npz --steps $(TRAIN_STEPS5) \
+	  --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.5 \
+	  --val-every 500 --keep-all --seed 7
