@@ -13,6 +13,7 @@ from featherbeat.analysis.features._store import (
     release,
     release_all,
     row_chunks,
+    scratch,
 )
 from featherbeat.analysis.rhythm.novelty import condition
 from featherbeat.analysis.spans import (
@@ -28,6 +29,13 @@ from featherbeat.analysis.structure.key import key_scores
 def _rss_file_kb() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("RssFile"))
+
+
+def _rss_mapped_kb() -> int:
+    """Resident pages of file mappings, whether TMPDIR is a disk (RssFile) or tmpfs (RssShmem)."""
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return sum(int(fields[k].split()[0]) for k in ("RssFile", "RssShmem") if k in fields)
 
 
 def _filled(data: np.ndarray, spill_bytes: int | None, step: int = 777) -> np.ndarray:
@@ -192,3 +200,43 @@ def test_rhythm_pieces_computed_in_blocks_equal_the_whole_curve_versions():
     whole_change = meter.window_change(vectors, block=vectors.shape[0])
     for block in (1, 5, 4096):
         assert np.array_equal(meter.window_change(vectors, block=block), whole_change)
+
+
+def test_a_scratch_array_keeps_what_was_written_after_its_pages_go():
+    """``scratch``: a large work array lives in a temp file, writable; released pages come
+    back with what was written (the mapping is shared), and a chunked writer holds a chunk."""
+    assert not is_spilled(scratch((10, 25)))
+    data = np.random.default_rng(5).standard_normal((60_000, 25))  # 12 MB of float64
+    kept = scratch(data.shape)
+    assert is_spilled(kept) and kept.flags.writeable and kept.dtype == np.float64
+    release_all()
+    before = _rss_mapped_kb()
+    peak = 0
+    for a in range(0, data.shape[0], 4096):
+        kept[a : a + 4096] = data[a : a + 4096]
+        peak = max(peak, _rss_mapped_kb() - before)
+        release(kept)
+    assert peak < 2048, peak  # one 0.8 MB chunk, not 12 MB
+    assert np.array_equal(kept, data)
+    small = scratch((4, 3), np.float32)
+    assert small.dtype == np.float32 and not is_spilled(small)
+
+
+def test_sections_and_segments_with_spilled_work_arrays_equal_in_memory(monkeypatch):
+    """Sections' unit features and the segments' columns in temp files (long tracks) give the
+    same sections, labels and segments to the last bit as in memory (short tracks)."""
+    from featherbeat.analysis.structure import sections, segments
+    from featherbeat.testing.profiles import synthetic_curves
+
+    curves, rhythm = synthetic_curves(
+        900.0, tempo=124.0, parts=[(t, (t // 45) % 4, 0.0) for t in range(0, 900, 45)]
+    )
+    in_memory = sections.find_sections(curves, rhythm), segments.find_segments(curves)
+    monkeypatch.setattr(_store, "SPILL_BYTES", 4096)
+    spilled = sections.find_sections(curves, rhythm), segments.find_segments(curves)
+    assert is_spilled(spilled[1].timbre) and is_spilled(spilled[1].start)
+    assert len(in_memory[0]) > 10 and len({s.label for s in in_memory[0]}) > 1
+    assert [vars(s) for s in spilled[0]] == [vars(s) for s in in_memory[0]]
+    for name in vars(in_memory[1]):
+        a, b = getattr(in_memory[1], name), getattr(spilled[1], name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name

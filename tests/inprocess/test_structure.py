@@ -129,6 +129,68 @@ def test_labels_are_letters_in_order_of_appearance() -> None:
     assert sections._letter(25) == "Z" and sections._letter(26) == "AA"
 
 
+def _square_matrix_labels(means: np.ndarray) -> list[str]:
+    """The labels as computed before the condensed form: average linkage on the full (k, k)
+    distance matrix, merged clusters masked with inf (sections.py up to be8f046)."""
+    k = means.shape[0]
+    if k == 0:
+        return []
+    link = np.stack([np.sqrt(((means - means[i]) ** 2).sum(axis=1)) for i in range(k)])
+    upper = link[np.triu_indices(k, 1)]
+    threshold = sections.LABEL_RATIO * float(np.median(upper)) if upper.size else 0.0
+    clusters: list[list[int] | None] = [[i] for i in range(k)]
+    np.fill_diagonal(link, np.inf)
+    for _ in range(k - 1):
+        i, j = (int(x) for x in np.unravel_index(int(np.argmin(link)), link.shape))
+        if link[i, j] > threshold:
+            break
+        a, b = clusters[i], clusters[j]
+        assert a is not None and b is not None
+        merged = (link[i] * len(a) + link[j] * len(b)) / (len(a) + len(b))
+        link[i], link[:, i] = merged, merged
+        link[i, i] = np.inf
+        link[j], link[:, j] = np.inf, np.inf
+        a += b
+        clusters[j] = None
+    owner = np.empty(k, dtype=np.int64)
+    for c, members in enumerate(m for m in clusters if m is not None):
+        owner[members] = c
+    letters: dict[int, str] = {}
+    for c in owner.tolist():
+        letters.setdefault(c, sections._letter(len(letters)))
+    return [letters[c] for c in owner.tolist()]
+
+
+def test_condensed_labels_equal_the_square_matrix_ones() -> None:
+    """The pairs kept once (condensed) give the square matrix's labels exactly, ties included
+    (rounded features, repeated sections: the first minimum must be the same pair)."""
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        k = int(rng.integers(0, 40)) if trial < 100 else int(rng.integers(150, 400))
+        means = rng.normal(size=(k, 25))
+        if trial % 3 == 0:
+            means = np.round(means)
+        if trial % 4 == 0 and k:
+            means[rng.integers(0, k, size=k // 2)] = means[0]
+        assert sections.cluster_labels(means) == _square_matrix_labels(means), (trial, k)
+
+
+def test_label_memory_is_one_triangle_of_pairs() -> None:
+    """Twelve hours give ~2000 candidate sections: their labels hold each pair's distance once
+    (k(k - 1)/2 floats: 16 MB at k = 2000), not the square matrix (twice that) or more."""
+    k = 1500
+    rng = np.random.default_rng(8)
+    means = rng.normal(size=(k, 25)) + np.repeat(rng.normal(size=(30, 25)) * 3, k // 30, axis=0)
+    tracemalloc.start()
+    labels = sections.cluster_labels(means)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(labels) == k and 1 < len(set(labels)) < k
+    triangle, square = k * (k - 1) // 2 * 8, k * k * 8
+    print(f"k={k}: traced peak {peak / 1e6:.1f} MB, triangle {triangle / 1e6:.1f} MB")
+    assert peak < triangle + 2e6 < square, peak
+
+
 def test_novelty_peaks_at_a_change() -> None:
     feats = np.vstack([np.zeros((40, 3)), np.ones((40, 3))])
     nov = sections.novelty(feats)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 # Per curve. 1 MB is ~8 minutes of chroma (12 x float32 at 43 frames/s) or ~48 minutes of a
 # one-value curve at 86 frames/s; below it a curve stays an ordinary in-memory array. With ten
@@ -57,7 +58,8 @@ def release(values: object) -> None:
 def _madvise(mm: mmap.mmap | None) -> None:
     if mm is not None and not mm.closed:
         # Drops the pages from this process's resident set; the next access re-reads them
-        # from the page cache (the file is read-only to us, so nothing is lost).
+        # from the page cache (curves are mapped read-only, and a ``scratch`` array's mapping
+        # is shared, so its writes are in the file: nothing is lost either way).
         mm.madvise(mmap.MADV_DONTNEED)
 
 
@@ -174,3 +176,30 @@ class GrowingArray:
             _LIVE[(at, at + length)] = weakref.ref(mm)
             self._result = flat.reshape(total, *self._shape_tail)
         return self._result
+
+
+def scratch(shape: tuple[int, ...], dtype: npt.DTypeLike = np.float64) -> np.ndarray:
+    """A writable work array (uninitialised, as ``np.empty``), kept in an unlinked temp file
+    when larger than ``SPILL_BYTES``.
+
+    For the few float64 working arrays that grow with the track (sections' unit features:
+    ~1.4 MB an hour) and are read in chunks afterwards: the values are the same, only where
+    they live differs. The mapping is shared, so :func:`release` drops its pages from the
+    resident set without losing what was written (the kernel keeps it in the file and the
+    page cache); a chunked writer or reader releases after each chunk. The file's pages are
+    freed when the last array over the mapping is gone.
+    """
+    count = int(np.prod(shape, dtype=np.int64))
+    size = count * np.dtype(dtype).itemsize
+    if size <= SPILL_BYTES:
+        return np.empty(shape, dtype=dtype)
+    with tempfile.TemporaryFile(prefix="featherbeat-scratch-") as file:
+        file.truncate(size)
+        # The mapping keeps the (already unlinked) file alive after the descriptor is closed.
+        mm = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_WRITE)
+    flat: np.ndarray = np.frombuffer(mm, dtype=dtype, count=count)
+    at = _address(flat)
+    for key in [k for k, ref in _LIVE.items() if _dead(ref())]:
+        del _LIVE[key]
+    _LIVE[(at, at + size)] = weakref.ref(mm)
+    return flat.reshape(shape)

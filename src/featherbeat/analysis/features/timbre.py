@@ -33,7 +33,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from featherbeat.analysis.features._store import CHUNK_ROWS, GrowingArray, release
+from featherbeat.analysis.features._store import CHUNK_ROWS, GrowingArray, release, scratch
 
 N_MELS = 40
 MEL_FMIN = 40.0
@@ -237,10 +237,14 @@ def segment_timbre(
     without the projections of all segments, three temporaries their size and a float64
     result beside the float32 one (six hours, ~70 000 segments: 6.7 MB each).
     """
-    out: np.ndarray = np.empty((np.size(starts), 12), dtype=dtype)
+    # A result past 1 MB (~45 minutes of segments as float32) lives in a temp file (it is kept
+    # until the JSON is written, ~1.4 MB an hour as float32): written a group at a time, each
+    # group's pages given back after it.
+    out: np.ndarray = scratch((np.size(starts), 12), dtype)
     for i, j, p in _projection_groups(frames, starts, n, _TIMBRE_GROUP_FRAMES):
         level = p[:, :1]  # mean band level above the floor: the flat basis function
         rows = SILENCE[None, :] + GAIN[None, :] * p + LEVEL[None, :] * level
         rows[:, 0] = np.maximum(0.0, GAIN[0] * p[:, 0] + LEVEL[0])
         out[i:j] = rows
+        release(out)
     return out

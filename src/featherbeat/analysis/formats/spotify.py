@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from featherbeat import __version__
-from featherbeat.analysis.features._store import row_chunks
+from featherbeat.analysis.features._store import release, row_chunks
 from featherbeat.analysis.formats._util import (
     TIME_DECIMALS,
     dumps,
@@ -231,6 +231,10 @@ def segments(profile: Profile) -> Iterator[dict]:
             "pitches": units(seg.pitches[rows]),
             "timbre": nums(seg.timbre[rows]),
         }
+        # A long track's segments live in temp files (structure/segments.py): the block's
+        # pages go back once its values are Python floats.
+        for name in columns:
+            release(getattr(seg, name))
         names = list(columns)
         for row in zip(*columns.values(), strict=True):
             yield dict(zip(names, row, strict=True))

@@ -15,8 +15,9 @@
    as novel (a wrong bar phase from the rhythm stage must not drag boundaries off the change).
 4. Labels: average-linkage clustering of the sections' mean features; sections closer than
    ``LABEL_RATIO`` × the median distance between sections share a letter (A, B, C, ... in order
-   of first appearance). Memory O(sections²), a few hundred sections at most. Neighbours that
-   share a letter are merged: the novelty peak between them was a change within one part.
+   of first appearance). Memory: each pair of sections once (~165 candidates an hour).
+   Neighbours that share a letter are merged: the novelty peak between them was a change
+   within one part.
 5. Each section gets its own loudness (power mean), tempo (median beat period inside it),
    key/mode (key-profile correlation of its chroma) and time signature with confidences.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import all_finite, release
+from featherbeat.analysis.features._store import all_finite, release, scratch
 from featherbeat.analysis.profile import Curves, Rhythm, Section
 from featherbeat.analysis.spans import (
     LOUDNESS_FLOOR_DB,
@@ -48,6 +49,9 @@ Z_CLIP = 3.0
 SNAP_RATIO = 0.7  # a downbeat takes the boundary if its novelty is >= 0.7 x the peak's
 SNAPPED_MIN_RATIO = 0.75  # after snapping to downbeats, sections keep >= 0.75 x the minimum
 NOVELTY_SCALE_PERCENTILE = 99.0  # novelty at this percentile reads as confidence 1
+# Unit-feature rows written or read between two releases of a long track's spilled features
+# (``_store.scratch``): 4096 rows of 25 float64 are 0.8 MB resident at a time.
+_UNIT_ROWS = 4096
 
 
 def unit_edges(rhythm: Rhythm, rate: float, n: int) -> np.ndarray:
@@ -75,7 +79,9 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
     # Each group is z-scored and written into the result before the next one is computed (the
     # same operations, so the same values): the chroma's and the timbre's unit means were held
     # together with the result and a temporary (six hours of beats: 3.5 MB each, 7 the result).
-    out = np.empty((a.size, 25))
+    # The result itself goes to a temp file past 1 MB (~40 minutes of beats): it is written and
+    # read a stretch of rows at a time, so twelve hours (17 MB) are never resident together.
+    out = scratch((a.size, 25))
     chroma = block_means(frame_rows(curves.chroma, n), a, n)
     # Magnitude, not power: with peaks kept only 30 dB below the loudest (features/chroma.py) a
     # weak pitch class is near zero in one unit and small in the next, and its z-score would
@@ -96,8 +102,13 @@ def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
 
 def _weighted(group: np.ndarray, out: np.ndarray) -> None:
     """``group`` z-scored (in place) and divided by the square root of its width into ``out``:
-    each group counts alike whatever its number of dimensions."""
-    np.divide(_zscore(group, overwrite=True), np.sqrt(group.shape[1]), out=out)
+    each group counts alike whatever its number of dimensions. Written ``_UNIT_ROWS`` rows at a
+    time (the same quotients), releasing a spilled ``out``'s pages after each stretch."""
+    z = _zscore(group, overwrite=True)
+    scale = np.sqrt(group.shape[1])
+    for r in range(0, z.shape[0], _UNIT_ROWS):
+        np.divide(z[r : r + _UNIT_ROWS], scale, out=out[r : r + _UNIT_ROWS])
+        release(out)
 
 
 def _zscore(x: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
@@ -137,6 +148,7 @@ def novelty(
         cs[0] = c_lo
         if hi > lo:
             part = np.array(features[lo:hi], dtype=np.float64)
+            release(features)  # spilled unit features: copied, so their pages can go
             if lo:
                 part[0] += c_lo  # c[lo + 1] = c[lo] + features[lo]: the same addition
             np.cumsum(part, axis=0, out=cs[1:])
@@ -211,10 +223,15 @@ def snap_to_downbeats(
 def cluster_labels(means: np.ndarray) -> list[str]:
     """Letters for sections from their mean features: alike sections share a letter.
 
-    Memory O(sections²) floats and nothing more: distances are built one row at a time (the
-    (k, k, features) broadcast held 25 floats per pair: 0.4 GB for the ~1400 sections of six
-    hours), and merged clusters are masked with inf rather than deleted (each np.delete copied
-    the whole matrix). The arithmetic per entry is unchanged, so the labels are too.
+    Memory: the pairs' distances once, k(k - 1)/2 floats in condensed form (pair (i, j), i < j,
+    at ``first[i] + j``), and O(k) more. The square matrix held every distance twice (32 MB
+    for the ~2000 sections of twelve hours, 16 condensed); the (k, k, features) broadcast
+    before it 25 floats per pair. Merged clusters are masked with inf rather than deleted.
+
+    The labels are those of the square matrix to the last bit: each distance and each
+    average-linkage update is the same arithmetic on the same values, and the matrix is
+    symmetric with an inf diagonal, so its first minimum in row-major order (np.argmin) is
+    always in the upper triangle, the same pair as the condensed array's first minimum.
     """
     k = means.shape[0]
     if k == 0:
@@ -223,32 +240,40 @@ def cluster_labels(means: np.ndarray) -> list[str]:
     def row(i: int) -> np.ndarray:
         return np.sqrt(((means - means[i]) ** 2).sum(axis=1))
 
-    # The pairs once for their median, then the matrix: never both at once (six hours, ~1400
-    # sections: 8 and 16 MB). Each row is computed twice, by the same arithmetic.
-    upper = np.empty(k * (k - 1) // 2)
-    at = 0
-    for i in range(k):
-        upper[at : at + k - 1 - i] = row(i)[i + 1 :]
-        at += k - 1 - i
-    threshold = LABEL_RATIO * float(np.median(upper, overwrite_input=True)) if upper.size else 0.0
-    del upper
-    link = np.empty((k, k))
-    for i in range(k):
-        link[i] = row(i)
+    cols = np.arange(k, dtype=np.int64)
+    first = cols * k - cols * (cols + 1) // 2 - cols - 1  # pair (i, j), i < j: first[i] + j
+    row_start = first + cols + 1  # where row i's pairs begin (k(k - 1)/2 for the last, empty)
+    cond = np.empty(k * (k - 1) // 2)
+
+    def fill() -> None:
+        for i in range(k - 1):
+            cond[row_start[i] : row_start[i + 1]] = row(i)[i + 1 :]
+
+    # The median partitions the pairs in place; they are then computed again by the same
+    # arithmetic rather than copied first (a second array their size).
+    fill()
+    threshold = LABEL_RATIO * float(np.median(cond, overwrite_input=True)) if cond.size else 0.0
+    fill()
+
+    def pairs(i: int, others: np.ndarray) -> np.ndarray:
+        """Condensed positions of the pairs (i, x) for x in ``others`` (none equal to i)."""
+        return np.where(others < i, first[others] + i, first[i] + others)
+
     clusters: list[list[int] | None] = [[i] for i in range(k)]
-    np.fill_diagonal(link, np.inf)
     for _ in range(k - 1):
-        i, j = (int(x) for x in np.unravel_index(int(np.argmin(link)), link.shape))
-        if link[i, j] > threshold:
+        p = int(np.argmin(cond))
+        i = int(np.searchsorted(row_start, p, side="right")) - 1
+        j = p - int(first[i])
+        if cond[p] > threshold:
             break
         # Average linkage: the merged cluster's distance is the size-weighted mean.
         a, b = clusters[i], clusters[j]
         assert a is not None and b is not None
         ni, nj = len(a), len(b)
-        merged = (link[i] * ni + link[j] * nj) / (ni + nj)
-        link[i], link[:, i] = merged, merged
-        link[i, i] = np.inf
-        link[j], link[:, j] = np.inf, np.inf  # j is gone: never the minimum again
+        others = cols[(cols != i) & (cols != j)]
+        at_i = pairs(i, others)
+        cond[at_i] = (cond[at_i] * ni + cond[pairs(j, others)] * nj) / (ni + nj)
+        cond[pairs(j, cols[cols != j])] = np.inf  # j is gone: never the minimum again
         a += b
         clusters[j] = None
     owner = np.empty(k, dtype=np.int64)
@@ -337,9 +362,14 @@ def find_sections(curves: Curves, rhythm: Rhythm) -> list[Section]:
     frames = frame_of(starts, rate, n)
     unit_of = np.clip(np.searchsorted(edges, frames, side="right") - 1, 0, feats.shape[0] - 1)
     unit_end = np.append(unit_of[1:], feats.shape[0])
-    means = np.stack(
-        [feats[u : max(v, u + 1)].mean(axis=0) for u, v in zip(unit_of, unit_end, strict=True)]
-    )
+    means = np.empty((unit_of.size, feats.shape[1]))
+    read = 0  # unit rows read since the spilled features' pages were last released
+    for at, (u, v) in enumerate(zip(unit_of.tolist(), unit_end.tolist(), strict=True)):
+        means[at] = feats[u : max(v, u + 1)].mean(axis=0)
+        read += max(v, u + 1) - u
+        if read >= _UNIT_ROWS:
+            release(feats)
+            read = 0
     del feats, nov  # summarised in ``means``; the labels' matrix needs the room
     labels = cluster_labels(means)
     # A boundary between two sections that sound alike is not a change of part: merge them.

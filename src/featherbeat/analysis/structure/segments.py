@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 
-from featherbeat.analysis.features._store import all_finite, release, row_chunks
+from featherbeat.analysis.features._store import all_finite, release, row_chunks, scratch
 from featherbeat.analysis.features.timbre import segment_timbre
 from featherbeat.analysis.profile import Curves, Section, Segments
 from featherbeat.analysis.spans import (
@@ -262,11 +263,15 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     # temporaries were five (segments, 12) arrays, ~7 MB each at six hours, and so was the
     # segments' mean chroma (each group's means are the same as in one call: block_means sums
     # every block on its own).
-    pitches = np.empty((a.size, 12), dtype=np.float32)
+    # The segments are the output, kept until the JSON is written (twelve hours: ~170 000
+    # segments, 23 MB, under every later stage): past 1 MB a column lives in a temp file
+    # (``_store.scratch``, the same values) and is resident only while a stage reads it.
+    pitches = scratch((a.size, 12), np.float32)
     for i in range(0, a.size, 8192):
         stop = int(a[i + 8192]) if i + 8192 < a.size else n
         mean_chroma = block_means(chroma[:stop], a[i : i + 8192], stop)
         pitches[i : i + 8192] = segment_pitches(mean_chroma, seg_max[i : i + 8192])
+        release(pitches)
     del mean_chroma
     ends = np.append(starts[1:], max(round(duration, 5), float(starts[-1]) + 1e-5))
     # Level at each start: just before the attack. A segment's level at its end is the next
@@ -275,16 +280,25 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     last_level = float(level[-1])
     release(level)
     return Segments(
-        start=starts,  # float64: float32 times drift by ~0.2 ms after an hour
-        duration=ends - starts,
-        confidence=confs.astype(np.float32),
-        loudness_start=edge.astype(np.float32),
-        loudness_max=seg_max.astype(np.float32),
-        loudness_max_time=np.minimum(offset / level_rate, ends - starts),
-        loudness_end=np.append(edge[1:], last_level).astype(np.float32),
+        start=_kept(starts),  # float64: float32 times drift by ~0.2 ms after an hour
+        duration=_kept(ends - starts),
+        confidence=_kept(confs, np.float32),
+        loudness_start=_kept(edge, np.float32),
+        loudness_max=_kept(seg_max, np.float32),
+        loudness_max_time=_kept(np.minimum(offset / level_rate, ends - starts)),
+        loudness_end=_kept(np.append(edge[1:], last_level), np.float32),
         pitches=pitches,
         timbre=segment_timbre(timbre, a, n, np.float32),
     )
+
+
+def _kept(values: np.ndarray, dtype: npt.DTypeLike | None = None) -> np.ndarray:
+    """``values`` (cast to ``dtype`` as ``astype`` does) in a ``scratch`` array: a column of a
+    long track's segments goes to a temp file, a short one's stays in memory."""
+    out = scratch(values.shape, values.dtype if dtype is None else dtype)
+    out[...] = values
+    release(out)
+    return out
 
 
 def segment_pitches(chroma: np.ndarray, seg_max: np.ndarray) -> np.ndarray:
