@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import all_finite, release, row_chunks
+from featherbeat.analysis.features._store import all_finite, release, row_chunks, scratch
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
@@ -242,10 +242,17 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     n_onset = np.asarray(curves.onset).size
     if not np.isfinite(rate) or rate <= 0 or n_onset < int(2 * rate):
         return _no_pulse()
-    odf = condition(_nonnegative(curves.onset), rate, overwrite=True)
+    # Past 1 MB (~25 minutes) the buffer lives in a temp file (_store.scratch, the same
+    # values): the stage sweeps it a span at a time (novelty.smooth_span gives each span's pages
+    # back) and releases it between steps, so twelve hours (30 MB) are resident whole only
+    # while one step reads them all (the conditioning, the tatums), not under the tempo path
+    # and the beat Viterbi's ring buffers.
+    odf = condition(_nonnegative(curves.onset, out=scratch((n_onset,))), rate, overwrite=True)
+    release(odf)
     if not np.any(odf):
         return _no_pulse()
     est = _tempo.estimate(odf, rate)
+    release(odf)
     bpm, clarity = est.bpm, est.clarity
     if bpm <= 0 or not _has_pulse(clarity, curves.chroma):
         return _no_pulse()
@@ -257,6 +264,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
             return learned
 
     frames = _track_beats(odf, rate, curves if fused else None)
+    release(odf)
     frames = frames[_active(curves, rate, frames)]
     if frames.size < 2:
         return _no_pulse()
@@ -268,6 +276,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     strength = _tatums.strength_at(odf, frames.astype(np.float64))
     beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
     tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
+    release(odf)
 
     # Downbeat evidence per beat; weights measured in docs/rhythm.md (chord change counts most).
     feats: list[np.ndarray] = []
@@ -282,6 +291,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
         del odf
         low = condition(band, rate, overwrite=True)
         feats.append(_meter.beat_sync_mean(low, rate, times, -0.05, 0.05))
+        release(band)
         # The bands above 200 Hz: the full band minus the low one.
         for a, part in row_chunks(curves.onset):
             high = band[a : a + part.shape[0]]
@@ -292,11 +302,13 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
         np.maximum(band, 0.0, out=band)
         high = condition(band, rate, overwrite=True)
         feats.append(_meter.beat_sync_mean(high, rate, times, -0.05, 0.05))
+        release(band)
         del low, high
         weights += [0.5, -0.5]
         del band
     else:
         fallback = _meter.beat_sync_mean(odf, rate, times, -0.05, 0.05)
+        release(odf)
     if not reduced and curves.chroma.ndim == 2 and curves.chroma.shape[0] and curves.frame_rate > 0:
         chroma = curves.chroma
         if not all_finite(chroma):  # chunked check; only a damaged curve pays for a copy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import release
 from featherbeat.analysis.spans import moving_mean_blocks
 
 
@@ -53,6 +54,12 @@ def smooth_span(x: np.ndarray, frames: int, lo: int, hi: int) -> np.ndarray:
     to the last bit (tests check it), without a smoothed copy of the whole curve (six hours of
     onset curve: 15 MB per float64 copy)."""
     if frames <= 1 or x.size < frames:
-        return np.array(x[lo:hi], dtype=np.float64)
-    a, b = max(lo - frames, 0), min(hi + frames, x.size)
-    return smooth(np.asarray(x[a:b], dtype=np.float64), frames)[lo - a : hi - a]
+        span = np.array(x[lo:hi], dtype=np.float64)
+    else:
+        a, b = max(lo - frames, 0), min(hi + frames, x.size)
+        span = smooth(np.asarray(x[a:b], dtype=np.float64), frames)[lo - a : hi - a]
+    # A long track's working curve lives in a temp file (rhythm.track): its callers sweep it a
+    # span at a time (the tempo windows, the Viterbi's blocks), so each span's pages go back
+    # once it is smoothed into a new array, and the whole curve is never resident for them.
+    release(x)
+    return span
