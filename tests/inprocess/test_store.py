@@ -222,21 +222,49 @@ def test_a_scratch_array_keeps_what_was_written_after_its_pages_go():
     assert small.dtype == np.float32 and not is_spilled(small)
 
 
-def test_sections_and_segments_with_spilled_work_arrays_equal_in_memory(monkeypatch):
-    """Sections' unit features and the segments' columns in temp files (long tracks) give the
-    same sections, labels and segments to the last bit as in memory (short tracks)."""
-    from featherbeat.analysis.structure import sections, segments
+def test_stages_with_spilled_work_arrays_equal_in_memory(monkeypatch):
+    """Sections' unit features, the segments' columns and the fades' buffer in temp files (long
+    tracks) give the same sections, labels, segments and fades to the last bit as in memory
+    (short tracks)."""
+    from featherbeat.analysis.structure import fades, sections, segments
     from featherbeat.testing.profiles import synthetic_curves
 
     curves, rhythm = synthetic_curves(
         900.0, tempo=124.0, parts=[(t, (t // 45) % 4, 0.0) for t in range(0, 900, 45)]
     )
+    ramp = np.minimum(np.arange(curves.loudness.size) / 400.0, 1.0) * 40.0 - 40.0
+    curves.loudness = (curves.loudness + ramp).astype(np.float32)  # a 10-second fade-in
     in_memory = sections.find_sections(curves, rhythm), segments.find_segments(curves)
+    faded = fades.find_fades(curves, 900.0)
     monkeypatch.setattr(_store, "SPILL_BYTES", 4096)
     spilled = sections.find_sections(curves, rhythm), segments.find_segments(curves)
+    assert fades.find_fades(curves, 900.0) == faded and faded[0] > 1.0, faded
     assert is_spilled(spilled[1].timbre) and is_spilled(spilled[1].start)
     assert len(in_memory[0]) > 10 and len({s.label for s in in_memory[0]}) > 1
     assert [vars(s) for s in spilled[0]] == [vars(s) for s in in_memory[0]]
     for name in vars(in_memory[1]):
         a, b = getattr(in_memory[1], name), getattr(spilled[1], name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+def test_rhythm_with_its_working_curve_in_a_temp_file_equals_in_memory(monkeypatch):
+    """rhythm.track's float64 working curve kept in a temp file (past 1 MB, ~25 minutes) and
+    released span by span gives the same beats, tatums and bars to the last bit."""
+    from featherbeat.analysis import rhythm
+    from featherbeat.testing.profiles import synthetic_curves
+
+    curves, _ = synthetic_curves(240.0, tempo=123.0)
+    low = np.array(curves.onset, dtype=np.float32) * np.float32(0.5)
+    curves.onset_low = low
+    for mode in ("dsp", "fused"):
+        want = rhythm.track(curves, mode=mode)
+        monkeypatch.setattr(_store, "SPILL_BYTES", 4096)
+        got = rhythm.track(curves, mode=mode)
+        monkeypatch.setattr(_store, "SPILL_BYTES", 1 << 20)
+        assert want.beats.size > 400
+        for name, value in vars(want).items():
+            other = vars(got)[name]
+            if isinstance(value, np.ndarray):
+                assert value.dtype == other.dtype and np.array_equal(value, other), name
+            else:
+                assert value == other, name

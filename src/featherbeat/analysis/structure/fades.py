@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import CHUNK_ROWS, row_chunks
+from featherbeat.analysis.features._store import CHUNK_ROWS, release, row_chunks, scratch
 from featherbeat.analysis.profile import Curves
 from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
 
@@ -34,22 +34,39 @@ def _first_last(mask: np.ndarray) -> tuple[int | None, int | None]:
     return int(np.argmax(mask)), int(mask.size - 1 - np.argmax(mask[::-1]))
 
 
+def _first_last_at_least(values: np.ndarray, level: float) -> tuple[int | None, int | None]:
+    """``_first_last(values >= level)``, a chunk at a time: no boolean array the curve's
+    length, and a buffer kept in a temp file is resident one chunk at a time."""
+    first = last = None
+    for a, part in row_chunks(values):
+        f, l_ = _first_last(part >= level)
+        if f is not None and l_ is not None:
+            first = a + f if first is None else first
+            last = a + l_
+    return first, last
+
+
 def _smoothed_db(loudness: np.ndarray, rate: float, out: np.ndarray) -> np.ndarray:
     """``power_to_db(moving_mean(db_to_power(loudness)))`` over SMOOTH_SECONDS, computed in the
     float64 buffer ``out`` (the curve's length) in place: the same operations, so the same
     values, with one buffer (six hours: 7.5 MB per copy of the curve). The stored curve is
-    read chunk by chunk, never resident whole."""
+    read chunk by chunk, never resident whole, and so is ``out`` (element by element, the
+    same operations in chunks give the same values; a long track's ``out`` is kept in a temp
+    file and each chunk's pages go back after it)."""
     for a, part in row_chunks(loudness):
-        out[a : a + part.size] = part
-    np.nan_to_num(out, copy=False, nan=LOUDNESS_FLOOR_DB)
-    out /= 10.0
-    np.power(10.0, out, out=out)
+        chunk = out[a : a + part.size]
+        chunk[...] = part
+        np.nan_to_num(chunk, copy=False, nan=LOUDNESS_FLOOR_DB)
+        chunk /= 10.0
+        np.power(10.0, chunk, out=chunk)
+        release(out)
     # Smoothed in that same buffer, block by block (the same values as moving_mean's array).
     for o0, means in moving_mean_blocks(out, max(1, int(SMOOTH_SECONDS * rate / 2))):
-        out[o0 : o0 + means.size] = means
-    np.maximum(out, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=out)
-    np.log10(out, out=out)
-    out *= 10.0
+        chunk = out[o0 : o0 + means.size]
+        np.maximum(means, 10.0 ** (LOUDNESS_FLOOR_DB / 10.0), out=chunk)
+        np.log10(chunk, out=chunk)
+        chunk *= 10.0
+        release(out)
     return out
 
 
@@ -60,7 +77,9 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     if np.asarray(curves.loudness).size == 0 or rate <= 0 or duration == 0:
         return 0.0, duration
     loudness = np.asarray(curves.loudness).reshape(-1)
-    smooth = _smoothed_db(loudness, rate, np.empty(loudness.size))
+    # Past 1 MB (~6 minutes) the buffer is kept in a temp file (twelve hours: 15 MB), read and
+    # written a chunk at a time; only the percentile below holds the sounding frames at once.
+    smooth = _smoothed_db(loudness, rate, scratch((loudness.size,)))
     # The reference level from the sounding frames, gathered to the front of the same buffer a
     # chunk at a time (their copy was a second float64 array up to the curve's length: 7.5 MB
     # at six hours); the percentile of the same values is the same. Then the buffer is filled
@@ -71,17 +90,19 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
         kept = part[part > LOUDNESS_FLOOR_DB + 1.0]
         smooth[count : count + kept.size] = kept
         count += kept.size
+        release(smooth)
     if count == 0:
         return 0.0, duration  # silence: neither fade
     ref = float(np.percentile(smooth[:count], REFERENCE_PERCENTILE, overwrite_input=True))
+    release(smooth)
     smooth = _smoothed_db(loudness, rate, smooth)
-    fade_in_at = _first_last(smooth >= ref - FADE_IN_DB)[0]
-    fade_out_at = _first_last(smooth >= ref - FADE_OUT_DB)[1]
+    fade_in_at = _first_last_at_least(smooth, ref - FADE_IN_DB)[0]
+    fade_out_at = _first_last_at_least(smooth, ref - FADE_OUT_DB)[1]
     fade_in = float(fade_in_at) / rate if fade_in_at is not None else 0.0
     fade_out = float(fade_out_at + 1) / rate if fade_out_at is not None else duration
     # A "fade" longer than any real one is a quiet intro or outro, which is music, not a fade:
     # then only the silence before the first sound (after the last) counts.
-    first_sound, last_sound = _first_last(smooth >= ref - SOUND_DB)
+    first_sound, last_sound = _first_last_at_least(smooth, ref - SOUND_DB)
     if fade_in > MAX_FADE_IN_SECONDS and first_sound is not None:
         fade_in = float(first_sound) / rate
     if duration - fade_out > MAX_FADE_OUT_SECONDS and last_sound is not None:
