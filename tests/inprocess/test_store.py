@@ -14,6 +14,7 @@ from featherbeat.analysis.features._store import (
     release_all,
     row_chunks,
     scratch,
+    take,
 )
 from featherbeat.analysis.rhythm.novelty import condition
 from featherbeat.analysis.spans import (
@@ -268,3 +269,42 @@ def test_rhythm_with_its_working_curve_in_a_temp_file_equals_in_memory(monkeypat
                 assert value.dtype == other.dtype and np.array_equal(value, other), name
             else:
                 assert value == other, name
+
+
+def test_take_gathers_the_same_elements_a_stretch_of_pages_at_a_time():
+    """take(): values[at]; for sorted beat-like indices into a spilled curve only a stretch of
+    it is resident at a time (one fancy index made all of it resident)."""
+    data = np.random.default_rng(6).standard_normal(2_000_000)  # 16 MB of float64
+    kept = scratch(data.shape)
+    for a in range(0, data.size, 1 << 16):
+        kept[a : a + (1 << 16)] = data[a : a + (1 << 16)]
+        release(kept)
+    at = np.cumsum(np.random.default_rng(7).integers(30, 50, size=45_000))  # "beats"
+    at = at[at < data.size]
+    release_all()
+    before = _rss_mapped_kb()
+    got = take(kept, at)
+    grown = _rss_mapped_kb() - before
+    assert np.array_equal(got, data[at]) and got.dtype == np.float64
+    assert grown < 4096, grown  # a 16 MB curve, every page of it touched
+    small = np.arange(10.0)
+    assert np.array_equal(take(small, np.array([3, 1])), [3.0, 1.0])
+
+
+def test_condition_keeps_numpys_dot_up_to_four_hours(monkeypatch):
+    """The conditioned curve's scale: np.dot over the whole curve (bit for bit as before) up to
+    CHUNKED_RMS_SECONDS, chunked dots past it (a long track's buffer is then never resident
+    whole); both agree to ~1e-15."""
+    from featherbeat.analysis.rhythm import novelty
+
+    x = np.random.default_rng(8).exponential(size=300_000)
+    rate = 86.0
+    whole = novelty._mean_square(x, rate)
+    assert whole == float(np.dot(x, x) / x.size)
+    monkeypatch.setattr(novelty, "CHUNKED_RMS_SECONDS", 60.0)
+    chunked = novelty._mean_square(x, rate)
+    assert chunked == pytest.approx(whole, rel=1e-12)
+    assert chunked == sum(
+        float(np.dot(x[a : a + _store.CHUNK_ROWS], x[a : a + _store.CHUNK_ROWS]))
+        for a in range(0, x.size, _store.CHUNK_ROWS)
+    ) / x.size

@@ -203,3 +203,23 @@ def scratch(shape: tuple[int, ...], dtype: npt.DTypeLike = np.float64) -> np.nda
         del _LIVE[key]
     _LIVE[(at, at + size)] = weakref.ref(mm)
     return flat.reshape(shape)
+
+
+TAKE_STEP = 4096  # indices gathered between two releases in take()
+
+
+def take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``values[at]`` (1-D ``values``), for a spilled array gathered ``CHUNK_ROWS`` indices at
+    a time with its pages given back after each: beat-rate gathers touch every page of a
+    frame-rate curve, so one gather over twelve hours made the whole curve resident. The same
+    elements either way. Sorted indices (beats, tatums) are what it is for: ``TAKE_STEP`` beats
+    span ~3 minutes of a 86 frames/s curve (~0.1 MB)."""
+    if not is_spilled(values):
+        return values[at]
+    at = np.asarray(at)
+    out = np.empty(at.shape, dtype=values.dtype)
+    flat_at, flat_out = at.reshape(-1), out.reshape(-1)
+    for i in range(0, flat_at.size, TAKE_STEP):
+        flat_out[i : i + TAKE_STEP] = values[flat_at[i : i + TAKE_STEP]]
+        release(values)
+    return out

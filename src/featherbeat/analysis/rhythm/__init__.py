@@ -95,11 +95,14 @@ def _nonnegative(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     buffer of x's shape to write into instead of a new one. The caller's ``x`` is never written.
     """
     y = np.empty(np.shape(x), dtype=np.float64) if out is None else out
+    # Chunk by chunk, element by element (the same values): ``out`` may be a long track's
+    # buffer in a temp file (rhythm.track), whose pages go back after each chunk.
     for a, part in row_chunks(np.asarray(x)):
-        y[a : a + part.shape[0]] = part
-    if not all_finite(y):
-        np.nan_to_num(y, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    np.maximum(y, 0.0, out=y)
+        chunk = y[a : a + part.shape[0]]
+        chunk[...] = part
+        np.nan_to_num(chunk, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # finite: unchanged
+        np.maximum(chunk, 0.0, out=chunk)
+        release(y)
     return y
 
 
@@ -248,8 +251,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     # while one step reads them all (the conditioning, the tatums), not under the tempo path
     # and the beat Viterbi's ring buffers.
     odf = condition(_nonnegative(curves.onset, out=scratch((n_onset,))), rate, overwrite=True)
-    release(odf)
-    if not np.any(odf):
+    if not any(bool(np.any(part)) for _, part in row_chunks(odf)):  # chunked: see above
         return _no_pulse()
     est = _tempo.estimate(odf, rate)
     release(odf)
@@ -298,8 +300,9 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
             np.subtract(
                 _nonnegative(part), _nonnegative(curves.onset_low[a : a + high.size]), out=high
             )
+            np.maximum(high, 0.0, out=high)
             release(curves.onset_low)
-        np.maximum(band, 0.0, out=band)
+            release(band)
         high = condition(band, rate, overwrite=True)
         feats.append(_meter.beat_sync_mean(high, rate, times, -0.05, 0.05))
         release(band)

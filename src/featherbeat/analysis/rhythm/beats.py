@@ -23,6 +23,7 @@ from typing import IO
 
 import numpy as np
 
+from featherbeat.analysis.features._store import take
 from featherbeat.analysis.rhythm.novelty import smooth_span
 
 TRANSITION_LAMBDA = 100.0  # Krebs et al. 2015 use 100: tempo changes cost exp(-100 * |ratio - 1|)
@@ -243,7 +244,8 @@ def refine(frames: np.ndarray, odf: np.ndarray) -> np.ndarray:
     n = odf.size
     out = frames.astype(np.float64)
     i = np.clip(frames, 1, n - 2)
-    a, b, c = odf[i - 1], odf[i], odf[i + 1]
+    # take(): a long track's working curve is in a temp file (rhythm.track), given back as read.
+    a, b, c = take(odf, i - 1), take(odf, i), take(odf, i + 1)
     den = a - 2 * b + c
     shift = np.where(
         (den < 0) & (b >= a) & (b >= c), 0.5 * (a - c) / np.where(den == 0, 1, den), 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import release
+from featherbeat.analysis.features._store import CHUNK_ROWS, release
 from featherbeat.analysis.spans import moving_mean_blocks
 
 
@@ -27,12 +27,38 @@ def condition(onset: np.ndarray, rate: float, *, overwrite: bool = False) -> np.
         o1 = o0 + means.size
         np.subtract(x[o0:o1], means, out=out[o0:o1])
         np.maximum(out[o0:o1], 0.0, out=out[o0:o1])
-    rms = float(np.sqrt(np.dot(out, out) / out.size))
+        release(out)  # a long track's buffer is in a temp file (rhythm.track): block by block
+    rms = float(np.sqrt(_mean_square(out, rate)))
     if rms <= 1e-9:
         out.fill(0.0)
         return out
-    out /= rms
+    for o0 in range(0, out.size, CHUNK_ROWS):
+        out[o0 : o0 + CHUNK_ROWS] /= rms  # element by element: the same quotients
+        release(out)
     return out
+
+
+# Past this length the conditioned curve's mean square is summed chunk by chunk (see below).
+CHUNKED_RMS_SECONDS = 4 * 3600.0
+
+
+def _mean_square(x: np.ndarray, rate: float) -> float:
+    """``np.dot(x, x) / x.size``; past ``CHUNKED_RMS_SECONDS`` the sum of the dots of chunks.
+
+    One dot over the whole curve reads all of it at once: for a long track kept in a temp file
+    that made the whole float64 curve resident (12 hours: 30 MB) twice per rhythm stage, its
+    highest moments. The chunked sum rounds differently (last bits of the scale of the
+    conditioned curve), so it is used only past four hours: every shorter track keeps its
+    results to the last bit (docs/benchmarks/memory_speed.md says what it changed at 12 h).
+    """
+    if x.size <= CHUNKED_RMS_SECONDS * rate:
+        return float(np.dot(x, x) / x.size)
+    total = 0.0
+    for o0 in range(0, x.size, CHUNK_ROWS):
+        part = x[o0 : o0 + CHUNK_ROWS]
+        total += float(np.dot(part, part))
+        release(x)
+    return total / x.size
 
 
 def smooth(x: np.ndarray, frames: int) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from featherbeat.analysis.features._store import take
+
 
 def strength_at(odf: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Onset strength at the nearest frames, max over +-1 frame (tolerates timing jitter)."""
@@ -12,7 +14,8 @@ def strength_at(odf: np.ndarray, frames: np.ndarray) -> np.ndarray:
     i = np.clip(np.round(frames).astype(int), 0, odf.size - 1)
     lo = np.clip(i - 1, 0, odf.size - 1)
     hi = np.clip(i + 1, 0, odf.size - 1)
-    return np.maximum(np.maximum(odf[lo], odf[i]), odf[hi])
+    # take(): a long track's working curve is in a temp file (rhythm.track), given back as read.
+    return np.maximum(np.maximum(take(odf, lo), take(odf, i)), take(odf, hi))
 
 
 def subdivision(odf: np.ndarray, beat_frames: np.ndarray) -> int:
