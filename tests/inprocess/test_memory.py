@@ -100,8 +100,8 @@ def test_peak_memory_is_flat_in_the_length(tmp_path, fmt):
     """Issue 13: past ~10 minutes the per-frame curves live in temp files and every stage reads
     them in chunks or keeps one float64 working curve at a time, so an hour peaks within a few
     MB of ten minutes (WAV measured 56 and 64 MB on a busy machine). What may still grow is
-    the output itself (segments, beats: ~3 MB an hour) and rhythm's float64 working curve
-    (~2.5 MB an hour). Opus goes through PyAV, whose libraries (~23 MB) stand under every
+    little (a 12-hour MP3: +1.7 MB an hour past 3 hours): the segments and rhythm's float64
+    working curve are in temp files too since flat-memory3. Opus goes through PyAV, whose libraries (~23 MB) stand under every
     stage: the same bound on the growth must hold on top of them."""
     write = _write_long if fmt == "wav" else _write_long_opus
     short, long = tmp_path / f"short.{fmt}", tmp_path / f"long.{fmt}"
