@@ -40,11 +40,15 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mir_eval
 import numpy as np
 
 from featherbeat.testing.peers import run_peer_script  # noqa: E402
+
+if TYPE_CHECKING:
+    from featherbeat.analysis.profile import Rhythm
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = ROOT.parent / "shared" / "eval" / "dev"
@@ -163,6 +167,18 @@ def _rhythm_only(path: str) -> dict:
     return {"r": r, "cpu": time.process_time() - t}
 
 
+def _reading(path: str, r: Rhythm, cpu: float) -> dict:
+    """What a run reports for one clip: its rhythm as the scoring reads it, and the CPU."""
+    return {
+        "file": path,
+        "tempo": r.tempo,
+        "beats": r.beats.tolist(),
+        "downbeats": r.downbeats.tolist(),
+        "meter": r.time_signature,
+        "cpu": cpu,
+    }
+
+
 def run_featherbeat(path: str, rhythm_only: bool, mode: str | None = None) -> dict:
     if rhythm_only:
         res = _rhythm_only(path)
@@ -173,14 +189,7 @@ def run_featherbeat(path: str, rhythm_only: bool, mode: str | None = None) -> di
         t = time.process_time()
         r = featherbeat.analyze(path, rhythm=mode).rhythm
         cpu = time.process_time() - t
-    return {
-        "file": path,
-        "tempo": r.tempo,
-        "beats": r.beats.tolist(),
-        "downbeats": r.downbeats.tolist(),
-        "meter": r.time_signature,
-        "cpu": cpu,
-    }
+    return _reading(path, r, cpu)
 
 
 def run_cached(path: str, mode: str | None, cache: str) -> dict:
@@ -198,14 +207,7 @@ def run_cached(path: str, mode: str | None, cache: str) -> dict:
     t = time.process_time()
     r = with_intervals(rhythm.track(curves, mode=learned.resolve_mode(mode)), duration)
     cpu = time.process_time() - t
-    return {
-        "file": path,
-        "tempo": r.tempo,
-        "beats": r.beats.tolist(),
-        "downbeats": r.downbeats.tolist(),
-        "meter": r.time_signature,
-        "cpu": cpu,
-    }
+    return _reading(path, r, cpu)
 
 
 def fill_curve_cache(files: list[str], jobs: int) -> Path:

@@ -14,7 +14,7 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | FEATHERBEAT_CORS_ORIGINS | (unset) | comma-separated origins allowed by CORS, or ``*`` |
 | FEATHERBEAT_CONCURRENCY | 1 | analyses at once per consumer |
 | FEATHERBEAT_QUEUE_LIMIT | 50 | queued jobs before uploads get 503 |
-| FEATHERBEAT_CHILD_MAX_RSS_MB | 200 | watchdog memory ceiling of one analysis child (a 6-hour Opus file peaks at ~93 MB, docs/deployment.md) |
+| FEATHERBEAT_CHILD_MAX_RSS_MB | 200 | watchdog memory ceiling of one analysis child (a 6-hour Opus file peaks at ~87 MB, docs/deployment.md) |
 | FEATHERBEAT_CHILD_TIMEOUT | 3600 | seconds one analysis attempt may take (6 h of audio: ~1500 s at 0.1 CPU) |
 | FEATHERBEAT_KEEP_UPLOADS | 0 | keep the uploaded audio after analysis |
 | FEATHERBEAT_WARM_CHILD | 1 | keep one spare analysis child, imports done, while a worker is idle (0: cold starts only) |

@@ -67,6 +67,17 @@ def _dead(mm: mmap.mmap | None) -> bool:
     return mm is None or mm.closed
 
 
+def _tracked(mm: mmap.mmap, dtype: npt.DTypeLike, count: int) -> np.ndarray:
+    """``count`` values of ``dtype`` over ``mm``, registered in ``_LIVE`` (so ``release`` and
+    ``is_spilled`` know the array's address range), forgetting mappings already gone."""
+    flat: np.ndarray = np.frombuffer(mm, dtype=dtype, count=count)
+    at = _address(flat)
+    for key in [k for k, ref in _LIVE.items() if _dead(ref())]:
+        del _LIVE[key]
+    _LIVE[(at, at + flat.nbytes)] = weakref.ref(mm)
+    return flat
+
+
 def release_all() -> None:
     """Release every live spilled curve (the pipeline calls this between stages)."""
     for key, ref in list(_LIVE.items()):
@@ -169,11 +180,7 @@ class GrowingArray:
             # The mapping holds its own reference to the file; the data stays on disk (the
             # file is already unlinked) until the last array over it is gone.
             mm = mmap.mmap(self._file.fileno(), length, access=mmap.ACCESS_READ)
-            flat = np.frombuffer(mm, dtype=np.float32, count=length // 4)
-            at = _address(flat)
-            for key in [k for k, ref in _LIVE.items() if _dead(ref())]:
-                del _LIVE[key]
-            _LIVE[(at, at + length)] = weakref.ref(mm)
+            flat = _tracked(mm, np.float32, length // 4)
             self._result = flat.reshape(total, *self._shape_tail)
         return self._result
 
@@ -197,19 +204,14 @@ def scratch(shape: tuple[int, ...], dtype: npt.DTypeLike = np.float64) -> np.nda
         file.truncate(size)
         # The mapping keeps the (already unlinked) file alive after the descriptor is closed.
         mm = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_WRITE)
-    flat: np.ndarray = np.frombuffer(mm, dtype=dtype, count=count)
-    at = _address(flat)
-    for key in [k for k, ref in _LIVE.items() if _dead(ref())]:
-        del _LIVE[key]
-    _LIVE[(at, at + size)] = weakref.ref(mm)
-    return flat.reshape(shape)
+    return _tracked(mm, dtype, count).reshape(shape)
 
 
 TAKE_STEP = 4096  # indices gathered between two releases in take()
 
 
 def take(values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """``values[at]`` (1-D ``values``), for a spilled array gathered ``CHUNK_ROWS`` indices at
+    """``values[at]`` (1-D ``values``), for a spilled array gathered ``TAKE_STEP`` indices at
     a time with its pages given back after each: beat-rate gathers touch every page of a
     frame-rate curve, so one gather over twelve hours made the whole curve resident. The same
     elements either way. Sorted indices (beats, tatums) are what it is for: ``TAKE_STEP`` beats

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from featherbeat.analysis.features._store import CHUNK_ROWS, release, row_chunks, scratch
+from featherbeat.analysis.features._store import release, row_chunks, scratch
 from featherbeat.analysis.profile import Curves
 from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
 
@@ -80,22 +80,20 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
     # Past 1 MB (~6 minutes) the buffer is kept in a temp file (twelve hours: 15 MB), read and
     # written a chunk at a time; only the percentile below holds the sounding frames at once.
     smooth = _smoothed_db(loudness, rate, scratch((loudness.size,)))
-    # The reference level from the sounding frames, gathered to the front of the same buffer a
-    # chunk at a time (their copy was a second float64 array up to the curve's length: 7.5 MB
-    # at six hours); the percentile of the same values is the same. Then the buffer is filled
-    # again with the same smoothed curve for the thresholds below.
+    # The reference level from the sounding frames, gathered a chunk at a time into a second
+    # work array (in a temp file past 1 MB, like ``smooth``): the percentile of the same values
+    # is the same, and no float64 copy of them is ever resident beside the curve.
+    sounding = scratch((smooth.size,))
     count = 0
-    for a in range(0, smooth.size, CHUNK_ROWS):
-        part = smooth[a : a + CHUNK_ROWS]
+    for _, part in row_chunks(smooth):
         kept = part[part > LOUDNESS_FLOOR_DB + 1.0]
-        smooth[count : count + kept.size] = kept
+        sounding[count : count + kept.size] = kept
         count += kept.size
-        release(smooth)
+        release(sounding)
     if count == 0:
         return 0.0, duration  # silence: neither fade
-    ref = float(np.percentile(smooth[:count], REFERENCE_PERCENTILE, overwrite_input=True))
-    release(smooth)
-    smooth = _smoothed_db(loudness, rate, smooth)
+    ref = float(np.percentile(sounding[:count], REFERENCE_PERCENTILE, overwrite_input=True))
+    del sounding
     fade_in_at = _first_last_at_least(smooth, ref - FADE_IN_DB)[0]
     fade_out_at = _first_last_at_least(smooth, ref - FADE_OUT_DB)[1]
     fade_in = float(fade_in_at) / rate if fade_in_at is not None else 0.0

@@ -50,6 +50,10 @@ PRE_SECONDS = 0.05
 PITCH_CONTRAST = 0.4  # exponent on the max-normalised chroma (power): see segment_pitches
 DELTA = 0.3  # × the curve's scale: its 90th percentile ...
 SPARSE_FLOOR = 0.1  # ... or this fraction of its maximum, if larger
+# Segments handled per group where a per-segment window or mean would otherwise exist for all of
+# them at once (twelve hours: ~170 000 segments): the same values per row, a group's temporaries.
+_START_GROUP = 16384  # windows before the attacks: (group, back + 1) indices and levels
+_PITCH_GROUP = 8192  # the segments' mean chroma
 
 
 def pick_onsets(odf: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -163,11 +167,11 @@ def _before_attacks(starts: np.ndarray, loud: np.ndarray, rate: float) -> np.nda
     # twelve hours its indices and levels were ~20 MB at once.
     offsets = np.arange(-back, 1)
     pick = np.empty(a.size, dtype=np.int64)
-    for i in range(0, a.size, 16384):
-        idx = np.clip(a[i : i + 16384, None] + offsets[None, :], 0, n - 1)
+    for i in range(0, a.size, _START_GROUP):
+        idx = np.clip(a[i : i + _START_GROUP, None] + offsets[None, :], 0, n - 1)
         # The latest frame of the minimum (argmin of the reversed window): a flat floor before
         # the attack keeps the start close to the onset.
-        pick[i : i + 16384] = back - np.argmin(loud[idx][:, ::-1], axis=1)
+        pick[i : i + _START_GROUP] = back - np.argmin(loud[idx][:, ::-1], axis=1)
         release(loud)  # a stored curve: the pages just read go back
     moved = np.clip(a - back + pick, 0, n - 1)
     moved[0] = a[0]  # the first segment starts at 0 (or its own onset) as before
@@ -272,12 +276,11 @@ def find_segments(curves: Curves, duration: float | None = None) -> Segments:
     # segments, 23 MB, under every later stage): past 1 MB a column lives in a temp file
     # (``_store.scratch``, the same values) and is resident only while a stage reads it.
     pitches = scratch((a.size, 12), np.float32)
-    for i in range(0, a.size, 8192):
-        stop = int(a[i + 8192]) if i + 8192 < a.size else n
-        mean_chroma = block_means(chroma[:stop], a[i : i + 8192], stop)
-        pitches[i : i + 8192] = segment_pitches(mean_chroma, seg_max[i : i + 8192])
+    for i in range(0, a.size, _PITCH_GROUP):
+        j = i + _PITCH_GROUP
+        stop = int(a[j]) if j < a.size else n
+        pitches[i:j] = segment_pitches(block_means(chroma[:stop], a[i:j], stop), seg_max[i:j])
         release(pitches)
-    del mean_chroma
     ends = np.append(starts[1:], max(round(duration, 5), float(starts[-1]) + 1e-5))
     # Level at each start: just before the attack. A segment's level at its end is the next
     # one's level at its start, as the Echo Nest documents.
