@@ -57,14 +57,21 @@ def _band_centres(
 
 
 class _TriangularBands:
-    """Triangular filters between consecutive centres, as one (bins x bands) matrix product.
+    """Triangular filters between consecutive centres, as matrix products over the bins each
+    group of bands reads.
 
     Adjacent triangles form a partition of unity: a bin between centres c_j and c_j+1 gives
     weight r to band j+1 and 1 - r to band j, so each row of the matrix has two non-zeros.
-    Dense all the same: one BLAS product (one thread: the pipeline and the CLI limit BLAS)
+    One dense (bins x bands) BLAS product (one thread: the pipeline and the CLI limit BLAS)
     measured 0.14 ms per 128 frames against 0.28 ms for the two ``np.add.reduceat`` segment
-    sums it replaces (~0.017 CPU-s per 3 minutes); the bands agree to ~1e-15 relative.
+    sums it replaced; but a band reads only the bins between its neighbours' centres, so the
+    bands go in ``GROUPS`` groups of consecutive bands, each a product over its own stretch of
+    bins (9 % of the dense matrix's multiplications): 0.48 -> 0.07-0.11 ms per 256 frames,
+    ~0.02 CPU-s per 3 minutes. The bands agree with the dense product to ~1e-15 relative
+    (the same non-zero terms, summed in BLAS's order for a shorter row).
     """
+
+    GROUPS = 12
 
     def __init__(self, centres: np.ndarray) -> None:
         self.lo, self.hi = int(centres[0]), int(centres[-1])
@@ -79,10 +86,23 @@ class _TriangularBands:
         weights[rows, seg + 1] = rise
         weights[rows, seg] = 1.0 - rise
         self.weights = np.ascontiguousarray(weights[:, 1:-1])
+        # (first band, end band, first bin row, end bin row, the block of weights) per group.
+        self._groups: list[tuple[int, int, int, int, np.ndarray]] = []
+        cuts = np.linspace(0, self.n_bands, min(self.GROUPS, self.n_bands) + 1).astype(int)
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            used = np.flatnonzero(np.any(self.weights[:, a:b] != 0.0, axis=1))
+            r0, r1 = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+            self._groups.append((a, b, r0, r1, np.ascontiguousarray(self.weights[r0:r1, a:b])))
 
     def __call__(self, mag: np.ndarray) -> np.ndarray:
         """Band sums from the magnitudes of FFT bins ``lo .. hi - 1`` (frames, hi - lo)."""
-        return mag @ self.weights
+        out = np.empty((mag.shape[0], self.n_bands))
+        for a, b, r0, r1, w in self._groups:
+            if r1 > r0:
+                np.matmul(mag[:, r0:r1], w, out=out[:, a:b])
+            else:
+                out[:, a:b] = 0.0
+        return out
 
 
 class BassSpectrum:
