@@ -55,9 +55,11 @@ class Envelope:
         self._prev = 0.0  # sum of squares of the previous hop (zeros before the signal)
 
     def push(self, block: np.ndarray) -> None:
-        x = np.concatenate((self._carry, np.asarray(block, dtype=np.float64).reshape(-1)))
+        x = np.asarray(block, dtype=np.float64).reshape(-1)
+        if self._carry.size:  # decoded blocks are whole hops: usually nothing is carried
+            x = np.concatenate((self._carry, x))
         full = x.shape[0] // self.HOP
-        self._carry = x[full * self.HOP :]
+        self._carry = x[full * self.HOP :].copy()  # never a view of the caller's block
         if full:
             self._emit(np.square(x[: full * self.HOP]).reshape(full, self.HOP).sum(axis=1))
 

@@ -142,9 +142,14 @@ class BassSpectrum:
         if n == 0:
             return
         blocks = x[:n].reshape(-1, d).astype(np.float64)
-        prev = np.vstack([self._last[None, :], blocks[:-1]])
+        # Row k's previous block is row k - 1 (the last one of the previous push for row 0):
+        # each row's product once, added shifted, instead of a stacked copy of the blocks.
+        back = blocks @ self._prev
+        y = blocks @ self._cur
+        y[1:] += back[:-1]
+        y[0] += self._last @ self._prev
         self._last = blocks[-1].copy()
-        self._add(blocks @ self._cur + prev @ self._prev)
+        self._add(y)
 
     def _add(self, y: np.ndarray) -> None:
         self._n_dec += y.size
@@ -218,8 +223,12 @@ class OnsetStrength:
         x = np.asarray(block, dtype=np.float32).reshape(-1)
         if x.size == 0:
             return
-        # NaN/Inf would poison every later frame through the flux difference.
-        if not np.all(np.isfinite(x)):
+        # NaN/Inf would poison every later frame through the flux difference. Tested on the
+        # sum (NaN or Inf when any sample is, or when huge samples overflow it, when the
+        # conversion changes nothing): one reduction instead of a mask of the block.
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = np.isfinite(x.sum())
+        if not finite:
             x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
         self._n_in += x.size
         self._bass.push(x)
