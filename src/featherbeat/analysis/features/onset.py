@@ -205,6 +205,7 @@ class OnsetStrength:
         self._low_bands = int(np.searchsorted(centres[1:-1] * bin_hz, LOW_BAND_HZ))
         self._buf = np.zeros(self.n_fft // 2, dtype=np.float32)  # centring pad
         self._prev: np.ndarray | None = None  # max-filtered log spectrum of the last frame
+        self._windowed: np.ndarray | None = None  # work buffer of a batch of frames
         # float32 as they stream (the values the curves always had): no list of float64
         # blocks and no concatenate at the end; a long track's curves go to a temp file.
         self._out = GrowingArray(capacity=1 << 14)
@@ -250,10 +251,20 @@ class OnsetStrength:
             self._buf = self._buf[start:].copy()
 
     def _frames(self, frames: np.ndarray) -> None:
+        n = frames.shape[0]
+        if self._windowed is None or self._windowed.shape[0] < n:
+            self._windowed = np.empty((n, self.n_fft))  # reused: a batch is 2 MB
+        windowed = self._windowed[:n]
+        # Converted, then windowed in place (as stft.STFT): the same products as
+        # ``frames * window``, ~0.012 CPU-s less per 3 minutes than on the strided frames.
+        windowed[...] = frames
+        windowed *= self._window
         # float64 on purpose: numpy's float32 FFT path is several times slower here.
-        spectrum = np.fft.rfft(frames * self._window, axis=1)
-        # Magnitudes of the bins the bands read only (1..~11 kHz: 448 of 513).
-        spec = np.log1p(self._bands(np.abs(spectrum[:, self._bands.lo : self._bands.hi])))
+        spectrum = np.fft.rfft(windowed, axis=1)
+        # Magnitudes of whole rows (numpy's abs of contiguous rows beats that of the 448 of 513
+        # bins the bands read, 1..~11 kHz, by ~0.005 CPU-s per 3 minutes); the bands read theirs.
+        mag = np.abs(spectrum)
+        spec = np.log1p(self._bands(mag[:, self._bands.lo : self._bands.hi]))
         # Reference = previous frame, max-filtered over +-1 band (vibrato suppression).
         ref = np.empty_like(spec)
         ref[1:] = spec[:-1]
