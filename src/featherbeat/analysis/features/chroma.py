@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.features._store import GrowingArray, row_chunks
+from featherbeat.analysis.spans import np_median
 
 CHROMA_FMIN = 100.0
 CHROMA_FMAX = 5000.0
@@ -239,4 +240,4 @@ def chroma_peakiness(chroma: np.ndarray, window: int = 43) -> float:
         on = mean > 0
         ratios.append(summed[on].max(axis=1) / mean[on])
     r = np.concatenate(ratios) if ratios else np.zeros(0)
-    return float(np.median(r)) if r.size else 0.0
+    return float(np_median(r)) if r.size else 0.0

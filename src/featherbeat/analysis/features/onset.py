@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featherbeat.analysis.features._store import GrowingArray
+from featherbeat.analysis.spans import sorted_unique
 
 N_FFT = 1024
 HOP = 256
@@ -52,7 +53,7 @@ def _band_centres(
     bin_hz = sample_rate / n_fft
     n_steps = int(np.floor(per_octave * np.log2(fmax / fmin)))
     centres_hz = fmin * 2.0 ** (np.arange(n_steps + 1) / per_octave)
-    bins = np.unique(np.round(centres_hz / bin_hz).astype(np.int64))
+    bins = sorted_unique(np.round(centres_hz / bin_hz).astype(np.int64))
     return bins[(bins > 0) & (bins < n_fft // 2)]
 
 

@@ -28,7 +28,7 @@ from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
 from featherbeat.analysis.rhythm.novelty import condition
-from featherbeat.analysis.spans import moving_mean
+from featherbeat.analysis.spans import moving_mean, np_median, np_percentile
 
 # "Is there a pulse at all?" The significance of the autocorrelation at the chosen period (in
 # standard errors of an uncorrelated curve) is biased upwards by picking the best of ~100
@@ -69,7 +69,7 @@ def local_tempo(times: np.ndarray, width: int = 9) -> np.ndarray:
     half = width // 2
     pad = np.pad(ibi, half, mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, width)
-    return 60.0 / np.median(win, axis=1)
+    return 60.0 / np_median(win, axis=1)
 
 
 def _has_pulse(significance: float, chroma: np.ndarray) -> bool:
@@ -138,7 +138,7 @@ def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
             copy[a : a + part.size] = part
         if not np.all(np.isfinite(copy)):
             np.nan_to_num(copy, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        ref = float(np.percentile(copy, 95, overwrite_input=True))
+        ref = float(np_percentile(copy, 95, overwrite_input=True))
         del copy
     if covers and ref > 0.0:
         # Something sounds within +-0.25 s of the beat (so a beat right at a note's start is
@@ -155,7 +155,7 @@ def _active(curves: Curves, rate: float, frames: np.ndarray) -> np.ndarray:
         return playing
     # Rare (no energy curve): only then is the onset curve copied again.
     act = moving_mean(_nonnegative(curves.onset), int(round(2.0 * rate)) // 2)
-    return act[frames] > 0.01 * float(np.percentile(act, 95))
+    return act[frames] > 0.01 * float(np_percentile(act, 95))
 
 
 def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> np.ndarray:
@@ -204,7 +204,7 @@ def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float)
     if keep.sum() < 2:
         return None
     times = dec.beats[keep]
-    tempo = float(60.0 / np.median(np.diff(times)))
+    tempo = float(60.0 / np_median(np.diff(times)))
     # The tatums subdivide the beats by the onset curve (its peaks lead the sound by the
     # detection lag; the model's beats do not, as it learned from the notes' starts).
     tat_times, tat_conf = _tatums.tatums(odf, rate, times * rate - DETECTION_LAG_S * rate)
@@ -273,10 +273,10 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     pos_frames = _beats.refine(frames, odf)
     times = pos_frames / rate  # on the curves' time base: where the beat features are read
     ibi = np.diff(times)
-    tempo = float(60.0 / np.median(ibi))
+    tempo = float(60.0 / np_median(ibi))
 
     strength = _tatums.strength_at(odf, frames.astype(np.float64))
-    beat_conf = np.clip(strength / (np.percentile(strength, 95) + 1e-9), 0.0, 1.0)
+    beat_conf = np.clip(strength / (np_percentile(strength, 95) + 1e-9), 0.0, 1.0)
     tat_times, tat_conf = _tatums.tatums(odf, rate, pos_frames)
     release(odf)
 

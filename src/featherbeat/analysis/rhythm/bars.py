@@ -12,6 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from featherbeat.analysis.profile import Rhythm
+from featherbeat.analysis.spans import np_median
 
 MIN_TIME_SIGNATURE, MAX_TIME_SIGNATURE = 3, 7  # the range Spotify documents
 
@@ -28,7 +29,7 @@ def intervals(times: np.ndarray, end: float) -> tuple[np.ndarray, np.ndarray]:
     if starts.size == 0:
         return starts, starts.copy()
     gaps = np.diff(starts)
-    last = float(np.median(gaps)) if gaps.size else max(end - starts[-1], 0.0)
+    last = float(np_median(gaps)) if gaps.size else max(end - starts[-1], 0.0)
     if gaps.size:
         gaps = np.minimum(gaps, 2.0 * last)
     if end > starts[-1]:

@@ -23,7 +23,7 @@ import numpy as np
 from featherbeat.analysis.features._store import release
 from featherbeat.analysis.rhythm import learned
 from featherbeat.analysis.rhythm.beats import BeatLogOdds
-from featherbeat.analysis.spans import percentile
+from featherbeat.analysis.spans import np_percentile, percentile
 
 # The grid point best on all of ../shared/eval/dev for the packaged weights
 # (bench/fusion_weights.py). With the stage-3 weights its leave-one-genre-out estimate is level
@@ -57,7 +57,7 @@ def _log_odds(p: np.ndarray, floor: float = 0.01) -> np.ndarray:
 def activation_scale(beat_act: np.ndarray) -> float:
     """The beat activation's 99th percentile (floor 0.1), as the learned decoder scales it: on
     real recordings the network's peaks are lower than on its synthetic corpus."""
-    return max(float(np.percentile(beat_act, 99)), 0.1) if beat_act.size else 1.0
+    return max(float(np_percentile(beat_act, 99)), 0.1) if beat_act.size else 1.0
 
 
 class FusedLogOdds(BeatLogOdds):

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from featherbeat.analysis.features._store import GrowingArray
+from featherbeat.analysis.spans import np_median, np_percentile, sorted_unique
 
 N_GROUPS = 36  # input bands after pooling pairs of the onset detector's 72 bands
 FRAME_POOL = 2  # 86.13 -> 43.07 frames/s
@@ -340,7 +341,7 @@ def decode(
         return empty
     # Periods (frames) of every tempo class the head finds plausible, +-20 %.
     keep = post >= TEMPO_KEEP * post.max()
-    periods = np.unique(
+    periods = sorted_unique(
         np.concatenate([_beats.period_states(60.0 * fps / b, 1.2) for b in bins[keep]])
     )
     periods = periods[(periods >= 2) & (periods < beat_act.size)]
@@ -349,7 +350,7 @@ def decode(
     # Level-free observation: on real recordings the network's peaks are lower than on the
     # synthetic corpus, so the activation is scaled by its 99th percentile (floor 0.1, so a
     # track without any beat-like event is not blown up). Dev: beat F 0.719 -> 0.732.
-    ref = max(float(np.percentile(beat_act, 99)), 0.1)
+    ref = max(float(np_percentile(beat_act, 99)), 0.1)
     w = _log_odds(np.clip(beat_act / ref, 0.0, 1.0))
     frames = _beats.viterbi_beats(w, periods)
     frames = frames[beat_act[frames] > 0.05] if frames.size > 8 else frames
@@ -357,7 +358,7 @@ def decode(
         return empty
     pos_frames = _beats.refine(frames, beat_act.astype(np.float64))
     times = pos_frames / fps + t0
-    tempo = float(60.0 / np.median(np.diff(times)))
+    tempo = float(60.0 / np_median(np.diff(times)))
     near = np.abs(np.log(bins / tempo)) <= np.log(1.04)
     tempo_conf = float(np.clip(post[near].sum(), 0.0, 1.0))
     # Downbeats: log-odds of the downbeat activation at each beat (max over +-1 frame).

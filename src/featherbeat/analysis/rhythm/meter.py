@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from featherbeat.analysis.features._store import release, row_chunks
-from featherbeat.analysis.spans import span_means
+from featherbeat.analysis.spans import np_median, span_means
 
 METERS = (3, 4, 5, 6, 7)
 METER_PRIOR = {3: 0.0, 4: 0.25, 5: -0.6, 6: -0.4, 7: -0.6}  # added to the contrast (z units)
@@ -41,7 +41,7 @@ def beat_vectors(
     nb = beat_times.size
     n, width = frames.shape
     edges = np.clip(np.round(beat_times * rate).astype(np.int64), 0, n - 1)
-    last = edges[-1] + (max(1, int(np.median(np.diff(edges)))) if nb > 1 else 1)
+    last = edges[-1] + (max(1, int(np_median(np.diff(edges)))) if nb > 1 else 1)
     edges = np.append(edges, min(n, last))
     out = np.zeros((nb, width))
     # Chunks of beats: never a float64 copy of an hour of frames, only of a few thousand.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from featherbeat.analysis.features._store import take
+from featherbeat.analysis.spans import np_median, np_percentile
 
 
 def strength_at(odf: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -41,7 +42,7 @@ def tatums(odf: np.ndarray, rate: float, beat_frames: np.ndarray) -> tuple[np.nd
     grid = a[:, None] + (b - a)[:, None] * frac[None, :]
     # A beat interval much longer than its neighbours spans a silence (beats there were
     # removed): its beat stands alone, nothing is subdivided inside the gap.
-    typical = np.median(
+    typical = np_median(
         np.lib.stride_tricks.sliding_window_view(np.pad(b - a, 4, mode="edge"), 9), axis=1
     )
     gap = (b - a) > 1.5 * typical
@@ -49,6 +50,6 @@ def tatums(odf: np.ndarray, rate: float, beat_frames: np.ndarray) -> tuple[np.nd
     frames = grid.reshape(-1)
     frames = np.append(frames[~np.isnan(frames)], beat_frames[-1])
     s = strength_at(odf, frames)
-    top = np.percentile(s, 95) if s.size else 1.0
+    top = np_percentile(s, 95) if s.size else 1.0
     conf = np.clip(s / (top + 1e-9), 0.0, 1.0)
     return frames / rate, conf

@@ -15,7 +15,7 @@ import numpy as np
 
 from featherbeat.analysis.features._store import release, row_chunks, scratch
 from featherbeat.analysis.profile import Curves
-from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks
+from featherbeat.analysis.spans import LOUDNESS_FLOOR_DB, moving_mean_blocks, np_percentile
 
 SMOOTH_SECONDS = 0.5
 FADE_IN_DB = 15.0
@@ -92,7 +92,7 @@ def find_fades(curves: Curves, duration: float) -> tuple[float, float]:
         release(sounding)
     if count == 0:
         return 0.0, duration  # silence: neither fade
-    ref = float(np.percentile(sounding[:count], REFERENCE_PERCENTILE, overwrite_input=True))
+    ref = float(np_percentile(sounding[:count], REFERENCE_PERCENTILE, overwrite_input=True))
     del sounding
     fade_in_at = _first_last_at_least(smooth, ref - FADE_IN_DB)[0]
     fade_out_at = _first_last_at_least(smooth, ref - FADE_OUT_DB)[1]

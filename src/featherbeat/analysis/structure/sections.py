@@ -34,7 +34,10 @@ from featherbeat.analysis.spans import (
     db_to_power,
     frame_of,
     frame_rows,
+    np_median,
+    np_percentile,
     power_to_db,
+    sorted_unique,
     span_means,
 )
 from featherbeat.analysis.structure.key import estimate_key
@@ -62,14 +65,14 @@ def unit_edges(rhythm: Rhythm, rate: float, n: int) -> np.ndarray:
     duration = n / rate
     beats = beats[(beats > 0) & (beats < duration)]
     if beats.size >= 8:
-        period = float(np.median(np.diff(beats)))
+        period = float(np_median(np.diff(beats)))
         points = np.concatenate([[0.0], beats, [duration]])
         gaps = np.flatnonzero(np.diff(points) > 2 * period)
         fill = [np.arange(points[g] + period, points[g + 1] - period / 2, period) for g in gaps]
         times = np.sort(np.concatenate([beats, *fill]))
     else:
         times = np.arange(0.0, duration, GRID_SECONDS)
-    return np.unique(np.concatenate([[0], frame_of(times, rate, n), [n]]))
+    return sorted_unique(np.concatenate([[0], frame_of(times, rate, n), [n]]))
 
 
 def unit_features(curves: Curves, edges: np.ndarray) -> np.ndarray:
@@ -171,7 +174,7 @@ def pick_boundaries(nov: np.ndarray, times: np.ndarray, duration: float) -> np.n
     window = np.lib.stride_tricks.sliding_window_view(padded, 2 * PEAK_RADIUS + 1)
     # Threshold: the mean of the curve with its top 1 % clipped, so one huge change (the
     # music stopping) does not hide the ordinary changes of part.
-    ceiling = float(np.percentile(nov, NOVELTY_SCALE_PERCENTILE))
+    ceiling = float(np_percentile(nov, NOVELTY_SCALE_PERCENTILE))
     peaks = np.flatnonzero((nov >= window.max(axis=1)) & (nov > np.minimum(nov, ceiling).mean()))
     budget = max(0, int(duration / SECONDS_PER_SECTION))
     chosen: list[int] = []
@@ -210,7 +213,7 @@ def snap_to_downbeats(
     downbeats = rhythm.downbeats.astype(np.float64)
     if starts.size == 0 or unit_times.size < 2 or downbeats.size < 2:
         return starts
-    bar = float(np.median(np.diff(downbeats)))
+    bar = float(np_median(np.diff(downbeats)))
     j = np.clip(np.searchsorted(downbeats, starts), 1, downbeats.size - 1)
     before, after = downbeats[j - 1], downbeats[j]
     nearest = np.where(starts - before <= after - starts, before, after)
@@ -252,7 +255,7 @@ def cluster_labels(means: np.ndarray) -> list[str]:
     # The median partitions the pairs in place; they are then computed again by the same
     # arithmetic rather than copied first (a second array their size).
     fill()
-    threshold = LABEL_RATIO * float(np.median(cond, overwrite_input=True)) if cond.size else 0.0
+    threshold = LABEL_RATIO * float(np_median(cond, overwrite_input=True)) if cond.size else 0.0
     fill()
 
     def pairs(i: int, others: np.ndarray) -> np.ndarray:
@@ -312,8 +315,8 @@ def _section(
     inside = (beats >= t0) & (beats < t1)
     ibi = np.diff(beats[inside])
     tempo, tempo_conf = float(rhythm.tempo), float(rhythm.tempo_confidence)
-    if ibi.size >= 3 and np.median(ibi) > 0:
-        tempo = 60.0 / float(np.median(ibi))
+    if ibi.size >= 3 and np_median(ibi) > 0:
+        tempo = 60.0 / float(np_median(ibi))
         steadiness = 1.0 - min(1.0, 4.0 * float(ibi.std() / ibi.mean()))
         tempo_conf *= steadiness
     tone = estimate_key(chroma[a:b])
@@ -353,7 +356,7 @@ def find_sections(curves: Curves, rhythm: Rhythm) -> list[Section]:
     unit_times = edges[:-1] / rate
     chosen = pick_boundaries(nov, unit_times, duration)
     starts = snap_to_downbeats(chosen, nov, unit_times, rhythm)
-    scale = float(np.percentile(nov, NOVELTY_SCALE_PERCENTILE)) if nov.size else 0.0
+    scale = float(np_percentile(nov, NOVELTY_SCALE_PERCENTILE)) if nov.size else 0.0
     conf = np.concatenate([[1.0], np.clip(nov[chosen] / (scale if scale > 0 else 1.0), 0.0, 1.0)])
     starts, first = np.unique(np.concatenate([[0.0], starts]), return_index=True)
     conf = conf[first]
