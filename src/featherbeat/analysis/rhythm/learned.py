@@ -261,7 +261,11 @@ class StreamedNet:
         self.net = net
         self.block = block
         self.ctx = net.receptive
-        self._pending = np.zeros((0, N_INPUT), np.float32)  # frames not yet output, with context
+        # Frames not yet output, with their context: the first ``_held`` rows of a buffer with
+        # room for a block, its context and a few pushes, appended in place (a concatenation
+        # per push copied ~0.5 MB each time, ~60 MB per 3 minutes).
+        self._pending = np.empty((block + 2 * self.ctx + 1024, N_INPUT), np.float32)
+        self._held = 0
         self._left = 0  # how many of the pending frames are left context (already output)
         # Kept like the other curves (features/_store.py): past 1 MB (~12 minutes) in a temp
         # file, handed back mapped; a list of blocks concatenated at the end held six hours of
@@ -271,8 +275,14 @@ class StreamedNet:
         self.n_frames = 0
 
     def push(self, frames: np.ndarray) -> None:
-        self._pending = np.concatenate([self._pending, frames.astype(np.float32)])
-        while self._pending.shape[0] - self._left >= self.block + self.ctx:
+        k = frames.shape[0]
+        if self._held + k > self._pending.shape[0]:  # a push larger than the spare room
+            grown = np.empty((2 * (self._held + k), N_INPUT), np.float32)
+            grown[: self._held] = self._pending[: self._held]
+            self._pending = grown
+        self._pending[self._held : self._held + k] = frames
+        self._held += k
+        while self._held - self._left >= self.block + self.ctx:
             self._run(self.block, final=False)
 
     def _run(self, n_out: int, final: bool) -> None:
@@ -284,12 +294,15 @@ class StreamedNet:
         self.n_frames += n_out
         # Keep ctx frames of left context for the next block.
         drop = max(0, self._left + n_out - self.ctx)
-        self._pending = self._pending[drop:]
+        if drop:
+            rest = self._held - drop
+            self._pending[:rest] = self._pending[drop : self._held]  # numpy copies overlaps
+            self._held = rest
         self._left = self._left + n_out - drop
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """(activations (T, 2), mean tempo logits over the track)."""
-        rest = self._pending.shape[0] - self._left
+        rest = self._held - self._left
         if rest > 0:
             self._run(rest, final=True)
         acts = self._acts.result()
