@@ -118,3 +118,20 @@ def test_model_convolution_and_elu_equal_the_plain_forms():
     z[:5] = [0.0, -0.0, 1e-30, -1e-30, np.nan]
     plain = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
     np.testing.assert_array_equal(learned._elu(z.copy()), plain)
+
+
+def test_streamed_net_in_uneven_pushes_equals_the_whole_track():
+    """The pending buffer: small pushes, one larger than its spare room (it grows), then more."""
+    net = learned.RhythmNet.load()
+    rng = np.random.default_rng(11)
+    x = rng.random((9000, learned.N_INPUT)).astype(np.float32)
+    whole, whole_tempo = net.forward(x)
+    streamed = learned.StreamedNet(net, block=512)
+    start = 0
+    for size in (5, 128, 4000, 1, 300, 128, 64):
+        streamed.push(x[start : start + size])
+        start += size
+    streamed.push(x[start:])
+    acts, logits = streamed.finish()
+    np.testing.assert_allclose(np.asarray(acts), whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logits, whole_tempo.mean(axis=0), rtol=1e-4, atol=1e-5)
