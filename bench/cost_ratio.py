@@ -10,8 +10,9 @@ in a fresh process; CPU = user + sys from os.wait4 (start-up included), peak = V
 featherbeat process, via bench/memory_speed.py's sitecustomize hook). The inputs are
 bench/memory_speed.py's (built there, or reused from --workdir). Runs are interleaved (ffmpeg,
 ours, other, ffmpeg, ...) so a busy machine slows all of them alike; the best of --repeat is
-kept. ``--other-src`` runs the same console script with PYTHONPATH at another checkout's
-``src`` (e.g. ``git archive main src | tar -x -C /tmp/base``): a before/after in one run.
+kept, and beside it the ratio of the medians (ours over ffmpeg's). ``--other-src`` runs the
+same console script with PYTHONPATH at another checkout's ``src`` (e.g. ``git archive main src
+| tar -x -C /tmp/base``): a before/after in one run.
 
 Every tree runs from bytecode, as an installed package does (pip compiles the modules when it
 installs them): the children get PYTHONPYCACHEPREFIX=<workdir>/pycache (without
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -81,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         return env
 
     rows = [
-        "| input | tree | tracker | featherbeat CPU | ffmpeg decode CPU | ratio | peak memory |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| input | tree | tracker | featherbeat CPU | ffmpeg decode CPU | ratio | median ratio "
+        "| peak memory |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     t0 = time.time()
     for minutes in args.minutes:
@@ -106,19 +109,24 @@ def main(argv: list[str] | None = None) -> int:
                     ms.measure("featherbeat", minutes, command(mode), env_for(trees[tree]))
                 )
         base = min(ff)
+        base_median = statistics.median(ff)
         for (tree, mode), results in runs.items():
             if not all(r.ok for r in results):
                 failed = next(r for r in results if not r.ok)
                 print(f"{tree} {mode}: failed: {failed.note}", file=sys.stderr)
                 continue
             best = min(results, key=lambda r: r.cpu_s)
+            median = statistics.median(r.cpu_s for r in results)
             rows.append(
                 f"| {minutes:g} min MP3 | {tree} | {mode} | {best.cpu_s:.2f} s | {base:.2f} s | "
-                f"{best.cpu_s / base:.2f}x | {best.peak_mb:.1f} MB |"
+                f"{best.cpu_s / base:.2f}x | {median / base_median:.2f}x | {best.peak_mb:.1f} MB |"
             )
             print(rows[-1], file=sys.stderr)
     print("\n".join(rows))
-    print(f"best of {args.repeat}; wall {time.time() - t0:.0f} s")
+    print(
+        f"best of {args.repeat} (median ratio: median of ours over median of ffmpeg's, less"
+        f" sensitive to one lucky quiet moment on a busy machine); wall {time.time() - t0:.0f} s"
+    )
     return 0
 
 
