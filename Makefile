@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean train train-deps train-deps5 train-stage5
+.PHONY: run test lint bench system-deps clean train train-deps train-deps5 train-stage5 train-stage6
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -112,3 +112,26 @@ train-stage5: $(TRAIN_VENV)/.installed train-deps5
 	  --init src/featherbeat/analysis/rhythm/rhythm_model.npz --steps $(TRAIN_STEPS5) \
 	  --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.5 \
 	  --val-every 500 --keep-all --seed 7
+
+# Stage 6 (docs/model-card-rhythm.md): self-training on recorded music. Freely licensed game
+# soundtracks from Debian main (train/SOURCES.md) are downloaded with apt-get download and
+# unpacked under train/out/selftrain (nothing installed), labelled by the product's own
+# trackers on the clean tracks (two processes), and the 30 s windows where the DSP and the
+# learned readings agree are augmented into train/out/corpus6 (two processes); then a
+# fine-tune of the packaged weights on train/out/corpus (from `make train`) and corpus6.
+# Writes train/out/stage6; copies nothing.
+TRAIN_STEPS6 ?= 7000
+train-stage6: $(TRAIN_VENV)/.installed train-deps
+	test -d train/out/corpus || (echo "run make train first (train/out/corpus)" >&2; exit 1)
+	apt-get update -q
+	$(TRAIN_PY) train/selftrain_corpus.py fetch --out train/out/selftrain
+	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain --out train/out/corpus6 \
+	  --seed 17 --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain --out train/out/corpus6 \
+	  --seed 17 --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/train.py --corpus train/out/corpus train/out/corpus6 --out train/out/stage6 \
+	  --init src/featherbeat/analysis/rhythm/rhythm_model.npz --steps $(TRAIN_STEPS6) \
+	  --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.25 \
+	  --pseudo-share 0.35 --val-every 500 --keep-all --seed 7

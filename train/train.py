@@ -123,8 +123,13 @@ def load_shards(corpora: list[Path], seen: set[str], data: list[dict]) -> None:
                 beats = z[f"{k}_beats"].astype(np.float64)
                 pos = z[f"{k}_pos"]
                 d = targets(x, beats, pos)
-                # Real compositions (train/midi_corpus.py) carry their piece's name.
-                d["real"] = f"{k}_source" in z.files
+                # Pseudo-labelled recordings (train/selftrain_corpus.py) say so; real
+                # compositions (train/midi_corpus.py) carry their piece's name.
+                d["pseudo"] = bool(z[f"{k}_pseudo"]) if f"{k}_pseudo" in z.files else False
+                d["real"] = f"{k}_source" in z.files and not d["pseudo"]
+                # A pseudo-labelled window whose downbeat readings disagreed has no bar
+                # labels: its downbeat loss is masked (older shards: always trusted).
+                d["down_ok"] = bool(z[f"{k}_down_ok"]) if f"{k}_down_ok" in z.files else True
                 data.append(d)
             seen.add(f)
         except (OSError, ValueError, KeyError) as exc:  # a shard being written: next time
@@ -163,16 +168,27 @@ def batch(
     real: list[int] | None = None,
     real_share: float = 0.0,
     band_mask: float = 0.0,
+    pseudo: list[int] | None = None,
+    pseudo_share: float = 0.0,
 ):
     """Random crops; half of them time-stretched by 0.84..1.19 (interpolated frames, beat
     times scaled): more tempi than the corpus has, at no rendering cost. A share of the crops
-    comes from the real compositions (`real`: their indices), however few they are."""
-    xs, ys, ts, ms = [], [], [], []
+    comes from the real compositions (`real`: their indices), however few they are, and a
+    share from the pseudo-labelled recordings (`pseudo`); the rest from the whole corpus
+    (the pseudo-labelled windows only when pseudo_share is 0). Also returns each crop's
+    downbeat-loss mask (0 where a pseudo-labelled window has no trusted bar labels)."""
+    xs, ys, ts, ms, dms = [], [], [], [], []
     for _ in range(size):
-        if real and rng.random() < real_share:
+        # No draw without a list to choose from: the old corpora's crops stay the same.
+        u = rng.random() if (real or pseudo) else 1.0
+        if pseudo and u < pseudo_share:
+            d = data[pseudo[int(rng.integers(0, len(pseudo)))]]
+        elif real and u < pseudo_share + real_share:
             d = data[real[int(rng.integers(0, len(real)))]]
         else:
             d = data[int(rng.integers(0, len(data)))]
+            while pseudo and pseudo_share > 0 and d.get("pseudo", False):
+                d = data[int(rng.integers(0, len(data)))]
         n = d["x"].shape[0]
         f = (
             float(np.exp(rng.uniform(np.log(0.84), np.log(1.19))))
@@ -203,11 +219,13 @@ def batch(
         ys.append(np.stack([beat, down]))
         ts.append(tempo if 30 < tempo < 300 else 0.0)
         ms.append(1.0 if ts[-1] > 0 else 0.0)
+        dms.append(1.0 if d.get("down_ok", True) else 0.0)
     return (
         torch.from_numpy(np.stack(xs).astype(np.float32)).transpose(1, 2),
         torch.from_numpy(np.stack(ys)),
         np.array(ts),
         torch.tensor(ms),
+        torch.tensor(dms),
     )
 
 
@@ -304,6 +322,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (0: off)")
     ap.add_argument("--band-mask", type=float, default=0.0, help="share of band-masked crops")
+    ap.add_argument(
+        "--pseudo-share",
+        type=float,
+        default=0.0,
+        help="share of crops from pseudo-labelled recordings (train/selftrain_corpus.py)",
+    )
     ap.add_argument("--keep-all", action="store_true", help="export every validated step")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -363,18 +387,35 @@ def main() -> None:
     step = 0
     run_loss = np.zeros(3)
     real: list[int] = []
+    pseudo: list[int] = []
     while step < args.steps and time.time() - t_start < budget:
         frac = min(1.0, max(step / args.steps, (time.time() - t_start) / budget))
         for g in opt.param_groups:
             g["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        if step % 50 == 0:  # new shards arrive at validations; the index list follows
+        if step % 50 == 0:  # new shards arrive at validations; the index lists follow
             real = [i for i, d in enumerate(data) if d["real"]]
-        x, y, tempos, mask = batch(
-            data, rng, args.batch, args.crop, 0.5, real, args.real_share, args.band_mask
+            pseudo = [i for i, d in enumerate(data) if d["pseudo"]]
+        x, y, tempos, mask, down_mask = batch(
+            data,
+            rng,
+            args.batch,
+            args.crop,
+            0.5,
+            real,
+            args.real_share,
+            args.band_mask,
+            pseudo,
+            args.pseudo_share,
         )
         logits, tlog = net(x)
         l_beat = F.binary_cross_entropy_with_logits(logits[:, 0], y[:, 0])
-        l_down = F.binary_cross_entropy_with_logits(logits[:, 1], y[:, 1])
+        if bool((down_mask > 0).all()):  # the old corpora: bit for bit the old loss
+            l_down = F.binary_cross_entropy_with_logits(logits[:, 1], y[:, 1])
+        else:  # crops without trusted bar labels do not count
+            per_crop = F.binary_cross_entropy_with_logits(
+                logits[:, 1], y[:, 1], reduction="none"
+            ).mean(dim=1)
+            l_down = (per_crop * down_mask).sum() / down_mask.sum().clamp(min=1)
         logp = F.log_softmax(tlog.mean(dim=2), dim=1)
         l_tempo = -((tempo_target(tempos) * logp).sum(dim=1) * mask).sum() / mask.sum().clamp(min=1)
         loss = l_beat + args.down_weight * l_down + 0.1 * l_tempo
@@ -399,6 +440,7 @@ def main() -> None:
                 "minutes": (time.time() - t_start) / 60,
                 "seed": args.seed,
                 "real_clips": len(real),
+                "pseudo_clips": len(pseudo),
             }
             models = [("", net)] + ([("_ema", ema)] if ema is not None else [])
             for suffix, model in models:

@@ -1,0 +1,425 @@
+"""Self-training corpus for the rhythm model: real recordings, pseudo-labelled by our trackers.
+
+The rendered corpora (train/corpus.py, train/midi_corpus.py) have exact labels but no recorded
+music: no vocals, no real instruments or rooms, no mixing. Debian's game packages ship freely
+licensed recorded and produced music (rock, electronic, orchestral, ambient ...). It has no
+labels, so the product's own trackers label it ("noisy student" self-training):
+
+1. ``fetch``: ``apt-get download`` the packages in PACKAGES (music in Debian main, licence read
+   from each package's debian/copyright: train/SOURCES.md), ``dpkg-deb -x`` them under
+   train/out (nothing is installed), unzip the music of the Quake-style ``.pk3`` archives, and
+   list the music files (``tracks.tsv``: package, path, seconds, sha256), duplicates and any
+   file of ../shared/eval (by its sha256) left out.
+2. ``label``: each whole, clean track analysed once by ``featherbeat.analyze(rhythm="fused")``;
+   the DSP tracker and the learned decoder re-run on the same curves (``rhythm.track``, as the
+   pipeline calls it): three readings of beats, bar positions and tempo per track.
+3. ``build``: 30 s windows of each track kept only where independent readings agree: the DSP
+   and the learned beats F >= --agree (+-70 ms) and their tempi within 4 %, and the fused
+   beats (the labels) agree with both. Downbeats are labels only where the DSP and the
+   learned downbeats agree too; otherwise the window is kept with its downbeat loss masked
+   (``<k>_down_ok`` = 0 in the shard; train/train.py reads it). The kept windows are cut from
+   the clean audio, augmented like every other example (train/corpus.py ``augment``: EQ,
+   reverb, saturation, noise, level, lossy codecs) and turned into the model's input, so the
+   student learns from degraded audio what the teacher read on clean audio.
+
+    python train/selftrain_corpus.py fetch --out train/out/selftrain
+    python train/selftrain_corpus.py label --root train/out/selftrain [--jobs 2 --part 0]
+    python train/selftrain_corpus.py build --root train/out/selftrain \
+        --out train/out/corpus6 --seed 17 [--jobs 2 --part 0]
+
+Shards are ``shard_pseudo_NNNNN.npz`` in train/corpus.py's format plus ``<k>_pseudo`` and
+``<k>_down_ok``. The audio and the labels stay under train/out (git-ignored). The evaluation
+sets (GTZAN, Ballroom, Hainsworth, SIMAC, SMC, Frets on Fire: the ``fretsonfire-songs-*``
+packages) and ../shared/eval (two of whose tracks come from Debian's ``asc-music`` and
+``singularity-music``: never fetched here) are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "train"))
+
+import corpus  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    music: tuple[str, ...]  # path fragments (inside the extracted package) of its music files
+    licence: str  # of the music, from the package's debian/copyright (train/SOURCES.md)
+    pk3: str = ""  # a zip archive inside the package holding the music
+
+
+# Debian 12 (bookworm) main. Music folders only (sound effects and ambience are left out).
+PACKAGES = [
+    Package("warzone2100-music", ("/music/",), "GPL-2+"),
+    Package("wesnoth-1.16-music", ("/music/",), "GPL-2+"),
+    Package("hedgewars-data", ("/Data/Music/",), "GPL-2"),
+    Package("supertux-data", ("/music/",), "GPL-2+ (data/music/*)"),
+    Package(
+        "naev-data", ("/snd/music/",), "GPL-2+ / GPL-3 or CC-BY-3.0 / CC-BY-3.0 / CC-BY-SA-3.0"
+    ),
+    Package("colobot-common-sounds", ("/music/",), "GPL-3+"),
+    Package("freedroidrpg-data", ("/sound/music/",), "GPL-2+"),
+    Package("openclonk-data", ("/Music.ocg/",), "ISC / CC-BY-3.0 / CC0-1.0 (game content)"),
+    Package("unknown-horizons", ("/audio/music/",), "GPL-2+"),
+    Package("planetblupi-music-ogg", ("/",), "GPL-3+"),
+    Package("hyperrogue-music", ("/music/",), "CC-BY-SA-3.0 / GPL-2+"),
+    Package("xmoto-data", ("/Musics/",), "GPL-2+"),
+    Package("lincity-ng-data", ("/music/",), "GPL-2+"),
+    Package("extremetuxracer-data", ("/music/",), "GPL-2+"),
+    Package(
+        "nexuiz-music", ("/sound/cdtracks/",), "GPL-2+", "usr/share/games/nexuiz/data/music.pk3"
+    ),
+    Package(
+        "ufoai-music",
+        ("/music/",),
+        "GPL-2+ / GPL-2 / CC-BY-3.0 / CC-BY-SA-3.0 / public domain (per file)",
+        "usr/share/games/ufoai/base/0music.pk3",
+    ),
+]
+AUDIO = (".ogg", ".mp3", ".flac", ".opus", ".wav")
+MIN_SECONDS = 45.0
+EVAL_MANIFEST = ROOT.parent / "shared/eval/unannotated/manifest.csv"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _duration(path: Path) -> float:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    try:
+        return float(out)
+    except ValueError:
+        return 0.0
+
+
+def fetch(root: Path) -> None:
+    debs, debx = root / "debs", root / "debx"
+    debs.mkdir(parents=True, exist_ok=True)
+    names = [p.name for p in PACKAGES]
+    missing = [n for n in names if not list(debs.glob(f"{n}_*.deb"))]
+    if missing:  # apt-get update first (the Makefile's train-deps6 does)
+        subprocess.run(["apt-get", "download", "-q", *missing], cwd=debs, check=True)
+    # Never a file of the evaluation folder, whatever package it came in.
+    banned: set[str] = set()
+    if EVAL_MANIFEST.exists():
+        with open(EVAL_MANIFEST) as f:
+            banned = {row["sha256"] for row in csv.DictReader(f)}
+    rows = []
+    seen: set[str] = set()
+    for pkg in PACKAGES:
+        deb = sorted(debs.glob(f"{pkg.name}_*.deb"))[-1]
+        dest = debx / pkg.name
+        if not dest.is_dir():
+            dest.mkdir(parents=True)
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
+        base = dest
+        if pkg.pk3:
+            base = dest / "pk3"
+            if not base.is_dir():
+                with zipfile.ZipFile(dest / pkg.pk3) as z:
+                    members = [m for m in z.namelist() if any(s in "/" + m for s in pkg.music)]
+                    z.extractall(base, members)
+        n = 0
+        for f in sorted(base.rglob("*")):
+            rel = "/" + str(f.relative_to(dest))
+            if f.suffix.lower() not in AUDIO or not any(s in rel for s in pkg.music):
+                continue
+            secs = _duration(f)
+            if secs < MIN_SECONDS:
+                continue
+            digest = _sha256(f)
+            if digest in seen or digest in banned:
+                print(f"skip {rel}: {'an evaluation file' if digest in banned else 'duplicate'}")
+                continue
+            seen.add(digest)
+            rows.append((pkg.name, str(f.relative_to(root)), f"{secs:.1f}", digest))
+            n += 1
+        print(f"{pkg.name} ({deb.name}): {n} tracks", flush=True)
+    with open(root / "tracks.tsv", "w") as f:
+        f.write("package\tpath\tseconds\tsha256\n")
+        for r in rows:
+            f.write("\t".join(r) + "\n")
+    print(f"{len(rows)} tracks, {sum(float(r[2]) for r in rows) / 60:.0f} minutes")
+
+
+def read_tracks(root: Path) -> list[dict[str, str]]:
+    with open(root / "tracks.tsv") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+# ---- labels ---------------------------------------------------------------------------------
+MODES = ("fused", "dsp", "learned")
+
+
+def label(root: Path, jobs: int, part: int) -> None:
+    import featherbeat
+    from featherbeat.analysis import rhythm
+
+    out = root / "labels"
+    out.mkdir(exist_ok=True)
+    tracks = read_tracks(root)
+    t0 = time.time()
+    for i in range(part, len(tracks), jobs):
+        tr = tracks[i]
+        dst = out / f"{tr['sha256'][:16]}.npz"
+        if dst.exists():
+            continue
+        t = time.process_time()
+        p = featherbeat.analyze(str(root / tr["path"]), rhythm="fused")
+        arrays: dict[str, np.ndarray] = {"duration": np.float64(p.source.duration)}
+        for mode in MODES:
+            # The fused reading is the pipeline's own; the others from the same curves.
+            r = p.rhythm if mode == "fused" else rhythm.track(p.curves, mode=mode)
+            arrays[f"{mode}_beats"] = np.asarray(r.beats, np.float64)
+            arrays[f"{mode}_pos"] = np.asarray(r.beat_position, np.int16)
+            arrays[f"{mode}_tempo"] = np.float64(r.tempo)
+            arrays[f"{mode}_conf"] = np.float64(r.tempo_confidence)
+            arrays[f"{mode}_meter"] = np.int16(r.time_signature)
+        tmp = out / f".{dst.stem}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, dst)
+        print(
+            f"{time.time() - t0:7.1f}s {i} {tr['path']} {float(tr['seconds']):.0f} s audio, "
+            f"{time.process_time() - t:.1f} CPU-s, tempi "
+            + " ".join(f"{m} {float(arrays[f'{m}_tempo']):.1f}" for m in MODES),
+            flush=True,
+        )
+
+
+# ---- windows --------------------------------------------------------------------------------
+def f_measure(ref: np.ndarray, est: np.ndarray, win: float = 0.07) -> float:
+    """Beat F-measure with one-to-one matching within +-win (mir_eval's, without its 5 s
+    skip: windows are cut from inside the track)."""
+    if ref.size == 0 or est.size == 0:
+        return 0.0
+    used = np.zeros(est.size, bool)
+    hits = 0
+    for r in ref:
+        d = np.abs(est - r)
+        d[used] = np.inf
+        j = int(np.argmin(d))
+        if d[j] <= win:
+            used[j] = True
+            hits += 1
+    if hits == 0:
+        return 0.0
+    p, rc = hits / est.size, hits / ref.size
+    return 2 * p * rc / (p + rc)
+
+
+def _tempo(beats: np.ndarray) -> float:
+    return float(60.0 / np.median(np.diff(beats))) if beats.size >= 3 else 0.0
+
+
+@dataclass
+class Window:
+    start: float
+    beats: np.ndarray  # the fused reading, seconds from the window start
+    pos: np.ndarray
+    down_ok: bool
+    f_dl: float  # F of the DSP against the learned beats
+    f_down: float  # F of the DSP against the learned downbeats
+
+
+def windows(z: dict[str, np.ndarray], agree: float, down_agree: float, rng) -> list[Window]:
+    """The 30 s windows of one track where the readings agree (module docstring)."""
+    dur = float(z["duration"])
+    span = corpus.CLIP_S
+    if dur < span + 2:
+        return []
+    n = int((dur - 2) // span)
+    # A random offset, then back to back: every window a different stretch of the track.
+    off = float(rng.uniform(0, dur - 2 - n * span)) + 1.0
+    out = []
+    for k in range(n):
+        w0 = off + k * span
+        sel = {}
+        for m in MODES:
+            b = z[f"{m}_beats"]
+            inside = (b >= w0) & (b < w0 + span)
+            sel[m] = (b[inside] - w0, z[f"{m}_pos"][inside])
+        bf, pf = sel["fused"]
+        bd, pd = sel["dsp"]
+        bl, pl = sel["learned"]
+        if min(bf.size, bd.size, bl.size) < 12:
+            continue
+        f_dl = f_measure(bd, bl)
+        td, tl = _tempo(bd), _tempo(bl)
+        if f_dl < agree or abs(td - tl) > 0.04 * max(td, tl):
+            continue
+        if f_measure(bd, bf) < agree or f_measure(bl, bf) < agree:
+            continue
+        if not 40 <= _tempo(bf) <= 250:
+            continue
+        f_down = f_measure(bd[pd == 1], bl[pl == 1])
+        # The labels' downbeats: the fused reading's, trusted when the DSP and the learned
+        # bar phases agree and the fused one is the DSP's (the fused bar decoder is the DSP's
+        # with the model's downbeat cue).
+        down_ok = (
+            f_down >= down_agree
+            and f_measure(bd[pd == 1], bf[pf == 1]) >= down_agree
+            and int(pf.max(initial=0)) >= 2
+        )
+        out.append(Window(w0, bf, pf, down_ok, f_dl, f_down))
+    return out
+
+
+def _clean_audio(path: Path) -> np.ndarray:
+    from featherbeat.analysis.decode import open_audio
+
+    with open_audio(str(path)) as st:
+        return np.concatenate(list(st)).astype(np.float64)
+
+
+def build(
+    root: Path,
+    out: Path,
+    seed: int,
+    agree: float,
+    down_agree: float,
+    jobs: int,
+    part: int,
+    max_per_track: int,
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = read_tracks(root)
+    # Plan every window first (cheap: labels only), so shards are a fixed list for any --jobs.
+    plan: list[tuple[int, Window, int]] = []
+    stats = {"tracks": 0, "windows": 0, "kept": 0, "down_ok": 0}
+    per_pkg: dict[str, list[int]] = {}
+    for i, tr in enumerate(tracks):
+        lab = root / "labels" / f"{tr['sha256'][:16]}.npz"
+        if not lab.exists():
+            continue
+        with np.load(lab) as zz:
+            z = {k: zz[k] for k in zz.files}
+        rng = np.random.default_rng(seed * 1_000_003 + i)
+        dur = float(z["duration"])
+        stats["tracks"] += 1
+        stats["windows"] += max(0, int((dur - 2) // corpus.CLIP_S))
+        ws = windows(z, agree, down_agree, rng)
+        if len(ws) > max_per_track:  # long loops: a spread of them, not one track's hour
+            pick = np.sort(rng.choice(len(ws), max_per_track, replace=False))
+            ws = [ws[j] for j in pick]
+        c = per_pkg.setdefault(tr["package"], [0, 0, 0])
+        c[0] += 1
+        c[1] += len(ws)
+        c[2] += sum(w.down_ok for w in ws)
+        for k, w in enumerate(ws):
+            plan.append((i, w, seed * 1_000_003 + i * 1009 + k))
+    stats["kept"] = len(plan)
+    stats["down_ok"] = sum(w.down_ok for _, w, _ in plan)
+    if part == 0:
+        print(f"plan: {stats}", flush=True)
+        for name, (nt, nw, nd) in sorted(per_pkg.items()):
+            print(f"  {name}: {nt} tracks, {nw} windows kept, {nd} with downbeats", flush=True)
+    # Shards hold windows of consecutive tracks: each process decodes a track once.
+    n_shards = -(-len(plan) // corpus.SHARD)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as td:
+        cached: tuple[int, np.ndarray] | None = None
+        for s in range(part, n_shards, jobs):
+            path = out / f"shard_pseudo_{s:05d}.npz"
+            if path.exists():
+                continue
+            items = []
+            for i, w, ex_seed in plan[s * corpus.SHARD : (s + 1) * corpus.SHARD]:
+                if cached is None or cached[0] != i:
+                    cached = (i, _clean_audio(root / tracks[i]["path"]))
+                y_all = cached[1]
+                i0 = int(round(w.start * corpus.SR))
+                y = y_all[i0 : i0 + int(corpus.CLIP_S * corpus.SR)]
+                if y.size < int(corpus.CLIP_S * corpus.SR) * 0.95 or np.max(np.abs(y)) < 1e-4:
+                    continue
+                rng = np.random.default_rng(ex_seed)
+                y, tags = corpus.augment(y, rng, Path(td))
+                x = corpus.features(y)
+                items.append(
+                    {
+                        "x": x.astype(np.float16),
+                        "beats": w.beats.astype(np.float32),
+                        "pos": w.pos.astype(np.int16),
+                        "bpm": np.float32(_tempo(w.beats)),
+                        "meter": np.array(str(int(w.pos.max())) if w.down_ok else "?"),
+                        "tags": np.array(tags),
+                        "source": np.array(
+                            f"{tracks[i]['package']}:{Path(tracks[i]['path']).name}"
+                        ),
+                        "pseudo": np.int8(1),
+                        "down_ok": np.int8(1 if w.down_ok else 0),
+                    }
+                )
+            blob: dict[str, np.ndarray] = {}
+            for k, it in enumerate(items):
+                for key, val in it.items():
+                    blob[f"{k}_{key}"] = val
+            tmp_path = out / f".{path.name}.tmp.npz"
+            np.savez(tmp_path, n=np.int64(len(items)), **blob)
+            os.replace(tmp_path, path)
+            print(f"{time.time() - t0:7.1f}s pseudo shard {s} done ({len(items)})", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch")
+    f.add_argument("--out", default="train/out/selftrain")
+    lab = sub.add_parser("label")
+    lab.add_argument("--root", default="train/out/selftrain")
+    lab.add_argument("--jobs", type=int, default=1)
+    lab.add_argument("--part", type=int, default=0)
+    b = sub.add_parser("build")
+    b.add_argument("--root", default="train/out/selftrain")
+    b.add_argument("--out", default="train/out/corpus6")
+    b.add_argument("--seed", type=int, default=17)
+    b.add_argument("--agree", type=float, default=0.9, help="beat F the readings must reach")
+    b.add_argument("--down-agree", type=float, default=0.8, help="downbeat F for bar labels")
+    b.add_argument("--max-per-track", type=int, default=8)
+    b.add_argument("--jobs", type=int, default=1)
+    b.add_argument("--part", type=int, default=0)
+    args = ap.parse_args()
+    if args.cmd == "fetch":
+        fetch(Path(args.out))
+    elif args.cmd == "label":
+        label(Path(args.root), args.jobs, args.part)
+    else:
+        build(
+            Path(args.root),
+            Path(args.out),
+            args.seed,
+            args.agree,
+            args.down_agree,
+            args.jobs,
+            args.part,
+            args.max_per_track,
+        )
+
+
+if __name__ == "__main__":
+    main()
