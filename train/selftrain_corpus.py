@@ -26,6 +26,7 @@ labels, so the product's own trackers label it ("noisy student" self-training):
     python train/selftrain_corpus.py label --root train/out/selftrain [--jobs 2 --part 0]
     python train/selftrain_corpus.py build --root train/out/selftrain \
         --out train/out/corpus6 --seed 17 [--jobs 2 --part 0]
+    python train/selftrain_corpus.py check     # the filter's labels scored on dev clips
 
 Shards are ``shard_pseudo_NNNNN.npz`` in train/corpus.py's format plus ``<k>_pseudo`` and
 ``<k>_down_ok``. The audio and the labels stay under train/out (git-ignored). The evaluation
@@ -77,7 +78,7 @@ PACKAGES = [
     Package("colobot-common-sounds", ("/music/",), "GPL-3+"),
     Package("freedroidrpg-data", ("/sound/music/",), "GPL-2+"),
     Package("openclonk-data", ("/Music.ocg/",), "ISC / CC-BY-3.0 / CC0-1.0 (game content)"),
-    Package("unknown-horizons", ("/audio/music/",), "GPL-2+"),
+    Package("unknown-horizons", ("/audio/music/",), "CC-BY-SA-3.0 (content/*)"),
     Package("planetblupi-music-ogg", ("/",), "GPL-3+"),
     Package("hyperrogue-music", ("/music/",), "CC-BY-SA-3.0 / GPL-2+"),
     Package("xmoto-data", ("/Musics/",), "GPL-2+"),
@@ -237,6 +238,36 @@ def _tempo(beats: np.ndarray) -> float:
     return float(60.0 / np.median(np.diff(beats))) if beats.size >= 3 else 0.0
 
 
+def judge(
+    sel: dict[str, tuple[np.ndarray, np.ndarray]], agree: float, down_agree: float
+) -> tuple[bool, float, float] | None:
+    """None when the readings (mode -> beats, bar positions) of one stretch disagree, else
+    (downbeats trusted, F of the DSP against the learned beats, the same for downbeats)."""
+    bf, pf = sel["fused"]
+    bd, pd = sel["dsp"]
+    bl, pl = sel["learned"]
+    if min(bf.size, bd.size, bl.size) < 12:
+        return None
+    f_dl = f_measure(bd, bl)
+    td, tl = _tempo(bd), _tempo(bl)
+    if f_dl < agree or abs(td - tl) > 0.04 * max(td, tl):
+        return None
+    if f_measure(bd, bf) < agree or f_measure(bl, bf) < agree:
+        return None
+    if not 40 <= _tempo(bf) <= 250:
+        return None
+    f_down = f_measure(bd[pd == 1], bl[pl == 1])
+    # The labels' downbeats: the fused reading's, trusted when the DSP and the learned bar
+    # phases agree and the fused one is the DSP's (the fused bar decoder is the DSP's with the
+    # model's downbeat cue).
+    down_ok = (
+        f_down >= down_agree
+        and f_measure(bd[pd == 1], bf[pf == 1]) >= down_agree
+        and int(pf.max(initial=0)) >= 2
+    )
+    return down_ok, f_dl, f_down
+
+
 @dataclass
 class Window:
     start: float
@@ -265,27 +296,10 @@ def windows(z: dict[str, np.ndarray], agree: float, down_agree: float, rng) -> l
             inside = (b >= w0) & (b < w0 + span)
             sel[m] = (b[inside] - w0, z[f"{m}_pos"][inside])
         bf, pf = sel["fused"]
-        bd, pd = sel["dsp"]
-        bl, pl = sel["learned"]
-        if min(bf.size, bd.size, bl.size) < 12:
+        verdict = judge(sel, agree, down_agree)
+        if verdict is None:
             continue
-        f_dl = f_measure(bd, bl)
-        td, tl = _tempo(bd), _tempo(bl)
-        if f_dl < agree or abs(td - tl) > 0.04 * max(td, tl):
-            continue
-        if f_measure(bd, bf) < agree or f_measure(bl, bf) < agree:
-            continue
-        if not 40 <= _tempo(bf) <= 250:
-            continue
-        f_down = f_measure(bd[pd == 1], bl[pl == 1])
-        # The labels' downbeats: the fused reading's, trusted when the DSP and the learned
-        # bar phases agree and the fused one is the DSP's (the fused bar decoder is the DSP's
-        # with the model's downbeat cue).
-        down_ok = (
-            f_down >= down_agree
-            and f_measure(bd[pd == 1], bf[pf == 1]) >= down_agree
-            and int(pf.max(initial=0)) >= 2
-        )
+        down_ok, f_dl, f_down = verdict
         out.append(Window(w0, bf, pf, down_ok, f_dl, f_down))
     return out
 
@@ -385,6 +399,60 @@ def build(
             print(f"{time.time() - t0:7.1f}s pseudo shard {s} done ({len(items)})", flush=True)
 
 
+# ---- how good are the pseudo-labels? --------------------------------------------------------
+def check(dev: Path, agree: float, down_agree: float) -> None:
+    """The filter on annotated clips (../shared/eval/dev: read to measure, never trained on):
+    each whole clip is one stretch, judged as the windows are; the fused reading is scored
+    against the annotations (mir_eval) for the clips kept and the clips dropped, so the
+    labels' accuracy on real music is a figure, not a hope."""
+    import mir_eval
+
+    import featherbeat
+    from featherbeat.analysis import rhythm
+
+    rows = []
+    for flac in sorted(dev.glob("*.flac")):
+        ann = np.loadtxt(flac.with_suffix(".beats"), ndmin=2)
+        p = featherbeat.analyze(str(flac), rhythm="fused")
+        sel = {}
+        for mode in MODES:
+            r = p.rhythm if mode == "fused" else rhythm.track(p.curves, mode=mode)
+            b, pos = np.asarray(r.beats), np.asarray(r.beat_position)
+            sel[mode] = (b[b >= 5.0], pos[b >= 5.0])  # mir_eval skips the first 5 s
+        verdict = judge(sel, agree, down_agree)
+        ref = mir_eval.beat.trim_beats(ann[:, 0])
+        est = mir_eval.beat.trim_beats(sel["fused"][0])
+        f = mir_eval.beat.f_measure(ref, est)
+        cmlt = mir_eval.beat.continuity(ref, est)[1]
+        fd = np.nan
+        if ann.shape[1] > 1:
+            fd = mir_eval.beat.f_measure(
+                mir_eval.beat.trim_beats(ann[ann[:, 1] == 1, 0]),
+                mir_eval.beat.trim_beats(sel["fused"][0][sel["fused"][1] == 1]),
+            )
+        kept = verdict is not None
+        rows.append((flac.stem, kept, bool(kept and verdict[0]), f, cmlt, fd))
+        print(
+            f"{flac.stem:40s} kept {kept!s:5} bars {rows[-1][2]!s:5} F {f:.3f} "
+            f"CMLt {cmlt:.3f} DbF {fd:.3f}",
+            flush=True,
+        )
+    for name, pick in (
+        ("kept", [r for r in rows if r[1]]),
+        ("dropped", [r for r in rows if not r[1]]),
+        ("kept with bars", [r for r in rows if r[2]]),
+        ("kept, bars masked", [r for r in rows if r[1] and not r[2]]),
+    ):
+        if pick:
+            a = np.array([r[3:] for r in pick], np.float64)
+            print(
+                f"{name}: {len(pick)} clips, fused beat F {a[:, 0].mean():.3f}, CMLt "
+                f"{a[:, 1].mean():.3f}, downbeat F {np.nanmean(a[:, 2]):.3f}; beat F >= 0.8 "
+                f"in {int((a[:, 0] >= 0.8).sum())}",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -403,8 +471,14 @@ def main() -> None:
     b.add_argument("--max-per-track", type=int, default=8)
     b.add_argument("--jobs", type=int, default=1)
     b.add_argument("--part", type=int, default=0)
+    c = sub.add_parser("check")
+    c.add_argument("--dev", default=str(ROOT.parent / "shared/eval/dev"))
+    c.add_argument("--agree", type=float, default=0.9)
+    c.add_argument("--down-agree", type=float, default=0.8)
     args = ap.parse_args()
-    if args.cmd == "fetch":
+    if args.cmd == "check":
+        check(Path(args.dev), args.agree, args.down_agree)
+    elif args.cmd == "fetch":
         fetch(Path(args.out))
     elif args.cmd == "label":
         label(Path(args.root), args.jobs, args.part)
