@@ -178,11 +178,13 @@ def read_tracks(root: Path) -> list[dict[str, str]]:
 MODES = ("fused", "dsp", "learned")
 
 
-def label(root: Path, jobs: int, part: int) -> None:
+def label(root: Path, jobs: int, part: int, labels: str = "labels") -> None:
     import featherbeat
     from featherbeat.analysis import rhythm
 
-    out = root / "labels"
+    # The teacher is the weights the analysis loads ($FEATHERBEAT_RHYTHM_WEIGHTS or the
+    # packaged file); a second round labels into another folder with the student's weights.
+    out = root / labels
     out.mkdir(exist_ok=True)
     tracks = read_tracks(root)
     t0 = time.time()
@@ -320,6 +322,7 @@ def build(
     jobs: int,
     part: int,
     max_per_track: int,
+    labels: str = "labels",
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tracks = read_tracks(root)
@@ -328,7 +331,7 @@ def build(
     stats = {"tracks": 0, "windows": 0, "kept": 0, "down_ok": 0}
     per_pkg: dict[str, list[int]] = {}
     for i, tr in enumerate(tracks):
-        lab = root / "labels" / f"{tr['sha256'][:16]}.npz"
+        lab = root / labels / f"{tr['sha256'][:16]}.npz"
         if not lab.exists():
             continue
         with np.load(lab) as zz:
@@ -462,6 +465,7 @@ def main() -> None:
     lab.add_argument("--root", default="train/out/selftrain")
     lab.add_argument("--jobs", type=int, default=1)
     lab.add_argument("--part", type=int, default=0)
+    lab.add_argument("--labels", default="labels", help="folder under --root for the readings")
     b = sub.add_parser("build")
     b.add_argument("--root", default="train/out/selftrain")
     b.add_argument("--out", default="train/out/corpus6")
@@ -471,6 +475,7 @@ def main() -> None:
     b.add_argument("--max-per-track", type=int, default=8)
     b.add_argument("--jobs", type=int, default=1)
     b.add_argument("--part", type=int, default=0)
+    b.add_argument("--labels", default="labels", help="folder under --root with the readings")
     c = sub.add_parser("check")
     c.add_argument("--dev", default=str(ROOT.parent / "shared/eval/dev"))
     c.add_argument("--agree", type=float, default=0.9)
@@ -481,7 +486,7 @@ def main() -> None:
     elif args.cmd == "fetch":
         fetch(Path(args.out))
     elif args.cmd == "label":
-        label(Path(args.root), args.jobs, args.part)
+        label(Path(args.root), args.jobs, args.part, args.labels)
     else:
         build(
             Path(args.root),
@@ -492,6 +497,7 @@ def main() -> None:
             args.jobs,
             args.part,
             args.max_per_track,
+            args.labels,
         )
 
 
