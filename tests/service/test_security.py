@@ -365,10 +365,26 @@ def test_64_slow_upload_bodies_do_not_stall_healthz(tmp_path: Path) -> None:
         assert not leftovers(svc)
 
 
+def held_connection(port: int, seconds: float = 5.0) -> socket.socket:
+    """A kept-alive connection the server has answered (so accepted and counted). The
+    server counts a connection until it notices its close, so the one the harness' readiness
+    probe just closed may still hold a slot: a 429 here is retried (bounded)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = read_response(sock)
+        if status == 200:
+            return sock
+        sock.close()
+        assert status == 429 and time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
 def test_connections_per_client_are_capped(tmp_path: Path) -> None:
     env = {**SLOW_ENV, "FEATHERBEAT_MAX_CONNECTIONS_PER_CLIENT": "4"}
     with running_service(tmp_path, env) as svc:
-        idle = [socket.create_connection(("127.0.0.1", svc.port), timeout=10) for _ in range(4)]
+        idle = [held_connection(svc.port) for _ in range(4)]
         try:
             with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as extra:
                 extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

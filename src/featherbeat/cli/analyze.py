@@ -157,14 +157,14 @@ def run(args: argparse.Namespace) -> int:
     # the first collections after them traverse them all again: ~0.015 CPU-s per run, 0.005
     # with collection paused for the imports and the survivors frozen (left out of later
     # collections; gc.freeze() is meant for exactly such long-lived start-up objects).
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         from featherbeat.analysis.errors import DecodeError
         from featherbeat.analysis.pipeline import analyze
     finally:
         gc.freeze()
-        if paused:
+        if was_enabled:
             gc.enable()
 
     show_bar = not args.quiet and sys.stderr.isatty()
