@@ -13,7 +13,11 @@ package, shared with bench/.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,6 +42,25 @@ def eval_dir() -> Path:
 
 
 _FOLDER_MARKERS = ("eval", "service", "redis", "browser")
+
+
+@pytest.fixture(scope="session")
+def train_module() -> Callable[[str], ModuleType]:
+    """Loads a script of train/ by name (``train_module("corpus")``): train/ is not a package,
+    and its scripts import each other by bare name, so train/ goes on sys.path first."""
+    train_dir = Path(__file__).resolve().parents[1] / "train"
+
+    def load(name: str) -> ModuleType:
+        if str(train_dir) not in sys.path:
+            sys.path.insert(0, str(train_dir))
+        spec = importlib.util.spec_from_file_location(f"train_{name}", train_dir / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[f"train_{name}"] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

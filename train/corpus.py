@@ -644,6 +644,38 @@ def example(seed: int, tmp: Path) -> dict[str, np.ndarray]:
     }
 
 
+def write_shard(path: Path, items: list[dict[str, np.ndarray]]) -> None:
+    """``items`` as one shard (``n`` and ``<k>_<key>`` arrays, the format train/train.py
+    loads), written to a temp name and renamed: an interrupted run never leaves half a shard
+    that a resumed run would skip."""
+    blob: dict[str, np.ndarray] = {}
+    for k, it in enumerate(items):
+        for key, val in it.items():
+            blob[f"{k}_{key}"] = val
+    tmp_path = path.parent / f".{path.name}.tmp.npz"
+    np.savez(tmp_path, n=np.int64(len(items)), **blob)
+    os.replace(tmp_path, path)
+
+
+def beat_f_measure(ref: np.ndarray, est: np.ndarray, win: float = 0.07) -> float:
+    """Beat F-measure with one-to-one matching within +-``win`` s (mir_eval's rule, without
+    its skip of the first 5 s: callers trim what they need). Torch-free, for the trainer's
+    validation and the self-training filter alike."""
+    if ref.size == 0 or est.size == 0:
+        return 0.0
+    used = np.zeros(est.size, bool)
+    hits = 0
+    for r in ref:
+        d = np.abs(est - r)
+        d[used] = np.inf
+        j = int(np.argmin(d))
+        if d[j] <= win:
+            used[j] = True
+            hits += 1
+    p, rc = hits / est.size, hits / ref.size
+    return 0.0 if hits == 0 else 2 * p * rc / (p + rc)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="train/out/corpus")
@@ -670,13 +702,7 @@ def main() -> None:
                 for k in range(SHARD)
                 if s * SHARD + k < args.clips
             ]
-            blob: dict[str, np.ndarray] = {}
-            for k, it in enumerate(items):
-                for key, val in it.items():
-                    blob[f"{k}_{key}"] = val
-            tmp_path = out / f".{path.name}.tmp.npz"
-            np.savez(tmp_path, n=np.int64(len(items)), **blob)
-            os.replace(tmp_path, path)
+            write_shard(path, items)
             print(f"{time.time() - t0:7.1f}s shard {s} done", flush=True)
 
 

@@ -22,7 +22,6 @@ every ``shard_*.npz``). MIDI files and audio stay under train/out (git-ignored).
 from __future__ import annotations
 
 import argparse
-import os
 import struct
 import subprocess
 import sys
@@ -349,13 +348,7 @@ def render_all(args: argparse.Namespace) -> None:
                 it = example(pieces[i], args.seed * 1_000_003 + i * 1009 + k, Path(td))
                 if it is not None:
                     items.append(it)
-            blob: dict[str, np.ndarray] = {}
-            for k, it in enumerate(items):
-                for key, val in it.items():
-                    blob[f"{k}_{key}"] = val
-            tmp_path = out / f".{path.name}.tmp.npz"
-            np.savez(tmp_path, n=np.int64(len(items)), **blob)
-            os.replace(tmp_path, path)
+            corpus.write_shard(path, items)
             print(f"{time.time() - t0:7.1f}s midi shard {s} done ({len(items)})", flush=True)
 
 

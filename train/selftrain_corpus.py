@@ -32,7 +32,9 @@ Shards are ``shard_pseudo_NNNNN.npz`` in train/corpus.py's format plus ``<k>_pse
 ``<k>_down_ok``. The audio and the labels stay under train/out (git-ignored). The evaluation
 sets (GTZAN, Ballroom, Hainsworth, SIMAC, SMC, Frets on Fire: the ``fretsonfire-songs-*``
 packages) and ../shared/eval (two of whose tracks come from Debian's ``asc-music`` and
-``singularity-music``: never fetched here) are never read.
+``singularity-music``: never fetched here) are never training data: ``fetch`` hashes every
+file of ../shared/eval to refuse any copy of one, and ``check`` reads the dev clips only to
+score the filter.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ PACKAGES = [
 ]
 AUDIO = (".ogg", ".mp3", ".flac", ".opus", ".wav")
 MIN_SECONDS = 45.0
-EVAL_MANIFEST = ROOT.parent / "shared/eval/unannotated/manifest.csv"
+EVAL_DIR = ROOT.parent / "shared/eval"
 
 
 def _sha256(path: Path) -> str:
@@ -119,6 +121,20 @@ def _duration(path: Path) -> float:
         return 0.0
 
 
+def _eval_digests(folder: Path) -> set[str]:
+    """sha256 of every file under the evaluation folder (dev clips, unannotated tracks),
+    and those its manifests list: whatever package a copy turns up in, it is refused."""
+    digests: set[str] = set()
+    if not folder.is_dir():
+        return digests
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digests.add(_sha256(f))
+        if f.name == "manifest.csv":
+            with open(f) as fp:
+                digests |= {row["sha256"] for row in csv.DictReader(fp) if row.get("sha256")}
+    return digests
+
+
 def fetch(root: Path) -> None:
     debs, debx = root / "debs", root / "debx"
     debs.mkdir(parents=True, exist_ok=True)
@@ -127,10 +143,7 @@ def fetch(root: Path) -> None:
     if missing:  # apt-get update first (the Makefile's train-deps6 does)
         subprocess.run(["apt-get", "download", "-q", *missing], cwd=debs, check=True)
     # Never a file of the evaluation folder, whatever package it came in.
-    banned: set[str] = set()
-    if EVAL_MANIFEST.exists():
-        with open(EVAL_MANIFEST) as f:
-            banned = {row["sha256"] for row in csv.DictReader(f)}
+    banned = _eval_digests(EVAL_DIR)
     rows = []
     seen: set[str] = set()
     for pkg in PACKAGES:
@@ -217,23 +230,8 @@ def label(root: Path, jobs: int, part: int, labels: str = "labels") -> None:
 
 # ---- windows --------------------------------------------------------------------------------
 def f_measure(ref: np.ndarray, est: np.ndarray, win: float = 0.07) -> float:
-    """Beat F-measure with one-to-one matching within +-win (mir_eval's, without its 5 s
-    skip: windows are cut from inside the track)."""
-    if ref.size == 0 or est.size == 0:
-        return 0.0
-    used = np.zeros(est.size, bool)
-    hits = 0
-    for r in ref:
-        d = np.abs(est - r)
-        d[used] = np.inf
-        j = int(np.argmin(d))
-        if d[j] <= win:
-            used[j] = True
-            hits += 1
-    if hits == 0:
-        return 0.0
-    p, rc = hits / est.size, hits / ref.size
-    return 2 * p * rc / (p + rc)
+    """Beat F-measure within +-win, no 5 s skip (windows are cut from inside the track)."""
+    return corpus.beat_f_measure(ref, est, win)
 
 
 def _tempo(beats: np.ndarray) -> float:
@@ -392,13 +390,7 @@ def build(
                         "down_ok": np.int8(1 if w.down_ok else 0),
                     }
                 )
-            blob: dict[str, np.ndarray] = {}
-            for k, it in enumerate(items):
-                for key, val in it.items():
-                    blob[f"{k}_{key}"] = val
-            tmp_path = out / f".{path.name}.tmp.npz"
-            np.savez(tmp_path, n=np.int64(len(items)), **blob)
-            os.replace(tmp_path, path)
+            corpus.write_shard(path, items)
             print(f"{time.time() - t0:7.1f}s pseudo shard {s} done ({len(items)})", flush=True)
 
 

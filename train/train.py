@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "train"))
 
+import corpus  # noqa: E402 (train/corpus.py: torch-free helpers)
+
 from featherbeat.analysis.rhythm import learned  # noqa: E402
 
 ONSET_RATE = 22050 / 256
@@ -241,8 +243,6 @@ def tempo_target(bpms: np.ndarray) -> torch.Tensor:
 
 # ---- validation -----------------------------------------------------------------------------
 def dev_set(dev: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    from corpus import features
-
     from featherbeat.analysis.decode import open_audio
 
     items = []
@@ -250,26 +250,13 @@ def dev_set(dev: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
         ann = np.loadtxt(flac.with_suffix(".beats"), ndmin=2)
         with open_audio(str(flac)) as st:
             y = np.concatenate(list(st))
-        items.append((flac.stem, features(y.astype(np.float64)), ann))
+        items.append((flac.stem, corpus.features(y.astype(np.float64)), ann))
     return items
 
 
 def f_measure(ref: np.ndarray, est: np.ndarray, win: float = 0.07) -> float:
-    ref = ref[ref >= 5.0]
-    est = est[est >= 5.0]
-    if ref.size == 0 or est.size == 0:
-        return 0.0
-    used = np.zeros(est.size, bool)
-    hits = 0
-    for r in ref:
-        d = np.abs(est - r)
-        d[used] = np.inf
-        j = int(np.argmin(d))
-        if d[j] <= win:
-            used[j] = True
-            hits += 1
-    p, rc = hits / est.size, hits / ref.size
-    return 0.0 if hits == 0 else 2 * p * rc / (p + rc)
+    """Beat F-measure within +-win, the first 5 s skipped as mir_eval does."""
+    return corpus.beat_f_measure(ref[ref >= 5.0], est[est >= 5.0], win)
 
 
 def validate(net: Net, mean: np.ndarray, std: np.ndarray, items: list) -> dict:

@@ -4,7 +4,6 @@ The abc2midi test runs only where abc2midi (Debian package `abcmidi`) and mido a
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 import struct
@@ -14,32 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load(name: str):
-    sys.path.insert(0, str(ROOT / "train"))
-    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"train_{name}"] = module
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def abc_corpus(train_module):
+    return train_module("abc_corpus")
 
 
 @pytest.fixture(scope="module")
-def abc_corpus():
-    return _load("abc_corpus")
+def mutopia(train_module):
+    return train_module("mutopia_corpus")
 
 
 @pytest.fixture(scope="module")
-def mutopia():
-    return _load("mutopia_corpus")
-
-
-@pytest.fixture(scope="module")
-def sf3():
-    return _load("sf3_to_sf2")
+def sf3(train_module):
+    return train_module("sf3_to_sf2")
 
 
 JIG = """X: 7
@@ -83,11 +70,11 @@ def test_split_tunes(abc_corpus):
     assert [t.splitlines()[1] for t in tunes] == ["T:a", "T:b"]
 
 
-def test_a_pickup_bar_is_moved_onto_the_bar_grid(abc_corpus, tmp_path):
+def test_a_pickup_bar_is_moved_onto_the_bar_grid(abc_corpus, tmp_path, train_module):
     mido = pytest.importorskip("mido")
     if shutil.which("abc2midi") is None:
         pytest.skip("abc2midi (Debian package abcmidi) not installed")
-    midi_corpus = sys.modules.get("midi_corpus") or _load("midi_corpus")
+    midi_corpus = sys.modules.get("midi_corpus") or train_module("midi_corpus")
     out = tmp_path / "jig.mid"
     # The jig as written (Q:1/4=120, so an eighth is 0.25 s and a bar 1.5 s), no random header.
     res = abc_corpus.convert_one(JIG, "6/8", np.random.default_rng(3), tmp_path, out)

@@ -4,29 +4,13 @@ shard fields (that part runs only where torch is installed: the `train` extra)."
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str):
-    sys.path.insert(0, str(ROOT / "train"))
-    spec = importlib.util.spec_from_file_location(f"train_{name}", ROOT / "train" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"train_{name}"] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def st():
-    return _load("selftrain_corpus")
+def st(train_module):
+    return train_module("selftrain_corpus")
 
 
 def _grid(bpm: float, t0: float, t1: float, meter: int, phase: int = 0):
@@ -87,9 +71,9 @@ def test_f_measure_matches_one_to_one(st):
     )
 
 
-def test_trainer_masks_downbeats_of_untrusted_pseudo_windows(tmp_path):
+def test_trainer_masks_downbeats_of_untrusted_pseudo_windows(tmp_path, train_module):
     pytest.importorskip("torch")
-    train = _load("train")
+    train = train_module("train")
     x = np.zeros((1300, 72), np.float16)
     beats = np.arange(0.5, 29.5, 0.5).astype(np.float32)
     pos = (np.arange(beats.size) % 4 + 1).astype(np.int16)
