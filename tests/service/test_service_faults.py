@@ -132,16 +132,16 @@ def test_stop_signal_mid_analysis_hands_job_back_at_once(
 
 
 def test_consumer_paused_past_its_lease_loses_the_job_and_publishes_nothing(
-    tmp_path: Path,
+    tmp_path: Path, long_track: Path
 ) -> None:
     """At-least-once, one result: a consumer and its analysis child stopped (SIGSTOP) for longer
     than the lease, as a machine at load 20 can starve a nice'd worker, are presumed dead; a
     second consumer takes the job over and finishes it. Resumed, the first finds it lost at its
     next heartbeat, kills its child, and the published result stays the winner's."""
-    clicks = click_track(124.0, 30.0)
-    track = write_audio(tmp_path, "paused", clicks.audio, clicks.sr, "flac")
+    # The long track, so the child is still analysing when it is stopped: a 30 s track could
+    # be finished by a child the test process reached too late on a loaded machine.
     with running_service(tmp_path / "svc") as svc:  # heartbeat 0.3 s, lease 2 s
-        status, job = svc.upload(track)
+        status, job = svc.upload(long_track)
         assert status == 202
         child = wait_child(svc)
         paused = svc.worker
