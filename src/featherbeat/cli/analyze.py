@@ -91,10 +91,11 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--rhythm",
-        choices=("fused", "learned", "dsp"),
+        choices=("fused", "learned", "committee", "dsp"),
         default=None,
         help="beat tracker: fused (the onset-curve tracker with the trained model's cues), "
-        "learned (the small trained model) or dsp (the onset-curve tracker) (default: "
+        "learned (the small trained model), committee (whichever of fused, learned and dsp "
+        "agrees most with the other two) or dsp (the onset-curve tracker) (default: "
         "FEATHERBEAT_RHYTHM, else the one that measures better, see docs/rhythm.md)",
     )
     p.add_argument(

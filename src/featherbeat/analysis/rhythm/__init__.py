@@ -17,18 +17,24 @@ This module adds the pulse test (is there any?) and drops beats in silence.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from featherbeat.analysis.features._store import all_finite, release, row_chunks, scratch
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
+from featherbeat.analysis.rhythm import committee as _committee_mod
 from featherbeat.analysis.rhythm import fusion as _fusion
 from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
 from featherbeat.analysis.rhythm import tempo as _tempo
 from featherbeat.analysis.rhythm.novelty import condition
 from featherbeat.analysis.spans import moving_mean, np_median, np_percentile
+
+if TYPE_CHECKING:
+    from featherbeat.analysis.rhythm.learned import Decoded
 
 # "Is there a pulse at all?" The significance of the autocorrelation at the chosen period (in
 # standard errors of an uncorrelated curve) is biased upwards by picking the best of ~100
@@ -185,9 +191,9 @@ def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> 
     return _beats.track_local(w, centres, 60.0 * rate / local_bpm)
 
 
-def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float) -> Rhythm | None:
-    """Rhythm from the learned model's activations (rhythm/learned.py); None if it found no
-    beats (the DSP tracker then answers). The pulse test above is shared with the DSP path."""
+def _learned_beats(curves: Curves, odf: np.ndarray, rate: float) -> tuple[Decoded, np.ndarray] | None:
+    """The learned decoder's reading (rhythm/learned.py) and which of its beats sound (the
+    silence test of the DSP path); None when it has fewer than 2 such beats."""
     from featherbeat.analysis.rhythm import learned
 
     acts = _finite(curves.activations, np.float32)
@@ -203,6 +209,16 @@ def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float)
     keep = _active(curves, rate, frames)
     if keep.sum() < 2:
         return None
+    return dec, keep
+
+
+def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float) -> Rhythm | None:
+    """Rhythm from the learned model's activations (rhythm/learned.py); None if it found no
+    beats (the DSP tracker then answers). The pulse test above is shared with the DSP path."""
+    found = _learned_beats(curves, odf, rate)
+    if found is None:
+        return None
+    dec, keep = found
     times = dec.beats[keep]
     tempo = float(60.0 / np_median(np.diff(times)))
     # The tatums subdivide the beats by the onset curve (its peaks lead the sound by the
@@ -229,14 +245,9 @@ def _has_activations(curves: Curves) -> bool:
     return acts.ndim == 2 and acts.shape[0] > 0 and acts.shape[1] >= 2 and curves.activation_rate > 0
 
 
-def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhythm:
-    """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats.
-
-    ``mode``: what to do with the learned model's outputs when the curves carry them: "fused"
-    (the DSP tracker with the model's cues, rhythm/fusion.py), "learned" (the model's own
-    decoder, rhythm/learned.py) or "dsp" (ignore them). Without them every mode is the DSP
-    tracker.
-    """
+def _conditioned(curves: Curves) -> tuple[np.ndarray, float, _tempo.TempoEstimate] | None:
+    """(conditioned onset curve, its rate, the tempo estimate), or None when there is no pulse:
+    what every tracker shares."""
     rate = float(curves.onset_rate)
     # Validate at the boundary: onset strength is >= 0 and finite by contract; enforce it.
     # One float64 buffer the curve's length for the whole stage (six hours: 15 MB): the
@@ -244,7 +255,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     # a window or a segment at a time from it.
     n_onset = np.asarray(curves.onset).size
     if not np.isfinite(rate) or rate <= 0 or n_onset < int(2 * rate):
-        return _no_pulse()
+        return None
     # Past 1 MB (~25 minutes) the buffer lives in a temp file (_store.scratch, the same
     # values): the stage sweeps it a span at a time (novelty.smooth_span gives each span's pages
     # back) and releases it between steps, so twelve hours (30 MB) are resident whole only
@@ -252,25 +263,96 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
     # and the beat Viterbi's ring buffers.
     odf = condition(_nonnegative(curves.onset, out=scratch((n_onset,))), rate, overwrite=True)
     if not any(bool(np.any(part)) for _, part in row_chunks(odf)):  # chunked: see above
-        return _no_pulse()
+        return None
     est = _tempo.estimate(odf, rate)
     release(odf)
-    bpm, clarity = est.bpm, est.clarity
-    if bpm <= 0 or not _has_pulse(clarity, curves.chroma):
-        return _no_pulse()
+    if est.bpm <= 0 or not _has_pulse(est.clarity, curves.chroma):
+        return None
+    return odf, rate, est
 
-    fused = mode == "fused" and _has_activations(curves)
-    if mode == "learned" and _has_activations(curves):
-        learned = _track_learned(curves, odf, rate, clarity)
-        if learned is not None:
-            return learned
 
+def _sounding_frames(curves: Curves, odf: np.ndarray, rate: float, fused: bool) -> np.ndarray:
+    """The DSP (or, with ``fused``, the fused) tracker's beat frames where something sounds."""
     frames = _track_beats(odf, rate, curves if fused else None)
     release(odf)
-    frames = frames[_active(curves, rate, frames)]
+    return frames[_active(curves, rate, frames)]
+
+
+def _committee(
+    curves: Curves, odf: np.ndarray, rate: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The committee's beats (rhythm/committee.py): the fused, DSP and learned readings, and
+    the one that agrees most with the other two. Returns (integer frames, refined frames on the
+    curves' time base, mean mutual agreement); the frames are empty when no reading has beats.
+
+    The readings are compared at the times they report (when the sound starts): the DSP
+    trackers' refined frames plus the detection lag, the learned decoder's own times.
+    """
+    readings: list[tuple[np.ndarray, np.ndarray]] = []  # (frames, refined frames)
+    for fused in (True, False):  # the default first: a tie keeps it
+        frames = _sounding_frames(curves, odf, rate, fused)
+        if frames.size >= 2:
+            readings.append((frames, _beats.refine(frames, odf)))
+    found = _learned_beats(curves, odf, rate)
+    if found is not None:
+        dec, keep = found
+        # The model's beats mark the sound's start; the curves' features are read the
+        # detection lag earlier, where the onset curve peaks.
+        pos = dec.beats[keep] * rate - DETECTION_LAG_S * rate
+        pos = np.clip(pos, 0.0, odf.size - 1.0)
+        readings.append((np.round(pos).astype(np.int64), pos))
+    if not readings:
+        return np.zeros(0, np.int64), np.zeros(0), 0.0
+    best, mma = _committee_mod.choose([pos / rate + DETECTION_LAG_S for _, pos in readings])
+    frames, pos = readings[best]
+    return frames, pos, mma
+
+
+def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhythm:
+    """All rhythm fields from the curves. ``reduced`` skips the chroma feature of downbeats.
+
+    ``mode``: what to do with the learned model's outputs when the curves carry them: "fused"
+    (the DSP tracker with the model's cues, rhythm/fusion.py), "learned" (the model's own
+    decoder, rhythm/learned.py), "committee" (whichever of those two and the DSP tracker's
+    beats agree most with the others, rhythm/committee.py; bars, tempo and tatums follow those
+    beats) or "dsp" (ignore them). Without them every mode is the DSP tracker.
+    """
+    front = _conditioned(curves)
+    if front is None:
+        return _no_pulse()
+    odf, rate, est = front
+    model = _has_activations(curves)
+    if mode == "learned" and model:
+        learned = _track_learned(curves, odf, rate, est.clarity)
+        if learned is not None:
+            return learned
+    if mode == "committee" and model:
+        frames, pos_frames, _ = _committee(curves, odf, rate)
+    else:
+        frames = _sounding_frames(curves, odf, rate, mode == "fused" and model)
+        pos_frames = _beats.refine(frames, odf) if frames.size >= 2 else frames
     if frames.size < 2:
         return _no_pulse()
-    pos_frames = _beats.refine(frames, odf)
+    # The committee's confidence is the fused tracker's (comb x prior x the tempo head), read
+    # at whichever tempo it reports: one definition, whichever reading wins.
+    fused = model and mode in ("fused", "committee")
+    return _from_beats(curves, odf, rate, est, frames, pos_frames, reduced, fused)
+
+
+def _from_beats(
+    curves: Curves,
+    odf: np.ndarray,
+    rate: float,
+    est: _tempo.TempoEstimate,
+    frames: np.ndarray,
+    pos_frames: np.ndarray,
+    reduced: bool,
+    fused: bool,
+) -> Rhythm:
+    """Tempo, confidences, tatums, meter and bars for beats at ``frames`` (integer onset frames)
+    and ``pos_frames`` (refined, on the curves' time base). ``fused``: read the model's
+    downbeat cue and weigh the tempo confidence by its tempo head (rhythm/fusion.py)."""
+    n_onset = odf.size
     times = pos_frames / rate  # on the curves' time base: where the beat features are read
     ibi = np.diff(times)
     tempo = float(60.0 / np_median(ibi))

@@ -107,8 +107,8 @@ def frame_time_offset(onset_rate: float) -> float:
 # (ahead of DSP on dev in-sample, level or ahead leave-one-genre-out, and within the codec bar).
 # FEATHERBEAT_RHYTHM=learned|fused|dsp overrides it; missing weights fall back to "dsp".
 DEFAULT_RHYTHM = "fused"
-MODES = ("fused", "learned", "dsp")
-MODEL_MODES = ("fused", "learned")  # the modes that run the network
+MODES = ("fused", "learned", "committee", "dsp")
+MODEL_MODES = ("fused", "learned", "committee")  # the modes that run the network
 
 
 def _env_settings() -> tuple[str | None, str | None]:
