@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-file", action="store_true")
     ap.add_argument(
         "--rhythm",
-        help="comma-separated trackers to run side by side (learned,dsp); default: the "
+        help="comma-separated trackers to run side by side (fused,learned,committee,dsp); default: the "
         "product's default; --save/--compare/--per-file apply to the first",
     )
     ap.add_argument(

@@ -39,7 +39,7 @@ one parser of numbers from the environment. Stdlib only: the web process must st
 | FEATHERBEAT_REDIS_BLOB_MAX_MB | max(upload limit, 64) | scale-out: cap of one blob kept in Redis (at most 512) |
 | FEATHERBEAT_UPLOAD_TTL_HOURS | 24 | scale-out: an upload not analysed by then expires from Redis |
 | FEATHERBEAT_REDIS_PREFIX | featherbeat: | scale-out: key prefix (several deployments on one Redis) |
-| FEATHERBEAT_RHYTHM | (unset) | beat tracker when not given: ``learned``, ``fused`` or ``dsp`` (unset: the better on dev, docs/rhythm.md) |
+| FEATHERBEAT_RHYTHM | (unset) | beat tracker when not given: ``learned``, ``fused``, ``committee`` or ``dsp`` (unset: the better on dev, docs/rhythm.md) |
 | FEATHERBEAT_RHYTHM_WEIGHTS | (unset) | another weights file for the learned tracker (unset: the packaged one) |
 | HOST / PORT | 127.0.0.1 / 8000 | where gunicorn listens |
 """

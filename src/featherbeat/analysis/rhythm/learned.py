@@ -105,7 +105,7 @@ def frame_time_offset(onset_rate: float) -> float:
 # Which tracker analyze() uses when not told: the one that measures better on dev
 # (docs/benchmarks.md, "Learned and fused rhythm"): the fused tracker since the stage-3 weights
 # (ahead of DSP on dev in-sample, level or ahead leave-one-genre-out, and within the codec bar).
-# FEATHERBEAT_RHYTHM=learned|fused|dsp overrides it; missing weights fall back to "dsp".
+# FEATHERBEAT_RHYTHM=learned|fused|committee|dsp overrides it; missing weights fall back to "dsp".
 DEFAULT_RHYTHM = "fused"
 MODES = ("fused", "learned", "committee", "dsp")
 MODEL_MODES = ("fused", "learned", "committee")  # the modes that run the network
