@@ -25,7 +25,7 @@ from featherbeat.analysis.features._store import all_finite, release, row_chunks
 from featherbeat.analysis.features.chroma import chroma_peakiness
 from featherbeat.analysis.profile import Curves, Rhythm
 from featherbeat.analysis.rhythm import beats as _beats
-from featherbeat.analysis.rhythm import committee as _committee_mod
+from featherbeat.analysis.rhythm import committee as _committee
 from featherbeat.analysis.rhythm import fusion as _fusion
 from featherbeat.analysis.rhythm import meter as _meter
 from featherbeat.analysis.rhythm import tatums as _tatums
@@ -278,7 +278,7 @@ def _sounding_frames(curves: Curves, odf: np.ndarray, rate: float, fused: bool) 
     return frames[_active(curves, rate, frames)]
 
 
-def _committee(
+def _committee_beats(
     curves: Curves, odf: np.ndarray, rate: float
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """The committee's beats (rhythm/committee.py): the fused, DSP and learned readings, and
@@ -303,7 +303,7 @@ def _committee(
         readings.append((np.round(pos).astype(np.int64), pos))
     if not readings:
         return np.zeros(0, np.int64), np.zeros(0), 0.0
-    best, mma = _committee_mod.choose([pos / rate + DETECTION_LAG_S for _, pos in readings])
+    best, mma = _committee.choose([pos / rate + DETECTION_LAG_S for _, pos in readings])
     frames, pos = readings[best]
     return frames, pos, mma
 
@@ -327,7 +327,7 @@ def track(curves: Curves, *, reduced: bool = False, mode: str = "fused") -> Rhyt
         if learned is not None:
             return learned
     if mode == "committee" and model:
-        frames, pos_frames, _ = _committee(curves, odf, rate)
+        frames, pos_frames, _ = _committee_beats(curves, odf, rate)
     else:
         frames = _sounding_frames(curves, odf, rate, mode == "fused" and model)
         pos_frames = _beats.refine(frames, odf) if frames.size >= 2 else frames
