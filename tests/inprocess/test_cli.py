@@ -243,3 +243,23 @@ def test_help_says_it_rather_than_pointing_at_source():
     assert "module docstring" not in doc
     for word in ("progress", "max_duration", "reduced", "DecodeError", "status_code"):
         assert word in doc
+
+
+@pytest.mark.parametrize("tracker", ["fused", "learned", "committee", "dsp"])
+def test_each_rhythm_tracker_is_a_cli_choice(audio, capfd, tracker):
+    _, good, _, _ = audio
+    from featherbeat.analysis.pipeline import analyze
+
+    assert main(["analyze", "--rhythm", tracker, str(good)]) == 0
+    doc = json.loads(capfd.readouterr().out)
+    # The tracker asked for is the one that ran (the learned one reads these clicks at 50).
+    assert doc["track"]["tempo"] == pytest.approx(analyze(str(good), rhythm=tracker).rhythm.tempo, abs=1e-3)
+    assert doc["track"]["tempo"] in (pytest.approx(100.0, rel=0.04), pytest.approx(50.0, rel=0.04))
+
+
+def test_an_unknown_rhythm_tracker_is_refused(audio, capfd):
+    _, good, _, _ = audio
+    with pytest.raises(SystemExit) as exit_:
+        main(["analyze", "--rhythm", "oracle", str(good)])
+    assert exit_.value.code == 2
+    assert "oracle" in capfd.readouterr().err
