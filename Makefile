@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench system-deps clean train train-deps train-deps5 train-stage5 train-stage6
+.PHONY: run test lint bench system-deps clean train train-deps train-deps5 train-stage5 train-stage6 train-stage7
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -135,3 +135,28 @@ train-stage6: $(TRAIN_VENV)/.installed train-deps
 	  --init src/featherbeat/analysis/rhythm/rhythm_model.npz --steps $(TRAIN_STEPS6) \
 	  --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.25 \
 	  --pseudo-share 0.35 --val-every 500 --keep-all --seed 7
+
+# Stage 7 (docs/model-card-rhythm.md): more and other recordings for self-training. 25 more
+# Debian main packages and two songs with vocals from public git repositories at pinned commits
+# (train/SOURCES.md; MIRROR_ROOT, if set, is a folder of local git mirrors owner+name/repo,
+# else blobless clones) go under train/out/selftrain7, are labelled by the product's trackers
+# and filtered as in stage 6 into train/out/corpus8; then run 8a: stage 6a's fine-tune with
+# corpus8 added. Needs train/out/corpus (`make train`) and train/out/corpus6
+# (`make train-stage6`). Writes train/out/run8a; copies nothing.
+MIRROR_ROOT ?=
+train-stage7: $(TRAIN_VENV)/.installed train-deps
+	test -d train/out/corpus && test -d train/out/corpus6 || \
+	  (echo "run make train and make train-stage6 first" >&2; exit 1)
+	apt-get update -q
+	$(TRAIN_PY) train/selftrain_corpus.py fetch --set 7 --out train/out/selftrain7 \
+	  $(if $(MIRROR_ROOT),--mirror-root $(MIRROR_ROOT))
+	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain7 --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain7 --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain7 --out train/out/corpus8 \
+	  --seed 23 --jobs 2 --part 0 & \
+	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain7 --out train/out/corpus8 \
+	  --seed 23 --jobs 2 --part 1; wait
+	$(TRAIN_PY) train/train.py --corpus train/out/corpus train/out/corpus6 train/out/corpus8 \
+	  --out train/out/run8a --init src/featherbeat/analysis/rhythm/rhythm_model.npz \
+	  --steps $(TRAIN_STEPS6) --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 \
+	  --real-share 0.25 --pseudo-share 0.35 --val-every 500 --keep-all --seed 7

@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "train"))
 
 import corpus  # noqa: E402
+import midi_corpus  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,59 @@ PACKAGES = [
         "usr/share/games/ufoai/base/0music.pk3",
     ),
 ]
+# Stage 7 (model card): more and other recordings, the same Debian 12 main, packages left out
+# of stage 6 for size (supertuxkart-data, 0ad-data) and ones not looked at then. Still mostly
+# instrumental: Debian main ships few songs with vocals (train/SOURCES.md).
+KENTA_CHO = "BSD-2-Clause (the game's licence, music included)"
+PACKAGES7 = [
+    Package("supertuxkart-data", ("/data/music/",), "CC-BY-SA-3.0 / CC-BY-SA-4.0 / GPL (per file)"),
+    Package(
+        "0ad-data", ("/audio/music/",), "CC-BY-SA-3.0", "usr/share/games/0ad/mods/public/public.zip"
+    ),
+    Package("widelands-data", ("/data/music/",), "GPL-2+ / CC-BY-SA-3.0 (per file)"),
+    Package("megaglest-data", ("/music/",), "CC-BY-SA-3.0"),
+    Package("redeclipse-data", ("/sounds/music/",), "CC-BY-SA-3.0"),
+    Package("marsshooter-data", ("/audio/music/",), "CC-BY-SA-3.0 (data/audio/music/*)"),
+    Package("flare-game", ("/music/",), "CC-BY-SA-3.0+"),
+    Package("warmux-data", ("/music/",), "GPL-2+"),
+    Package("drascula-music", ("/drascula/audio/",), "Drascula licence (BSD-like, DFSG-free)"),
+    Package("pushover-data", ("/themes/",), "GPL-3+"),
+    Package("fillets-ng-data", ("/music/",), "GPL-2"),
+    Package("btanks-data", ("/tunes/",), "GPL-2 with the Battle Tanks exception"),
+    Package("frozen-bubble-data", ("/snd/",), "GPL-2"),
+    Package("powermanga-data", ("/music_",), "GPL-3+"),
+    Package("pathological", ("/music/",), "GPL-2+"),
+    Package("performous", ("/themes/default/",), "GPL-2+"),
+    Package("caveexpress-data", ("/music-",), "GPL-3+"),
+    Package("funnyboat", ("/data/",), "GPL-2"),
+    Package("scorched3d-data", ("/data/music/",), "GPL-2+"),
+    Package("gunroar-data", ("/musics/",), KENTA_CHO),
+    Package("torus-trooper-data", ("/musics/",), KENTA_CHO),
+    Package("titanion-data", ("/musics/",), KENTA_CHO),
+    Package("parsec47-data", ("/sounds/ptn",), KENTA_CHO),
+    Package("rrootage-data", ("/sounds/stg_",), KENTA_CHO),
+    Package("tumiki-fighters-data", ("/sounds/",), KENTA_CHO),
+]
+# Songs with vocals kept in public git repositories, each file's licence read from its
+# repository (train/SOURCES.md): only those free to reuse and adapt (CC BY, CC BY-SA). Taken at
+# pinned commits, from a local mirror if there is one, else a blobless clone.
+GIT_SONGS7 = [
+    midi_corpus.Source(
+        "ultrastar-songs",
+        "https://github.com/UltraStar-Deluxe/songs",
+        "c9246c799050acec96a03183df4b85493d283d51",
+        "Creative Commons/Joshua Morin - On the run",
+        "CC-BY-SA-2.5 (its license.txt)",
+    ),
+    midi_corpus.Source(
+        "jamendolyrics",
+        "https://github.com/f90/jamendolyrics",
+        "6e54911444920137abe6fa81d4b4303dff7c73fe",
+        "mp3/Fantasma_-_Los_Rombos.mp3",
+        "CC-BY-SA (JamendoLyrics.csv)",
+    ),
+]
+SETS = {"6": (PACKAGES, []), "7": (PACKAGES7, GIT_SONGS7)}
 AUDIO = (".ogg", ".mp3", ".flac", ".opus", ".wav")
 MIN_SECONDS = 45.0
 EVAL_DIR = ROOT.parent / "shared/eval"
@@ -135,18 +189,61 @@ def _eval_digests(folder: Path) -> set[str]:
     return digests
 
 
-def fetch(root: Path) -> None:
+def _take(
+    rows: list[tuple[str, str, str, str]],
+    seen: set[str],
+    banned: set[str],
+    name: str,
+    f: Path,
+    root: Path,
+) -> bool:
+    """Lists one audio file unless it is short, a duplicate or a file of the evaluation set."""
+    secs = _duration(f)
+    if secs < MIN_SECONDS:
+        return False
+    digest = _sha256(f)
+    if digest in seen or digest in banned:
+        print(f"skip {f.name}: {'an evaluation file' if digest in banned else 'duplicate'}")
+        return False
+    seen.add(digest)
+    rows.append((name, str(f.relative_to(root)), f"{secs:.1f}", digest))
+    return True
+
+
+def fetch_git(
+    root: Path,
+    songs: list[midi_corpus.Source],
+    mirror_root: Path | None,
+    rows: list[tuple[str, str, str, str]],
+    seen: set[str],
+    banned: set[str],
+) -> None:
+    """The audio files of each git source's folder (or file) at its pinned commit."""
+    for src in songs:
+        dest = root / "git" / src.name
+        dest.mkdir(parents=True, exist_ok=True)
+        n = 0
+        for name, blob in midi_corpus.git_blobs(src, mirror_root, AUDIO):
+            f = dest / Path(name).name
+            if not f.exists():
+                f.write_bytes(blob)
+            n += _take(rows, seen, banned, src.name, f, root)
+        print(f"{src.name} ({src.commit[:12]}): {n} tracks", flush=True)
+
+
+def fetch(root: Path, which: str = "6", mirror_root: Path | None = None) -> None:
+    packages, songs = SETS[which]
     debs, debx = root / "debs", root / "debx"
     debs.mkdir(parents=True, exist_ok=True)
-    names = [p.name for p in PACKAGES]
+    names = [p.name for p in packages]
     missing = [n for n in names if not list(debs.glob(f"{n}_*.deb"))]
     if missing:  # apt-get update first (the Makefile's train-deps6 does)
         subprocess.run(["apt-get", "download", "-q", *missing], cwd=debs, check=True)
     # Never a file of the evaluation folder, whatever package it came in.
     banned = _eval_digests(EVAL_DIR)
-    rows = []
+    rows: list[tuple[str, str, str, str]] = []
     seen: set[str] = set()
-    for pkg in PACKAGES:
+    for pkg in packages:
         deb = sorted(debs.glob(f"{pkg.name}_*.deb"))[-1]
         dest = debx / pkg.name
         if not dest.is_dir():
@@ -164,17 +261,9 @@ def fetch(root: Path) -> None:
             rel = "/" + str(f.relative_to(dest))
             if f.suffix.lower() not in AUDIO or not any(s in rel for s in pkg.music):
                 continue
-            secs = _duration(f)
-            if secs < MIN_SECONDS:
-                continue
-            digest = _sha256(f)
-            if digest in seen or digest in banned:
-                print(f"skip {rel}: {'an evaluation file' if digest in banned else 'duplicate'}")
-                continue
-            seen.add(digest)
-            rows.append((pkg.name, str(f.relative_to(root)), f"{secs:.1f}", digest))
-            n += 1
+            n += _take(rows, seen, banned, pkg.name, f, root)
         print(f"{pkg.name} ({deb.name}): {n} tracks", flush=True)
+    fetch_git(root, songs, mirror_root, rows, seen, banned)
     with open(root / "tracks.tsv", "w") as f:
         f.write("package\tpath\tseconds\tsha256\n")
         for r in rows:
@@ -453,6 +542,8 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch")
     f.add_argument("--out", default="train/out/selftrain")
+    f.add_argument("--set", default="6", choices=sorted(SETS), help="6: stage 6's packages")
+    f.add_argument("--mirror-root", default=None, help="local git mirrors (owner+name/repo)")
     lab = sub.add_parser("label")
     lab.add_argument("--root", default="train/out/selftrain")
     lab.add_argument("--jobs", type=int, default=1)
@@ -476,7 +567,7 @@ def main() -> None:
     if args.cmd == "check":
         check(Path(args.dev), args.agree, args.down_agree)
     elif args.cmd == "fetch":
-        fetch(Path(args.out))
+        fetch(Path(args.out), args.set, Path(args.mirror_root) if args.mirror_root else None)
     elif args.cmd == "label":
         label(Path(args.root), args.jobs, args.part, args.labels)
     else:

@@ -103,3 +103,58 @@ def test_trainer_masks_downbeats_of_untrusted_pseudo_windows(tmp_path, train_mod
     # With a pseudo share, the rest of the crops come from the other corpora only.
     *_, down_mask = train.batch(data, rng, 16, 256, 0.0, [], 0.0, 0.0, [1], 1e-9)
     assert down_mask.tolist() == [1.0] * 16
+
+
+def _wav(path, seconds: float, freq: float) -> None:
+    import wave
+
+    t = np.arange(int(seconds * 8000)) / 8000.0
+    y = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(y.tobytes())
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("ffprobe") is None or __import__("shutil").which("git") is None,
+    reason="needs ffprobe and git",
+)
+def test_git_songs_are_taken_at_their_commit_and_evaluation_copies_refused(st, tmp_path):
+    """A git source (stage 7's songs with vocals) through a local mirror: the file at the
+    pinned commit is listed, a later commit's change is not seen, short files are left out,
+    and a copy of an evaluation file (by sha256) is refused."""
+    import subprocess
+
+    work = tmp_path / "work"
+    (work / "songs").mkdir(parents=True)
+    _wav(work / "songs" / "long.wav", 50.0, 440.0)
+    _wav(work / "songs" / "short.wav", 10.0, 330.0)
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t.invalid"]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    pinned = (work / "songs" / "long.wav").read_bytes()
+    _wav(work / "songs" / "long.wav", 60.0, 220.0)  # a later commit changes the song
+    subprocess.run([*git, "commit", "-q", "-am", "two"], check=True)
+    mirrors = tmp_path / "mirrors"
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work), str(mirrors / "someone+songs" / "repo")],
+        check=True,
+    )
+    src = st.midi_corpus.Source("songs", "https://github.com/someone/songs", commit, "songs", "x")
+
+    root = tmp_path / "root"
+    rows: list = []
+    st.fetch_git(root, [src], mirrors, rows, set(), set())
+    assert [(r[0], r[1]) for r in rows] == [("songs", "git/songs/long.wav")]
+    assert (root / "git/songs/long.wav").read_bytes() == pinned
+    assert abs(float(rows[0][2]) - 50.0) < 0.1
+
+    refused: list = []
+    st.fetch_git(tmp_path / "root2", [src], mirrors, refused, set(), {rows[0][3]})
+    assert refused == []
