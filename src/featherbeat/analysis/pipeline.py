@@ -13,9 +13,10 @@ CONTRACT (implemented by the core; the service and CLI rely on exactly this):
   when the header says longer, or as soon as decoding passes it.
 - ``rhythm``: "learned" (the small trained network of rhythm/learned.py, fed from the onset
   detector's spectrum during the streaming pass), "fused" (the onset-curve tracker with the
-  network's cues, rhythm/fusion.py) or "dsp" (the onset-curve tracker); None =
-  $FEATHERBEAT_RHYTHM, else rhythm.learned.DEFAULT_RHYTHM. Weights that are missing or damaged
-  fall back to "dsp", recorded in ``missing["rhythm_model"]``.
+  network's cues, rhythm/fusion.py), "committee" (whichever of those and the DSP tracker's
+  beats agree most with the others, rhythm/committee.py) or "dsp" (the onset-curve
+  tracker); None = $FEATHERBEAT_RHYTHM, else rhythm.learned.DEFAULT_RHYTHM. Weights that are
+  missing or damaged fall back to "dsp", recorded in ``missing["rhythm_model"]``.
 - Raises DecodeError (a ValueError) only for input that cannot be read as audio.
   A failure in a later stage never loses the rest: the Profile records it in ``missing``.
 
@@ -293,7 +294,8 @@ def analyze(
     passes it.
 
     ``rhythm``: the beat tracker, "learned" (a small trained network), "fused" (the onset-curve
-    tracker with the network's cues) or "dsp" (the onset-curve tracker); None means
+    tracker with the network's cues), "committee" (whichever of those two and the DSP
+    tracker's beats agree most with the others) or "dsp" (the onset-curve tracker); None means
     $FEATHERBEAT_RHYTHM, else the one that measures better on dev (today "fused").
     Missing or damaged weights fall back to "dsp" and say so in ``detailed_status``.
 
