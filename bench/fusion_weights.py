@@ -104,7 +104,9 @@ def score_point(point: tuple[float, ...]) -> dict[str, dict[str, float]]:
         c, duration = load_curves(path)
         r = with_intervals(rhythm.track(c, mode="fused"), duration)
         ref_beats, ref_down = load_reference(DEV / f"{stem}.beats")
-        s = score(ref_beats, ref_down, {"beats": r.beats, "tempo": r.tempo, "downbeats": r.downbeats})
+        s = score(
+            ref_beats, ref_down, {"beats": r.beats, "tempo": r.tempo, "downbeats": r.downbeats}
+        )
         out[stem] = {k: float(v) for k, v in s.items() if k in (*METRICS, "tempo", "ref_tempo")}
     return out
 
@@ -120,9 +122,7 @@ def objective(res: dict[str, dict[str, float]], stems: list[str]) -> float:
 
 
 def means(res: dict[str, dict[str, float]]) -> str:
-    return " ".join(
-        f"{k} {np.mean([r[k] for r in res.values() if k in r]):.3f}" for k in METRICS
-    )
+    return " ".join(f"{k} {np.mean([r[k] for r in res.values() if k in r]):.3f}" for k in METRICS)
 
 
 def paired_line(before: dict, after: dict) -> str:
@@ -160,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     clips = [(s, cache / f"{s}.npz") for s in stems]
     jobs = max(1, min(2, args.jobs))
     with multiprocessing.Pool(jobs) as pool:
-        pool.map(cache_curves, [(str(args.dev / m["audio_file"]), str(cache / f"{Path(m['audio_file']).stem}.npz")) for m in manifest])
+        pool.map(
+            cache_curves,
+            [
+                (str(args.dev / m["audio_file"]), str(cache / f"{Path(m['audio_file']).stem}.npz"))
+                for m in manifest
+            ],
+        )
     points = list(itertools.product(*GRID.values()))
     with multiprocessing.Pool(jobs, initializer=_init, initargs=(clips,)) as pool:
         results = dict(zip(points, pool.map(score_point, points), strict=True))
@@ -192,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             if any(abs(a.get(k, 0) - b.get(k, 0)) > 1e-6 for k in METRICS):
                 print(
                     f"  {s:40s} "
-                    + " ".join(f"{k} {a.get(k, float('nan')):.2f}->{b.get(k, float('nan')):.2f}" for k in METRICS)
+                    + " ".join(
+                        f"{k} {a.get(k, float('nan')):.2f}->{b.get(k, float('nan')):.2f}"
+                        for k in METRICS
+                    )
                     + f" tempo {a['tempo']:.1f}->{b['tempo']:.1f} (ref {a['ref_tempo']:.1f})"
                 )
     return 0

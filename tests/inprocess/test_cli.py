@@ -253,7 +253,9 @@ def test_each_rhythm_tracker_is_a_cli_choice(audio, capfd, tracker):
     assert main(["analyze", "--rhythm", tracker, str(good)]) == 0
     doc = json.loads(capfd.readouterr().out)
     # The tracker asked for is the one that ran (the learned one reads these clicks at 50).
-    assert doc["track"]["tempo"] == pytest.approx(analyze(str(good), rhythm=tracker).rhythm.tempo, abs=1e-3)
+    assert doc["track"]["tempo"] == pytest.approx(
+        analyze(str(good), rhythm=tracker).rhythm.tempo, abs=1e-3
+    )
     assert doc["track"]["tempo"] in (pytest.approx(100.0, rel=0.04), pytest.approx(50.0, rel=0.04))
 
 

@@ -406,7 +406,9 @@ def test_tempo_confidence_counts_the_other_octave_as_a_rival():
     odf[::50] = 1.0
     est = tempo.estimate(condition(odf, rate), rate)
     assert est.bpm == pytest.approx(120.0, rel=0.02)
-    half = float(np.exp(tempo.log_prior(np.array([60.0]))[0] - tempo.log_prior(np.array([120.0]))[0]))
+    half = float(
+        np.exp(tempo.log_prior(np.array([60.0]))[0] - tempo.log_prior(np.array([120.0]))[0])
+    )
     assert est.confidence == pytest.approx(1.0 - half, abs=0.1)
     assert est.confidence < 0.5
     # The reported tempo is judged on its own: at the rival octave the confidence is 0.

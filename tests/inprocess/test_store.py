@@ -304,7 +304,11 @@ def test_condition_keeps_numpys_dot_up_to_four_hours(monkeypatch):
     monkeypatch.setattr(novelty, "CHUNKED_RMS_SECONDS", 60.0)
     chunked = novelty._mean_square(x, rate)
     assert chunked == pytest.approx(whole, rel=1e-12)
-    assert chunked == sum(
-        float(np.dot(x[a : a + _store.CHUNK_ROWS], x[a : a + _store.CHUNK_ROWS]))
-        for a in range(0, x.size, _store.CHUNK_ROWS)
-    ) / x.size
+    assert (
+        chunked
+        == sum(
+            float(np.dot(x[a : a + _store.CHUNK_ROWS], x[a : a + _store.CHUNK_ROWS]))
+            for a in range(0, x.size, _store.CHUNK_ROWS)
+        )
+        / x.size
+    )

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def midi_corpus():
     sys.path.insert(0, str(ROOT / "train"))
-    spec = importlib.util.spec_from_file_location("train_midi_corpus", ROOT / "train" / "midi_corpus.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_midi_corpus", ROOT / "train" / "midi_corpus.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["train_midi_corpus"] = module
@@ -52,7 +54,11 @@ def test_warp_is_monotone_and_bounded(midi_corpus, seed):
 
 
 def test_written_events_are_a_well_formed_midi_file(midi_corpus, tmp_path):
-    events = [(0.0, 0, bytes([0xC0, 5])), (0.5, 2, bytes([0x90, 60, 100])), (1.0, 1, bytes([0x80, 60, 0]))]
+    events = [
+        (0.0, 0, bytes([0xC0, 5])),
+        (0.5, 2, bytes([0x90, 60, 100])),
+        (1.0, 1, bytes([0x80, 60, 0])),
+    ]
     path = tmp_path / "x.mid"
     midi_corpus.write_events(events, path)
     data = path.read_bytes()

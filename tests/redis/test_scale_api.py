@@ -165,7 +165,9 @@ def test_two_web_processes_take_the_same_bytes_at_once(
             assert len(list(client.scan_iter("featherbeat:job:*"))) == 1  # one analysis
             assert len(list(client.scan_iter("featherbeat:link:*"))) == n - 1
             assert list(client.scan_iter("featherbeat:blob:uploads/*")) == []  # none left
-            counters = {k.decode(): int(v) for k, v in client.hgetall("featherbeat:counters").items()}
+            counters = {
+                k.decode(): int(v) for k, v in client.hgetall("featherbeat:counters").items()
+            }
             assert counters.get("uploads:accepted") == 1, counters
             for k, job_id in enumerate(sorted(ids)):
                 status, _, _ = webs[k % 2].request("DELETE", f"/api/v1/analyses/{job_id}")

@@ -522,10 +522,13 @@ def test_metrics_summaries_count_the_same_analyses(svc: Service, tmp_path: Path)
     assert svc.wait_done(body["id"])["status"] == "failed"
     status, _, text = svc.request("GET", "/metrics")
     counts = dict(
-        line.split() for line in text.decode().splitlines() if line.endswith(tuple("0123456789"))
-        and "_count " in line
+        line.split()
+        for line in text.decode().splitlines()
+        if line.endswith(tuple("0123456789")) and "_count " in line
     )
     done = svc.json("GET", "/healthz")[1]["jobs"]["done"]
-    assert counts["featherbeat_analysis_seconds_count"] == counts[
-        "featherbeat_analysis_peak_rss_mb_count"
-    ] == str(min(done, 100)), counts
+    assert (
+        counts["featherbeat_analysis_seconds_count"]
+        == counts["featherbeat_analysis_peak_rss_mb_count"]
+        == str(min(done, 100))
+    ), counts

@@ -206,9 +206,7 @@ def _projection_groups(
         i = j
 
 
-def _projections(
-    frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n: int
-) -> np.ndarray:
+def _projections(frames: np.ndarray, starts: np.ndarray, lengths: np.ndarray, n: int) -> np.ndarray:
     seg = np.repeat(np.arange(starts.size), lengths)
     pos = (np.arange(n) - starts[seg] + 0.5) / lengths[seg]
     out = np.empty((starts.size, 12))

@@ -191,7 +191,9 @@ def _track_beats(odf: np.ndarray, rate: float, curves: Curves | None = None) -> 
     return _beats.track_local(w, centres, 60.0 * rate / local_bpm)
 
 
-def _learned_beats(curves: Curves, odf: np.ndarray, rate: float) -> tuple[Decoded, np.ndarray] | None:
+def _learned_beats(
+    curves: Curves, odf: np.ndarray, rate: float
+) -> tuple[Decoded, np.ndarray] | None:
     """The learned decoder's reading (rhythm/learned.py) and which of its beats sound (the
     silence test of the DSP path); None when it has fewer than 2 such beats."""
     from featherbeat.analysis.rhythm import learned
@@ -242,7 +244,9 @@ def _track_learned(curves: Curves, odf: np.ndarray, rate: float, clarity: float)
 
 def _has_activations(curves: Curves) -> bool:
     acts = curves.activations
-    return acts.ndim == 2 and acts.shape[0] > 0 and acts.shape[1] >= 2 and curves.activation_rate > 0
+    return (
+        acts.ndim == 2 and acts.shape[0] > 0 and acts.shape[1] >= 2 and curves.activation_rate > 0
+    )
 
 
 def _conditioned(curves: Curves) -> tuple[np.ndarray, float, _tempo.TempoEstimate] | None:

@@ -156,7 +156,9 @@ def reported_confidence(est: TempoEstimate, bpm: float) -> float:
     """The confidence written for the reported tempo ``bpm``: ``confidence_at`` it, scaled
     down when the pulse is weak (significance under CLARITY_FULL; noise measures ~1-4)."""
     return float(
-        np.clip(confidence_at(est.bpms, est.score, bpm) * min(1.0, est.clarity / CLARITY_FULL), 0, 1)
+        np.clip(
+            confidence_at(est.bpms, est.score, bpm) * min(1.0, est.clarity / CLARITY_FULL), 0, 1
+        )
     )
 
 
