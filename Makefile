@@ -61,17 +61,19 @@ train-deps:
 # (not its best validation: docs/model-card-rhythm.md says why) is copied into the package.
 # Time and figures: docs/model-card-rhythm.md.
 TRAIN_PY := OPENBLAS_NUM_THREADS=1 $(TRAIN_VENV)/bin/python
+# $(call two_parts,COMMAND): COMMAND --part 0 and COMMAND --part 1 at once (one per core);
+# a failure of either stops make (a bare `wait` would report success).
+define two_parts
+$(1) --part 0 & p=$$!; $(1) --part 1 && wait $$p
+endef
+
 train: $(TRAIN_VENV)/.installed train-deps
 	rm -rf train/out && mkdir -p train/out
 	$(TRAIN_PY) train/midi_corpus.py fetch --out train/out/midi
-	$(TRAIN_PY) train/corpus.py --out train/out/corpus --clips $(TRAIN_CLIPS) --seed 1 \
-	  --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/corpus.py --out train/out/corpus --clips $(TRAIN_CLIPS) --seed 1 \
-	  --jobs 2 --part 1; wait
-	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi --out train/out/corpus \
-	  --per-piece $(TRAIN_PER_PIECE) --seed 3 --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi --out train/out/corpus \
-	  --per-piece $(TRAIN_PER_PIECE) --seed 3 --jobs 2 --part 1; wait
+	$(call two_parts,$(TRAIN_PY) train/corpus.py --out train/out/corpus --clips $(TRAIN_CLIPS) \
+	  --seed 1 --jobs 2)
+	$(call two_parts,$(TRAIN_PY) train/midi_corpus.py render --midi train/out/midi \
+	  --out train/out/corpus --per-piece $(TRAIN_PER_PIECE) --seed 3 --jobs 2)
 	$(TRAIN_PY) train/train.py --corpus train/out/corpus --out train/out/stage1 \
 	  --steps $(TRAIN_STEPS1) --minutes 100000 --batch 12 --crop 512 --lr 2e-3 \
 	  --down-weight 1 --real-share 0 --val-every 400 --seed 7
@@ -127,12 +129,9 @@ train-stage6: $(TRAIN_VENV)/.installed train-deps
 	test -d train/out/corpus || (echo "run make train first (train/out/corpus)" >&2; exit 1)
 	apt-get update -q
 	$(TRAIN_PY) train/selftrain_corpus.py fetch --out train/out/selftrain
-	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain --jobs 2 --part 1; wait
-	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain --out train/out/corpus6 \
-	  --seed 17 --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain --out train/out/corpus6 \
-	  --seed 17 --jobs 2 --part 1; wait
+	$(call two_parts,$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain --jobs 2)
+	$(call two_parts,$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain \
+	  --out train/out/corpus6 --seed 17 --jobs 2)
 	$(TRAIN_PY) train/train.py --corpus train/out/corpus train/out/corpus6 --out train/out/stage6 \
 	  --init src/featherbeat/analysis/rhythm/rhythm_model.npz --steps $(TRAIN_STEPS6) \
 	  --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 --real-share 0.25 \
@@ -152,12 +151,9 @@ train-stage7: $(TRAIN_VENV)/.installed train-deps
 	apt-get update -q
 	$(TRAIN_PY) train/selftrain_corpus.py fetch --set 7 --out train/out/selftrain7 \
 	  $(if $(MIRROR_ROOT),--mirror-root $(MIRROR_ROOT))
-	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain7 --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain7 --jobs 2 --part 1; wait
-	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain7 --out train/out/corpus8 \
-	  --seed 23 --jobs 2 --part 0 & \
-	$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain7 --out train/out/corpus8 \
-	  --seed 23 --jobs 2 --part 1; wait
+	$(call two_parts,$(TRAIN_PY) train/selftrain_corpus.py label --root train/out/selftrain7 --jobs 2)
+	$(call two_parts,$(TRAIN_PY) train/selftrain_corpus.py build --root train/out/selftrain7 \
+	  --out train/out/corpus8 --seed 23 --jobs 2)
 	$(TRAIN_PY) train/train.py --corpus train/out/corpus train/out/corpus6 train/out/corpus8 \
 	  --out train/out/run8a --init src/featherbeat/analysis/rhythm/rhythm_model.npz \
 	  --steps $(TRAIN_STEPS6) --minutes 100000 --batch 8 --crop 768 --lr 5e-4 --down-weight 2 \
