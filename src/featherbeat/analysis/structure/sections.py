@@ -315,8 +315,9 @@ def _section(
     inside = (beats >= t0) & (beats < t1)
     ibi = np.diff(beats[inside])
     tempo, tempo_conf = float(rhythm.tempo), float(rhythm.tempo_confidence)
-    if ibi.size >= 3 and np_median(ibi) > 0:
-        tempo = 60.0 / float(np_median(ibi))
+    typical = float(np_median(ibi)) if ibi.size >= 3 else 0.0
+    if typical > 0:
+        tempo = 60.0 / typical
         steadiness = 1.0 - min(1.0, 4.0 * float(ibi.std() / ibi.mean()))
         tempo_conf *= steadiness
     tone = estimate_key(chroma[a:b])
