@@ -7,6 +7,7 @@
     .venv/bin/python bench/accuracy.py --save /tmp/before.json      # per-clip scores, then
     .venv/bin/python bench/accuracy.py --compare /tmp/before.json   # after a change: paired test
     .venv/bin/python bench/accuracy.py --cached-curves --save ...   # rhythm stage only, seconds
+    .venv/bin/python bench/accuracy.py --oracle a.json b.json c.json  # best of saved runs per clip
 
 Metrics (per genre and overall, means over files): beat F-measure, CMLt, AMLt
 (mir_eval.beat.evaluate, beats before 5 s ignored), downbeat F-measure (same, on the rows with
@@ -149,6 +150,23 @@ def compare_text(before: dict[str, dict[str, float]], after: dict[str, dict[str,
     return "\n".join(lines)
 
 
+def oracle(saved: list[dict[str, dict[str, float]]]) -> dict[str, tuple[float, int]]:
+    """What a perfect per-clip choice among several runs would score: for each metric, the mean
+    over the clips any run scored of the best run's value there, and how many clips that is.
+    An upper bound for any selector of those readings (rhythm.md section 9)."""
+    out: dict[str, tuple[float, int]] = {}
+    for k in METRICS:
+        best = []
+        for clip in set().union(*saved):
+            vals = [
+                r[clip][k] for r in saved if clip in r and math.isfinite(r[clip].get(k, math.nan))
+            ]
+            if vals:
+                best.append(max(vals))
+        out[k] = (float(np.mean(best)) if best else math.nan, len(best))
+    return out
+
+
 def _rhythm_only(path: str) -> dict:
     import soundfile as sf
     import soxr
@@ -281,7 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--compare", type=Path, help="per-clip scores saved by --save: print a paired comparison"
     )
+    ap.add_argument(
+        "--oracle",
+        type=Path,
+        nargs="+",
+        help="per-clip scores of several runs saved by --save: print the best-per-clip means "
+        "(an upper bound for choosing among those readings) and run nothing",
+    )
     args = ap.parse_args(argv)
+    if args.oracle:
+        best = oracle([json.loads(p.read_text()) for p in args.oracle])
+        print(" | ".join(f"{k} {v:.3f} (n {n})" for k, (v, n) in best.items()))
+        return 0
     if not (args.dev / "manifest.csv").exists():
         print(f"no dev set at {args.dev}", file=sys.stderr)
         return 2

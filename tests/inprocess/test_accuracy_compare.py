@@ -6,6 +6,7 @@ of the product. No audio needed."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -50,6 +51,21 @@ def test_paired_metric_absent_and_table():
     assert acc.paired(before, before, "DbF")["n"] == 0
     text = acc.compare_text(before, {"a": {"F": 0.75}})
     assert "| F | 1 | 0.500 | 0.750 | 1 | 0 |" in text
+
+
+def test_oracle_takes_the_best_run_per_clip(tmp_path, capsys):
+    one = {"a": {"F": 0.5, "DbF": 0.2}, "b": {"F": 0.9}}
+    two = {"a": {"F": 0.7, "DbF": math.nan}, "b": {"F": 0.4}, "c": {"F": 0.1}}
+    best = acc.oracle([one, two])
+    assert best["F"] == (pytest.approx((0.7 + 0.9 + 0.1) / 3), 3)
+    assert best["DbF"] == (pytest.approx(0.2), 1)  # NaN and missing scores are no choice
+    assert math.isnan(best["CMLt"][0]) and best["CMLt"][1] == 0
+    paths = []
+    for i, run in enumerate((one, two)):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    assert acc.main(["--oracle", *map(str, paths)]) == 0
+    assert "F 0.567 (n 3)" in capsys.readouterr().out
 
 
 def test_cached_curves_give_the_products_rhythm(tmp_path, monkeypatch):
