@@ -225,6 +225,9 @@ def fetch_git(
         n = 0
         for name, blob in midi_corpus.git_blobs(src, mirror_root, AUDIO):
             f = dest / Path(name).name
+            if hashlib.sha256(blob).hexdigest() in banned:  # never written, not even here
+                print(f"skip {name}: an evaluation file")
+                continue
             if not f.exists():
                 f.write_bytes(blob)
             n += _take(rows, seen, banned, src.name, f, root)

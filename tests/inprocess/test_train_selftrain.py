@@ -158,3 +158,4 @@ def test_git_songs_are_taken_at_their_commit_and_evaluation_copies_refused(st, t
     refused: list = []
     st.fetch_git(tmp_path / "root2", [src], mirrors, refused, set(), {rows[0][3]})
     assert refused == []
+    assert not (tmp_path / "root2/git/songs/long.wav").exists()  # not even copied to disk
